@@ -1,0 +1,76 @@
+//! The replicate function: an EventBridge event carrying a CloudTrail record of a KMS write
+//! becomes one `sync` of the multi-Region key it touched.
+
+use kms_replicator::audit::{audit_events, AuditContext};
+use kms_replicator::error::FunctionError;
+use kms_replicator::event::{parse_event, Intake};
+use kms_replicator::report::SyncReport;
+use kms_replicator::{AuditSink, Config, Kms, Syncer};
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
+
+/// What the handler needs, built once per cold start.
+pub struct Replicator<'a> {
+    pub kms: &'a dyn Kms,
+    pub audit: &'a dyn AuditSink,
+    pub config: &'a Config,
+}
+
+impl Replicator<'_> {
+    /// Handles one event. Returns the sync report (or why the event was ignored); returns an
+    /// error when the event is malformed or a retryable failure means it should be retried.
+    pub async fn handle(&self, event: &Value) -> Result<Value, FunctionError> {
+        let intake = parse_event(event, &self.config.tag_key, &self.config.ignore_callers)
+            .map_err(|e| {
+                warn!(error = %e, "rejecting malformed event");
+                FunctionError::InvalidInput(e.to_string())
+            })?;
+        let trigger = match intake {
+            Intake::Ignore { reason } => {
+                let event_id = event.get("id").and_then(|v| v.as_str()).unwrap_or("");
+                info!(event_id, %reason, "event ignored");
+                return Ok(json!({"action": "ignored", "reason": reason}));
+            }
+            Intake::Sync(t) => t,
+        };
+        info!(event = %trigger.event_name, event_id = %trigger.event_id, region = %trigger.region,
+              key = %trigger.key, "syncing the key this event touched");
+        let report = Syncer::new(self.kms, self.config)
+            .sync(&trigger.region, &trigger.key, false)
+            .await;
+        log_report(&report);
+        let ctx = AuditContext {
+            trigger_event: Some(trigger.event_name.clone()),
+            trigger_event_id: Some(trigger.event_id.clone()),
+        };
+        let events = audit_events(&report, &ctx);
+        if !events.is_empty() {
+            // The writes are done and logged; a lost audit event is logged loudly rather than
+            // retried, since a retry would find nothing left to do and report nothing.
+            if let Err(e) = self.audit.publish(&events).await {
+                error!(error = %e, count = events.len(), "audit events not published");
+            }
+        }
+        if report.is_retryable_failure() {
+            return Err(FunctionError::Retryable(
+                serde_json::to_string(&report).unwrap_or_else(|_| format!("{report:?}")),
+            ));
+        }
+        Ok(json!({"action": "synced", "report": report}))
+    }
+}
+
+/// One structured log line per key and Region.
+pub fn log_report(report: &SyncReport) {
+    let key_id = report.key_id.as_deref().unwrap_or(&report.requested);
+    let primary = report.primary_region.as_deref().unwrap_or("");
+    if report.regions.is_empty() {
+        info!(key_id, primary_region = primary, outcome = report.outcome.name(),
+              detail = ?report.outcome, "key outcome");
+    }
+    for r in &report.regions {
+        let actions: Vec<&str> = r.actions.iter().map(|a| a.op()).collect();
+        info!(key_id, primary_region = primary, region = %r.region, outcome = r.outcome.name(),
+              detail = ?r.outcome, actions = ?actions, rewrites = r.rewrites.len(), "region outcome");
+    }
+}

@@ -1,0 +1,28 @@
+use kms_replicator::aws::{AwsKms, EventBridgeAudit};
+use kms_replicator::{telemetry, Config};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use replicate::Replicator;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let kms = AwsKms::new(&sdk);
+    let audit = EventBridgeAudit::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        &config.audit_bus,
+        &config.audit_source,
+    );
+    let replicator = Replicator {
+        kms: &kms,
+        audit: &audit,
+        config: &config,
+    };
+    run(service_fn(|event: LambdaEvent<Value>| {
+        let replicator = &replicator;
+        async move { replicator.handle(&event.payload).await }
+    }))
+    .await
+}

@@ -1,0 +1,72 @@
+//! The audit port on aws-sdk-eventbridge.
+
+use crate::port::{AuditError, AuditEvent, AuditSink};
+use async_trait::async_trait;
+use aws_sdk_eventbridge::error::DisplayErrorContext;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_eventbridge::Client;
+
+/// PutEvents takes at most 10 entries per call.
+const MAX_ENTRIES: usize = 10;
+
+pub struct EventBridgeAudit {
+    client: Client,
+    bus: String,
+    source: String,
+}
+
+impl EventBridgeAudit {
+    pub fn new(client: Client, bus: &str, source: &str) -> EventBridgeAudit {
+        EventBridgeAudit {
+            client,
+            bus: bus.to_string(),
+            source: source.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditSink for EventBridgeAudit {
+    async fn publish(&self, events: &[AuditEvent]) -> Result<(), AuditError> {
+        for chunk in events.chunks(MAX_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .map(|e| {
+                    PutEventsRequestEntry::builder()
+                        .event_bus_name(&self.bus)
+                        .source(&self.source)
+                        .detail_type(&e.detail_type)
+                        .detail(e.detail.to_string())
+                        .build()
+                })
+                .collect();
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AuditError(DisplayErrorContext(&e).to_string()))?;
+            if out.failed_entry_count() > 0 {
+                let first = out
+                    .entries()
+                    .iter()
+                    .find(|e| e.error_code().is_some())
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.error_code().unwrap_or_default(),
+                            e.error_message().unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                return Err(AuditError(format!(
+                    "{} of {} entries rejected ({first})",
+                    out.failed_entry_count(),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,360 @@
+//! The KMS port on aws-sdk-kms: one client per Region, all built from one `SdkConfig`, so
+//! credentials, retries and `AWS_ENDPOINT_URL` apply to every Region alike.
+
+use super::error_kind;
+use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
+use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_kms::config::Region;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::types::{KeyMetadata, MultiRegionKeyType as SdkMrkType};
+use aws_sdk_kms::Client;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tracing::instrument;
+
+type ClientFactory = Arc<dyn Fn(&str) -> Client + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AwsKms {
+    factory: ClientFactory,
+    clients: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+impl AwsKms {
+    pub fn new(sdk: &SdkConfig) -> AwsKms {
+        let sdk = sdk.clone();
+        AwsKms::with_factory(move |region| {
+            let conf = aws_sdk_kms::config::Builder::from(&sdk)
+                .region(Region::new(region.to_string()))
+                .build();
+            Client::from_conf(conf)
+        })
+    }
+
+    /// Builds clients with `factory` (tests pass mocked clients this way).
+    pub fn with_factory(factory: impl Fn(&str) -> Client + Send + Sync + 'static) -> AwsKms {
+        AwsKms {
+            factory: Arc::new(factory),
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| (self.factory)(region))
+            .clone()
+    }
+}
+
+/// Turns an SDK error into a [`KmsError`], keeping AWS's code and message.
+fn map_err<E>(op: &'static str, region: &str, e: SdkError<E>) -> KmsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let (code, kind) = match &e {
+        SdkError::TimeoutError(_) => ("TimeoutError".to_string(), ErrorKind::Unreachable),
+        SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), ErrorKind::Unreachable),
+        _ => {
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let kind = error_kind(&code, status);
+            (code, kind)
+        }
+    };
+    let message = e
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string());
+    KmsError::new(kind, op, region, code, message)
+}
+
+fn key_info(region: &str, m: &KeyMetadata) -> KeyInfo {
+    let multi_region = if m.multi_region() == Some(true) {
+        m.multi_region_configuration().map(|c| MultiRegionConfig {
+            key_type: match c.multi_region_key_type() {
+                Some(SdkMrkType::Primary) => MultiRegionKeyType::Primary,
+                _ => MultiRegionKeyType::Replica,
+            },
+            primary_region: c
+                .primary_key()
+                .and_then(|p| p.region())
+                .unwrap_or(region)
+                .to_string(),
+            replica_regions: c
+                .replica_keys()
+                .iter()
+                .filter_map(|r| r.region().map(str::to_string))
+                .collect(),
+        })
+    } else {
+        None
+    };
+    KeyInfo {
+        key_id: m.key_id().to_string(),
+        arn: m.arn().unwrap_or_default().to_string(),
+        region: crate::arn::region_of(m.arn().unwrap_or_default())
+            .unwrap_or(region)
+            .to_string(),
+        state: m
+            .key_state()
+            .and_then(|s| KeyState::parse(s.as_str()))
+            .unwrap_or(KeyState::Unavailable),
+        description: m.description().unwrap_or_default().to_string(),
+        multi_region,
+    }
+}
+
+fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_kms::types::Tag> {
+    tags.iter()
+        .map(|t| {
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(&t.key)
+                .tag_value(&t.value)
+                .build()
+                .expect("tag key and value are set")
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Kms for AwsKms {
+    #[instrument(skip(self))]
+    async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
+        let out = self
+            .client(region)
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| map_err("DescribeKey", region, e))?;
+        let meta = out.key_metadata().ok_or_else(|| {
+            KmsError::new(
+                ErrorKind::Other,
+                "DescribeKey",
+                region,
+                "EmptyResponse",
+                "no KeyMetadata",
+            )
+        })?;
+        Ok(key_info(region, meta))
+    }
+
+    #[instrument(skip(self))]
+    async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
+        let out = self
+            .client(region)
+            .get_key_policy()
+            .key_id(key_id)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|e| map_err("GetKeyPolicy", region, e))?;
+        Ok(out.policy().unwrap_or_default().to_string())
+    }
+
+    #[instrument(skip(self))]
+    async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
+        let mut pages = self
+            .client(region)
+            .list_resource_tags()
+            .key_id(key_id)
+            .into_paginator()
+            .send();
+        let mut tags = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListResourceTags", region, e))?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| Tag::new(t.tag_key(), t.tag_value())),
+            );
+        }
+        Ok(tags)
+    }
+
+    #[instrument(skip(self))]
+    async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
+        let mut pages = self
+            .client(region)
+            .list_aliases()
+            .set_key_id(key_id.map(str::to_string))
+            .into_paginator()
+            .send();
+        let mut aliases = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListAliases", region, e))?;
+            aliases.extend(page.aliases().iter().filter_map(|a| {
+                Some(AliasEntry {
+                    name: a.alias_name()?.to_string(),
+                    target_key_id: a.target_key_id().map(str::to_string),
+                })
+            }));
+        }
+        Ok(aliases)
+    }
+
+    #[instrument(skip(self, spec))]
+    async fn replicate_key(
+        &self,
+        primary_region: &str,
+        key_id: &str,
+        replica_region: &str,
+        spec: &ReplicaSpec,
+    ) -> KmsResult<KeyInfo> {
+        let out = self
+            .client(primary_region)
+            .replicate_key()
+            .key_id(key_id)
+            .replica_region(replica_region)
+            .set_policy(spec.policy.clone())
+            .description(&spec.description)
+            .set_tags((!spec.tags.is_empty()).then(|| sdk_tags(&spec.tags)))
+            .bypass_policy_lockout_safety_check(false)
+            .send()
+            .await
+            .map_err(|e| map_err("ReplicateKey", primary_region, e))?;
+        let meta = out.replica_key_metadata().ok_or_else(|| {
+            KmsError::new(
+                ErrorKind::Other,
+                "ReplicateKey",
+                primary_region,
+                "EmptyResponse",
+                "no ReplicaKeyMetadata",
+            )
+        })?;
+        Ok(key_info(replica_region, meta))
+    }
+
+    #[instrument(skip(self, policy))]
+    async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
+        self.client(region)
+            .put_key_policy()
+            .key_id(key_id)
+            .policy_name("default")
+            .policy(policy)
+            .bypass_policy_lockout_safety_check(false)
+            .send()
+            .await
+            .map_err(|e| map_err("PutKeyPolicy", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
+        self.client(region)
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_err("CreateAlias", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
+        self.client(region)
+            .update_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_err("UpdateAlias", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
+        self.client(region)
+            .delete_alias()
+            .alias_name(alias)
+            .send()
+            .await
+            .map_err(|e| map_err("DeleteAlias", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
+        self.client(region)
+            .tag_resource()
+            .key_id(key_id)
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| map_err("TagResource", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
+        self.client(region)
+            .untag_resource()
+            .key_id(key_id)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| map_err("UntagResource", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn update_key_description(
+        &self,
+        region: &str,
+        key_id: &str,
+        description: &str,
+    ) -> KmsResult<()> {
+        self.client(region)
+            .update_key_description()
+            .key_id(key_id)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| map_err("UpdateKeyDescription", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn schedule_key_deletion(
+        &self,
+        region: &str,
+        key_id: &str,
+        pending_window_days: i32,
+    ) -> KmsResult<()> {
+        self.client(region)
+            .schedule_key_deletion()
+            .key_id(key_id)
+            .pending_window_in_days(pending_window_days)
+            .send()
+            .await
+            .map_err(|e| map_err("ScheduleKeyDeletion", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        self.client(region)
+            .cancel_key_deletion()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_err("CancelKeyDeletion", region, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self))]
+    async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        self.client(region)
+            .enable_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_err("EnableKey", region, e))?;
+        Ok(())
+    }
+}

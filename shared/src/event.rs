@@ -1,0 +1,193 @@
+//! Event intake: an EventBridge event carrying a CloudTrail record of a KMS call becomes a
+//! small typed trigger, or is ignored with a reason. Parsing is lenient on purpose: real
+//! records lack fields (`userIdentity.type`, `sessionIssuer`, `responseElements`), and a valid
+//! AWS record must never become an error, or it would be retried into the dead-letter queue.
+
+use crate::arn::{parse_kms_arn, region_of};
+use serde::Serialize;
+use serde_json::Value;
+use thiserror::Error;
+
+pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// The KMS write calls that can change what a sync should see.
+pub const TRIGGER_EVENTS: &[&str] = &[
+    "CreateKey",
+    "TagResource",
+    "UntagResource",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "PutKeyPolicy",
+    "UpdateKeyDescription",
+    "ReplicateKey",
+    "UpdatePrimaryRegion",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+];
+
+/// A KMS call that asks for the key it touched to be synced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// The Region the call was made in.
+    pub region: String,
+    /// Key id, key ARN, alias name or alias ARN, as the record gives it.
+    pub key: String,
+    pub event_name: String,
+    pub event_id: String,
+    /// The calling role (session issuer) or user ARN, when the record has one.
+    pub caller: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Intake {
+    Sync(Trigger),
+    Ignore { reason: String },
+}
+
+/// Input that is not an EventBridge event at all. Returned as a Lambda error so that the event
+/// lands in the dead-letter queue, where a person can look at it.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("malformed event: {0}")]
+pub struct MalformedEvent(pub String);
+
+fn ignore(reason: impl Into<String>) -> Result<Intake, MalformedEvent> {
+    Ok(Intake::Ignore {
+        reason: reason.into(),
+    })
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().filter(|s| !s.is_empty())
+}
+
+/// The identity that made the call: for an assumed role, the role (session issuer) ARN, since
+/// that is what configuration can name; otherwise the principal ARN.
+pub fn caller_arn(detail: &Value) -> Option<String> {
+    str_at(
+        detail,
+        &["userIdentity", "sessionContext", "sessionIssuer", "arn"],
+    )
+    .or_else(|| str_at(detail, &["userIdentity", "arn"]))
+    .map(str::to_string)
+}
+
+/// Tags given in a CreateKey request: `[{tagKey, tagValue}]`.
+fn request_has_tag(detail: &Value, tag_key: &str) -> bool {
+    detail
+        .pointer("/requestParameters/tags")
+        .and_then(Value::as_array)
+        .is_some_and(|tags| {
+            tags.iter().any(|t| {
+                t.get("tagKey").and_then(Value::as_str) == Some(tag_key)
+                    || t.get("TagKey").and_then(Value::as_str) == Some(tag_key)
+            })
+        })
+}
+
+/// A key ARN from the record's `resources` list (DeleteAlias names its key only there).
+fn key_from_resources(detail: &Value) -> Option<String> {
+    detail
+        .get("resources")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+        .find(|arn| parse_kms_arn(arn).is_some_and(|a| a.resource.starts_with("key/")))
+        .map(str::to_string)
+}
+
+/// Classifies one event. `tag_key` is the replication tag; `ignore_callers` are the
+/// replicator's own roles.
+pub fn parse_event(
+    event: &Value,
+    tag_key: &str,
+    ignore_callers: &[String],
+) -> Result<Intake, MalformedEvent> {
+    if !event.is_object() {
+        return Err(MalformedEvent("the event is not a JSON object".into()));
+    }
+    let source = str_at(event, &["source"]).ok_or_else(|| {
+        MalformedEvent("the event has no 'source'; not an EventBridge event".into())
+    })?;
+    if source != "aws.kms" {
+        return ignore(format!("source {source} is not aws.kms"));
+    }
+    let detail_type = str_at(event, &["detail-type"]).unwrap_or("");
+    if detail_type != CLOUDTRAIL_DETAIL_TYPE {
+        return ignore(format!(
+            "detail-type '{detail_type}' is not a CloudTrail API call"
+        ));
+    }
+    let detail = event
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| MalformedEvent("a CloudTrail event without a 'detail' object".into()))?;
+    let event_name = str_at(detail, &["eventName"]).unwrap_or("");
+    if str_at(detail, &["eventSource"]) != Some("kms.amazonaws.com") {
+        return ignore(format!("{event_name} is not a KMS call"));
+    }
+    if let Some(code) = detail.get("errorCode").filter(|c| !c.is_null()) {
+        return ignore(format!("{event_name} failed ({code}); nothing changed"));
+    }
+    if !TRIGGER_EVENTS.contains(&event_name) {
+        return ignore(format!("{event_name} does not change replicated state"));
+    }
+    let caller = caller_arn(detail);
+    if let Some(c) = &caller {
+        if ignore_callers.iter().any(|i| i == c) {
+            return ignore(format!(
+                "{event_name} was made by the replicator itself ({c})"
+            ));
+        }
+    }
+    let params = detail.get("requestParameters").unwrap_or(&Value::Null);
+    let key = match event_name {
+        "CreateKey" => {
+            let meta = detail.pointer("/responseElements/keyMetadata");
+            let multi_region = meta
+                .and_then(|m| m.get("multiRegion"))
+                .or_else(|| params.get("multiRegion"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let tagged = request_has_tag(detail, tag_key);
+            if !multi_region && !tagged {
+                return ignore("CreateKey of a single-Region key: it can never be replicated");
+            }
+            if !tagged {
+                return ignore(format!(
+                    "CreateKey without the {tag_key} tag: tag the key to replicate it"
+                ));
+            }
+            meta.and_then(|m| str_at(m, &["arn"]).or_else(|| str_at(m, &["keyId"])))
+                .map(str::to_string)
+        }
+        "CreateAlias" | "UpdateAlias" => str_at(params, &["targetKeyId"]).map(str::to_string),
+        _ => str_at(params, &["keyId"]).map(str::to_string),
+    }
+    .or_else(|| key_from_resources(detail));
+    let Some(key) = key else {
+        return ignore(format!("{event_name} record names no key"));
+    };
+    let region = region_of(&key)
+        .or_else(|| str_at(detail, &["awsRegion"]))
+        .or_else(|| str_at(event, &["region"]))
+        .map(str::to_string);
+    let Some(region) = region else {
+        return ignore(format!("{event_name} record names no Region"));
+    };
+    Ok(Intake::Sync(Trigger {
+        region,
+        key,
+        event_name: event_name.to_string(),
+        event_id: str_at(detail, &["eventID"])
+            .or_else(|| str_at(event, &["id"]))
+            .unwrap_or("")
+            .to_string(),
+        caller,
+    }))
+}

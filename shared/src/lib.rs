@@ -1,0 +1,26 @@
+//! The KMS multi-Region key replicator: domain, ports, AWS adapters and an in-memory twin of
+//! KMS. The Lambda functions in `functions/` are thin shells around this crate.
+//!
+//! - [`event`]: EventBridge/CloudTrail intake.
+//! - [`region`], [`policy`], [`sync`]: the desired state and the level-triggered sync.
+//! - [`port`]: the KMS and audit ports; [`aws`] implements them on the AWS SDK, [`twin`] in
+//!   memory.
+
+pub mod arn;
+pub mod audit;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod model;
+pub mod policy;
+pub mod port;
+pub mod region;
+pub mod report;
+pub mod sync;
+pub mod telemetry;
+pub mod twin;
+
+pub use config::Config;
+pub use port::{AuditSink, Kms};
+pub use sync::Syncer;

@@ -1,0 +1,138 @@
+//! The ports: how the domain talks to KMS and to the audit bus. The AWS adapters and the
+//! in-memory twin both implement them.
+
+use crate::model::{AliasEntry, KeyInfo, Tag};
+use async_trait::async_trait;
+use serde::Serialize;
+use thiserror::Error;
+
+/// How a failed KMS call should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    /// KMSInvalidStateException: the key's state does not allow the call (often transient).
+    InvalidState,
+    Disabled,
+    UnsupportedOperation,
+    /// MalformedPolicyDocumentException: includes the lockout safety check.
+    MalformedPolicy,
+    AccessDenied,
+    Throttling,
+    /// KMSInternalException and other 5xx answers.
+    Internal,
+    /// No answer: connection refused, timeout, DNS. The Region may be down.
+    Unreachable,
+    /// Anything else (validation, limits, tags...).
+    Other,
+}
+
+/// A KMS call that failed, with AWS's error code and message kept for the report.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{operation} in {region}: {code}: {message}")]
+pub struct KmsError {
+    pub kind: ErrorKind,
+    pub operation: &'static str,
+    pub region: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl KmsError {
+    pub fn new(
+        kind: ErrorKind,
+        operation: &'static str,
+        region: &str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> KmsError {
+        KmsError {
+            kind,
+            operation,
+            region: region.to_string(),
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Worth retrying later: throttling, server faults, an unreachable Region, or a key in a
+    /// transient state (Creating, Updating).
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Throttling | ErrorKind::Internal | ErrorKind::Unreachable => true,
+            ErrorKind::InvalidState => {
+                let m = self.message.to_ascii_lowercase();
+                m.contains("creating") || m.contains("updating")
+            }
+            _ => false,
+        }
+    }
+}
+
+pub type KmsResult<T> = Result<T, KmsError>;
+
+/// What ReplicateKey sends besides the key and the target Region.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaSpec {
+    /// `None` lets KMS attach its default key policy.
+    pub policy: Option<String>,
+    pub description: String,
+    pub tags: Vec<Tag>,
+}
+
+/// The KMS operations the replicator uses. Every method names the Region it is sent to:
+/// KMS is Regional and so is everything about a key except its material.
+#[async_trait]
+pub trait Kms: Send + Sync {
+    /// `key` is a key id, key ARN, alias name or alias ARN.
+    async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo>;
+    async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String>;
+    async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>>;
+    /// Aliases of one key, or of the whole Region when `key_id` is `None`.
+    async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>>;
+    /// Sent to the primary's Region. Returns the new replica's metadata.
+    async fn replicate_key(
+        &self,
+        primary_region: &str,
+        key_id: &str,
+        replica_region: &str,
+        spec: &ReplicaSpec,
+    ) -> KmsResult<KeyInfo>;
+    async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()>;
+    async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()>;
+    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()>;
+    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()>;
+    async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()>;
+    async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()>;
+    async fn update_key_description(
+        &self,
+        region: &str,
+        key_id: &str,
+        description: &str,
+    ) -> KmsResult<()>;
+    async fn schedule_key_deletion(
+        &self,
+        region: &str,
+        key_id: &str,
+        pending_window_days: i32,
+    ) -> KmsResult<()>;
+    async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()>;
+    async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()>;
+}
+
+/// One audit record, published to EventBridge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub detail_type: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("audit events not published: {0}")]
+pub struct AuditError(pub String);
+
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    async fn publish(&self, events: &[AuditEvent]) -> Result<(), AuditError>;
+}

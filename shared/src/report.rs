@@ -1,0 +1,208 @@
+//! Outcomes: what a sync did (or would do) for each key and Region.
+
+use crate::model::Tag;
+use crate::policy::Rewrite;
+use serde::Serialize;
+
+/// The result for one key, or for one Region of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A replica was created.
+    Created,
+    /// An existing replica was brought in line with the primary.
+    Updated,
+    /// Nothing to do.
+    InSync,
+    /// Dry run: these changes would be made.
+    Planned,
+    /// Left alone on purpose.
+    Skipped { reason: String },
+    /// Could not be done. Retryable failures make the Lambda invocation fail, so it is retried.
+    Failed { reason: String, retryable: bool },
+}
+
+impl Outcome {
+    pub fn skipped(reason: impl Into<String>) -> Outcome {
+        Outcome::Skipped {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>, retryable: bool) -> Outcome {
+        Outcome::Failed {
+            reason: reason.into(),
+            retryable,
+        }
+    }
+
+    pub fn is_retryable_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::InSync => "in_sync",
+            Outcome::Planned => "planned",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One write, made or planned, in one Region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op")]
+pub enum Action {
+    ReplicateKey {
+        #[serde(skip)]
+        policy: Option<String>,
+        description: String,
+        tags: Vec<Tag>,
+    },
+    CancelKeyDeletion,
+    EnableKey,
+    PutKeyPolicy {
+        #[serde(skip)]
+        policy: String,
+    },
+    UpdateKeyDescription {
+        description: String,
+    },
+    TagResource {
+        tags: Vec<Tag>,
+    },
+    UntagResource {
+        keys: Vec<String>,
+    },
+    CreateAlias {
+        alias: String,
+    },
+    /// Re-point an alias held by another replica of the same primary Region (the alias moved).
+    UpdateAlias {
+        alias: String,
+        from_key: String,
+    },
+    DeleteAlias {
+        alias: String,
+    },
+    ScheduleKeyDeletion {
+        pending_window_days: i32,
+    },
+}
+
+impl Action {
+    pub fn op(&self) -> &'static str {
+        match self {
+            Action::ReplicateKey { .. } => "ReplicateKey",
+            Action::CancelKeyDeletion => "CancelKeyDeletion",
+            Action::EnableKey => "EnableKey",
+            Action::PutKeyPolicy { .. } => "PutKeyPolicy",
+            Action::UpdateKeyDescription { .. } => "UpdateKeyDescription",
+            Action::TagResource { .. } => "TagResource",
+            Action::UntagResource { .. } => "UntagResource",
+            Action::CreateAlias { .. } => "CreateAlias",
+            Action::UpdateAlias { .. } => "UpdateAlias",
+            Action::DeleteAlias { .. } => "DeleteAlias",
+            Action::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionReport {
+    pub region: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Writes made (or, in a dry run, planned), in order.
+    pub actions: Vec<Action>,
+    /// Policy rewrites in the policy sent to this Region.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
+}
+
+impl RegionReport {
+    pub fn new(region: &str, outcome: Outcome) -> RegionReport {
+        RegionReport {
+            region: region.to_string(),
+            outcome,
+            actions: Vec::new(),
+            rewrites: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// The key reference the trigger named.
+    pub requested: String,
+    pub key_id: Option<String>,
+    pub primary_region: Option<String>,
+    /// Whether the primary carries the replication tag.
+    pub managed: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub regions: Vec<RegionReport>,
+    pub dry_run: bool,
+}
+
+impl SyncReport {
+    /// A report that ends before any Region is looked at.
+    pub fn key_level(requested: &str, outcome: Outcome) -> SyncReport {
+        SyncReport {
+            requested: requested.to_string(),
+            key_id: None,
+            primary_region: None,
+            managed: false,
+            outcome,
+            regions: Vec::new(),
+            dry_run: false,
+        }
+    }
+
+    pub fn is_retryable_failure(&self) -> bool {
+        self.outcome.is_retryable_failure()
+            || self
+                .regions
+                .iter()
+                .any(|r| r.outcome.is_retryable_failure())
+    }
+
+    /// Number of writes made (or planned) across Regions.
+    pub fn write_count(&self) -> usize {
+        self.regions.iter().map(|r| r.actions.len()).sum()
+    }
+
+    /// The key's overall outcome from its Regions' outcomes: the worst one wins.
+    pub fn summarise(regions: &[RegionReport], dry_run: bool) -> Outcome {
+        let mut out = Outcome::InSync;
+        for r in regions {
+            out = match (&out, &r.outcome) {
+                (
+                    Outcome::Failed {
+                        retryable: true, ..
+                    },
+                    _,
+                ) => out,
+                (_, Outcome::Failed { reason, retryable }) => {
+                    Outcome::failed(format!("{}: {reason}", r.region), *retryable)
+                }
+                (Outcome::Failed { .. }, _) => out,
+                (_, Outcome::Created) => Outcome::Created,
+                (Outcome::Created, _) => out,
+                (_, Outcome::Updated) => Outcome::Updated,
+                (_, Outcome::Planned) if dry_run => Outcome::Planned,
+                _ => out,
+            };
+        }
+        out
+    }
+}
