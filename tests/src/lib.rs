@@ -1,1 +1,96 @@
-pub fn x() {}
+//! Shared helpers for the end-to-end tests: real fixtures, a seeded KMS twin, and the
+//! replicate handler wired to it.
+
+use kms_replicator::model::Tag;
+use kms_replicator::twin::{Twin, ADMIN_USER};
+use kms_replicator::Config;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+pub const PRIMARY_REGION: &str = "us-east-1";
+
+/// The folder of real CloudTrail/EventBridge payloads.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cloudtrail")
+}
+
+/// Every fixture: (file name, parsed event).
+pub fn fixtures() -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable fixture");
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            (name, serde_json::from_str(&text).expect("fixture is JSON"))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The deployment's configuration in these tests: three allowed Regions.
+pub fn config() -> Config {
+    Config::new(&["us-east-1", "us-west-2", "eu-west-1"])
+}
+
+/// A realistic primary policy: root delegation, a key administrator, use through S3 in the
+/// primary's Region, and CloudWatch Logs' Regional principal.
+pub fn primary_policy(account: &str) -> String {
+    serde_json::to_string_pretty(&json!({
+        "Version": "2012-10-17",
+        "Id": "payments-key-policy",
+        "Statement": [
+            {
+                "Sid": "Enable IAM User Permissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Sid": "AllowUseViaS3",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:role/payments-app")},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+            },
+            {
+                "Sid": "AllowCloudWatchLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:us-east-1:{account}:log-group:payments")
+                }}
+            }
+        ]
+    }))
+    .unwrap()
+}
+
+/// A multi-Region primary in us-east-1 made by a person: policy, description, a team tag
+/// and two aliases. Returns its key id. The trail holds the person's CreateKey/CreateAlias.
+pub async fn seed_primary(twin: &Twin) -> String {
+    use kms_replicator::Kms;
+    let admin = twin.with_caller(ADMIN_USER);
+    let policy = primary_policy(&twin.account());
+    let key = admin.create_key(
+        PRIMARY_REGION,
+        true,
+        Some(&policy),
+        "payments data key",
+        &[Tag::new("team", "payments")],
+    );
+    for alias in ["alias/payments", "alias/payments-ledger"] {
+        admin
+            .create_alias(PRIMARY_REGION, alias, &key.key_id)
+            .await
+            .unwrap();
+    }
+    key.key_id
+}
