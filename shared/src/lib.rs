@@ -10,6 +10,7 @@ pub mod arn;
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod discover;
 pub mod error;
 pub mod event;
 pub mod model;

@@ -119,6 +119,8 @@ pub trait Kms: Send + Sync {
     ) -> KmsResult<()>;
     async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()>;
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()>;
+    /// Ids of every key in a Region (all pages).
+    async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>>;
 }
 
 /// One audit record, published to EventBridge.

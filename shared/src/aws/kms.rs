@@ -357,4 +357,19 @@ impl Kms for AwsKms {
             .map_err(|e| map_err("EnableKey", region, e))?;
         Ok(())
     }
+
+    #[instrument(skip(self))]
+    async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
+        let mut pages = self.client(region).list_keys().into_paginator().send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListKeys", region, e))?;
+            ids.extend(
+                page.keys()
+                    .iter()
+                    .filter_map(|k| k.key_id().map(str::to_string)),
+            );
+        }
+        Ok(ids)
+    }
 }

@@ -1054,6 +1054,16 @@ impl Kms for Twin {
         s.push_record(trail::Record::new(region, OP, &self.caller, params).key(&arn));
         Ok(())
     }
+
+    async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
+        self.enter(region, "ListKeys").await?;
+        let s = self.lock();
+        Ok(s.keys
+            .keys()
+            .filter(|(r, _)| r == region)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
 }
 
 /// The twin's EventBridge: PutEvents on the audit bus, recorded for inspection.
