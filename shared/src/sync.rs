@@ -190,6 +190,18 @@ impl<'a> Syncer<'a> {
     }
 
     async fn sync_inner(&self, region: &str, key: &str, dry_run: bool) -> SyncReport {
+        // Multi-Region key ids start with "mrk-": any other id is a single-Region key, known
+        // without a call (alias names still need DescribeKey).
+        let id = crate::arn::key_id_of(key);
+        if !id.starts_with("mrk-") && !id.starts_with("alias/") {
+            return SyncReport::key_level(
+                key,
+                Outcome::skipped(
+                    "single-Region key: KMS can only replicate multi-Region keys (ids start \
+                     with mrk-), and a key cannot be converted",
+                ),
+            );
+        }
         let info = match self.kms.describe_key(region, key).await {
             Ok(i) => i,
             Err(e) if e.kind == ErrorKind::NotFound => {

@@ -1,0 +1,444 @@
+"""template.yaml: parameters, functions, wiring and least-privilege IAM, read structurally."""
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from conftest import FUNCTIONS, ROOT
+
+ALLOWED_REGIONS_SPLIT = {"Fn::Split": [" ", {"Ref": "AllowedRegions"}]}
+MRK_KEYS = {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*"}
+ALIASES = {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:alias/*"}
+
+ROLES = {
+    "ReplicateFunction": "ReplicateFunctionRole",
+    "ReconcileFunction": "ReconcileFunctionRole",
+    "FailoverFunction": "FailoverFunctionRole",
+}
+
+# The Sids of the KMS statements and their actions: the same for all three functions ...
+COMMON_KMS = {
+    "KmsDescribeKeys": {"kms:DescribeKey"},
+    "KmsReadMultiRegionKeys": {"kms:GetKeyPolicy", "kms:ListResourceTags"},
+    "KmsListAliases": {"kms:ListAliases"},
+    "KmsReplicateKey": {"kms:ReplicateKey"},
+    "KmsCreateReplicaKey": {"kms:CreateKey"},
+    "KmsPutKeyPolicy": {"kms:PutKeyPolicy"},
+    "KmsManageAliases": {"kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"},
+    "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
+    "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
+    "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
+    "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
+}
+# ... plus these per function.
+EXTRA_KMS = {
+    "ReplicateFunction": {},
+    "ReconcileFunction": {"KmsListKeys": {"kms:ListKeys"}},
+    "FailoverFunction": {"KmsListKeys": {"kms:ListKeys"}, "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"}},
+}
+KMS_WRITE_SIDS = {
+    "KmsReplicateKey",
+    "KmsCreateReplicaKey",
+    "KmsPutKeyPolicy",
+    "KmsManageAliases",
+    "KmsManageTags",
+    "KmsUpdateKeyDescription",
+    "KmsScheduleReplicaDeletion",
+    "KmsRestoreReplica",
+    "KmsUpdatePrimaryRegion",
+}
+ENV_VARS = {
+    "REPLICATION_TAG_KEY",
+    "ALLOWED_REGIONS",
+    "MANAGED_REGIONS",
+    "POLICY_MODE",
+    "REMOVAL_POLICY",
+    "PENDING_WINDOW_DAYS",
+    "AUDIT_EVENT_BUS",
+    "AUDIT_SOURCE",
+    "IGNORE_CALLER_ARNS",
+}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def statements(resources, function):
+    """(statement, condition name or None) for every statement of the function's role.
+    A statement inside `Fn::If [Cond, stmt, AWS::NoValue]` is returned with Cond."""
+    role = resources[ROLES[function]]
+    found = []
+    for policy in role["Properties"]["Policies"]:
+        for item in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in item:
+                condition, when_true, when_false = item["Fn::If"]
+                assert when_false == {"Ref": "AWS::NoValue"}
+                found.append((when_true, condition))
+            else:
+                found.append((item, None))
+    return found
+
+
+def by_sid(resources, function):
+    result = {}
+    for statement, condition in statements(resources, function):
+        assert statement["Sid"] not in result, f"duplicate Sid {statement['Sid']} in {function}"
+        result[statement["Sid"]] = (statement, condition)
+    return result
+
+
+def kms_actions(resources, function):
+    return {
+        sid: set(as_list(s["Action"]))
+        for sid, (s, _) in by_sid(resources, function).items()
+        if s["Effect"] == "Allow" and any(a.startswith("kms:") for a in as_list(s["Action"]))
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def full_match(parameter, value):
+    # CloudFormation applies AllowedPattern to the whole value (Java's Matcher.matches()).
+    return re.fullmatch(parameter["AllowedPattern"], value) is not None
+
+
+def test_it_is_a_sam_template(template):
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_allowed_regions_is_required_and_takes_region_names_separated_by_single_spaces(template):
+    p = template["Parameters"]["AllowedRegions"]
+    assert "Default" not in p
+    for good in ["us-east-1", "us-east-1 us-west-2", "eu-west-1 us-gov-west-1 ap-southeast-5 eu-central-2"]:
+        assert full_match(p, good), good
+    for bad in ["", " ", "us-east-1,us-west-2", "us-east-1  us-west-2", " us-east-1", "us-east-1 ", "US-EAST-1", "useast1"]:
+        assert not full_match(p, bad), bad
+
+
+def test_managed_regions_defaults_to_empty_meaning_the_allowed_regions(template):
+    p = template["Parameters"]["ManagedRegions"]
+    assert p["Default"] == ""
+    assert full_match(p, "") and full_match(p, "us-east-1 eu-west-1")
+    assert not full_match(p, "us-east-1,eu-west-1")
+    managed = template["Globals"]["Function"]["Environment"]["Variables"]["MANAGED_REGIONS"]
+    assert managed == {"Fn::If": ["HasManagedRegions", {"Ref": "ManagedRegions"}, {"Ref": "AllowedRegions"}]}
+
+
+@pytest.mark.parametrize(
+    "name, default, allowed",
+    [
+        ("PolicyMode", "rewrite", ["rewrite", "verbatim", "off"]),
+        ("RemovalPolicy", "Retain", ["Retain", "ScheduleDeletion"]),
+        ("LogLevel", "INFO", ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]),
+    ],
+)
+def test_choice_parameters_have_their_values_and_defaults(template, name, default, allowed):
+    p = template["Parameters"][name]
+    # "off" must stay a string: unquoted, YAML 1.1 reads it as false.
+    assert p["AllowedValues"] == allowed
+    assert p["Default"] == default
+
+
+def test_pending_window_is_7_to_30_days_defaulting_to_30(template):
+    p = template["Parameters"]["PendingWindowInDays"]
+    assert (p["Type"], p["MinValue"], p["MaxValue"], p["Default"]) == ("Number", 7, 30, 30)
+
+
+@pytest.mark.parametrize(
+    "name, default",
+    [
+        ("ReplicationTagKey", "replicate-to"),
+        ("AuditEventBusName", "default"),
+        ("AuditSource", "kms-replicator"),
+        ("ReconcileSchedule", "rate(1 hour)"),
+    ],
+)
+def test_string_parameters_have_their_defaults(template, name, default):
+    assert template["Parameters"][name]["Default"] == default
+
+
+def test_every_default_satisfies_its_own_constraints(template):
+    for name, p in template["Parameters"].items():
+        if "Default" not in p:
+            continue
+        value = p["Default"]
+        if "AllowedValues" in p:
+            assert value in p["AllowedValues"], name
+        if "AllowedPattern" in p:
+            assert full_match(p, str(value)), name
+        if "MinValue" in p:
+            assert p["MinValue"] <= value <= p["MaxValue"], name
+        if "MinLength" in p:
+            assert len(value) >= p["MinLength"], name
+
+
+def test_audit_bus_accepts_a_name_or_an_arn_and_the_source_cannot_pose_as_aws(template):
+    bus = template["Parameters"]["AuditEventBusName"]
+    assert full_match(bus, "default") and full_match(bus, "audit-bus")
+    assert full_match(bus, "arn:aws:events:us-east-1:111122223333:event-bus/central")
+    source = template["Parameters"]["AuditSource"]
+    assert not full_match(source, "aws.kms")
+
+
+def test_reconcile_schedule_accepts_rate_and_cron_expressions(template):
+    p = template["Parameters"]["ReconcileSchedule"]
+    assert full_match(p, "rate(15 minutes)") and full_match(p, "cron(0 * * * ? *)")
+    assert not full_match(p, "hourly")
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_globals_set_the_rust_runtime_and_json_logs(template):
+    g = template["Globals"]["Function"]
+    assert g["Runtime"] == "provided.al2023"
+    assert g["Architectures"] == ["arm64"]
+    assert g["Handler"] == "bootstrap"
+    assert g["Tracing"] == "Active"
+    assert g["LoggingConfig"]["LogFormat"] == "JSON"
+    assert g["LoggingConfig"]["ApplicationLogLevel"] == {"Ref": "LogLevel"}
+    assert isinstance(g["MemorySize"], int) and isinstance(g["Timeout"], int)
+
+
+def test_globals_set_every_environment_variable_the_code_reads(template):
+    assert set(template["Globals"]["Function"]["Environment"]["Variables"]) == ENV_VARS
+
+
+def test_the_environment_variables_match_the_rust_configuration_reader(template):
+    config = ROOT / "shared" / "src" / "config.rs"
+    if not config.exists():
+        pytest.skip("shared/src/config.rs not present")
+    read = set(re.findall(r'var\("([A-Z_]+)"\)', config.read_text(encoding="utf-8")))
+    assert read, "no var(\"...\") calls found in config.rs"
+    assert read <= set(template["Globals"]["Function"]["Environment"]["Variables"])
+
+
+def test_the_replicator_ignores_the_cloudtrail_events_of_its_own_three_roles(template):
+    value = template["Globals"]["Function"]["Environment"]["Variables"]["IGNORE_CALLER_ARNS"]
+    assert value == {"Fn::Sub": "${ReplicateFunctionRole.Arn} ${ReconcileFunctionRole.Arn} ${FailoverFunctionRole.Arn}"}
+
+
+@pytest.mark.parametrize("function, name", sorted(FUNCTIONS.items()))
+def test_each_function_is_built_by_cargo_lambda_from_its_own_package(resources, function, name):
+    f = resources[function]
+    assert f["Type"] == "AWS::Serverless::Function"
+    assert f["Properties"]["CodeUri"] == f"functions/{name}"
+    assert f["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": name}}
+    assert f["Properties"]["Role"] == {"Fn::GetAtt": [ROLES[function], "Arn"]}
+
+
+@pytest.mark.parametrize("function, name", sorted(FUNCTIONS.items()))
+def test_the_binary_name_is_the_cargo_package_name(function, name):
+    manifest = ROOT / "functions" / name / "Cargo.toml"
+    if not manifest.exists():
+        pytest.skip(f"functions/{name}/Cargo.toml not present yet")
+    package = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    bins = [b["name"] for b in package.get("bin", [])] or [package["package"]["name"]]
+    assert name in bins
+
+
+def test_timeouts(resources, template):
+    assert "Timeout" not in resources["ReplicateFunction"]["Properties"]
+    assert template["Globals"]["Function"]["Timeout"] <= 120
+    assert resources["ReconcileFunction"]["Properties"]["Timeout"] == 900
+    assert resources["FailoverFunction"]["Properties"]["Timeout"] == 300
+
+
+def test_replicate_retries_twice_then_sends_the_event_to_the_dead_letter_queue(resources):
+    config = resources["ReplicateFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+    }
+
+
+def test_reconcile_runs_on_the_configured_schedule(resources):
+    events = resources["ReconcileFunction"]["Properties"]["Events"]
+    assert [e["Type"] for e in events.values()] == ["Schedule"]
+    (event,) = events.values()
+    assert event["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
+
+
+def test_failover_has_no_trigger_and_is_never_retried(resources):
+    props = resources["FailoverFunction"]["Properties"]
+    assert "Events" not in props
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_rule_target_retries_and_has_a_dead_letter_queue(resources):
+    rule = resources["KmsApiCallRule"]["Properties"]
+    assert rule["EventBusName"] == "default"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReplicateFunction", "Arn"]}
+    assert 0 <= target["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+
+
+def test_only_the_rule_may_invoke_the_replicate_function(resources):
+    permission = resources["KmsApiCallRulePermission"]["Properties"]
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["FunctionName"] == {"Ref": "ReplicateFunction"}
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["KmsApiCallRule", "Arn"]}
+
+
+def test_the_dead_letter_queue_is_encrypted_keeps_messages_14_days_and_admits_the_rule(resources):
+    queue = resources["DeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    policy = resources["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    from_rule = [s for s in policy if s.get("Principal") == {"Service": "events.amazonaws.com"}]
+    assert len(from_rule) == 1
+    assert from_rule[0]["Action"] == "sqs:SendMessage"
+    assert from_rule[0]["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["KmsApiCallRule", "Arn"]}}}
+
+
+def test_outputs(template):
+    assert {
+        "ReplicateFunctionName",
+        "ReplicateFunctionArn",
+        "ReconcileFunctionName",
+        "ReconcileFunctionArn",
+        "FailoverFunctionName",
+        "FailoverFunctionArn",
+        "ReplicateFunctionRoleArn",
+        "ReconcileFunctionRoleArn",
+        "FailoverFunctionRoleArn",
+        "DeadLetterQueueUrl",
+        "KmsApiCallRuleArn",
+    } <= set(template["Outputs"])
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_kms_statements_per_function(resources, function):
+    assert kms_actions(resources, function) == {**COMMON_KMS, **EXTRA_KMS[function]}
+
+
+def test_only_failover_may_update_the_primary_region(resources):
+    for function in FUNCTIONS:
+        actions = set().union(*kms_actions(resources, function).values())
+        assert ("kms:UpdatePrimaryRegion" in actions) is (function == "FailoverFunction")
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_wildcard_actions_and_no_lockout_bypass(resources, function):
+    for statement, _ in statements(resources, function):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"{statement['Sid']}: {action}"
+        if "BypassPolicyLockoutSafetyCheck" in json.dumps(statement):
+            assert statement["Effect"] == "Deny", statement["Sid"]
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_lockout_bypass_is_denied(resources, function):
+    statement, _ = by_sid(resources, function)["DenyPolicyLockoutBypass"]
+    assert statement["Effect"] == "Deny"
+    assert set(as_list(statement["Action"])) == {"kms:CreateKey", "kms:PutKeyPolicy"}
+    assert statement["Condition"] == {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_kms_writes_are_limited_to_the_allowed_regions(resources, function):
+    for sid, (statement, _) in by_sid(resources, function).items():
+        if sid in KMS_WRITE_SIDS:
+            assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == ALLOWED_REGIONS_SPLIT, sid
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(resources, function):
+    unscoped = {"KmsListAliases", "KmsListKeys", "KmsCreateReplicaKey"}
+    for sid, (statement, _) in by_sid(resources, function).items():
+        if not sid.startswith("Kms") or sid in unscoped:
+            continue
+        expected = [ALIASES, MRK_KEYS] if sid == "KmsManageAliases" else MRK_KEYS
+        if sid == "KmsDescribeKeys":
+            expected = {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}
+        assert statement["Resource"] == expected, sid
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_list_calls_without_resource_level_permissions_use_a_star(resources, function):
+    for sid, (statement, _) in by_sid(resources, function).items():
+        if sid in {"KmsListAliases", "KmsListKeys", "TagGetResources"}:
+            assert statement["Resource"] == "*", sid
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_create_key_only_creates_multi_region_replicas_in_allowed_regions(resources, function):
+    statement, _ = by_sid(resources, function)["KmsCreateReplicaKey"]
+    assert statement["Resource"] == "*"
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "REPLICA"},
+        "Bool": {"kms:MultiRegion": "true"},
+    }
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_replicas_are_only_created_in_allowed_regions(resources, function):
+    statement, _ = by_sid(resources, function)["KmsReplicateKey"]
+    assert statement["Condition"]["StringEquals"]["kms:ReplicaRegion"] == ALLOWED_REGIONS_SPLIT
+
+
+def test_primaries_are_only_moved_to_allowed_regions(resources):
+    statement, _ = by_sid(resources, "FailoverFunction")["KmsUpdatePrimaryRegion"]
+    assert statement["Condition"]["StringEquals"]["kms:PrimaryRegion"] == ALLOWED_REGIONS_SPLIT
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_deletion_is_granted_only_with_schedule_deletion_and_only_for_replicas(resources, function):
+    for sid, (statement, condition) in by_sid(resources, function).items():
+        if "kms:ScheduleKeyDeletion" in as_list(statement["Action"]):
+            assert sid == "KmsScheduleReplicaDeletion"
+            assert condition == "IsScheduleDeletion"
+            assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA"
+
+
+def test_schedule_deletion_condition(template):
+    assert template["Conditions"]["IsScheduleDeletion"] == {"Fn::Equals": [{"Ref": "RemovalPolicy"}, "ScheduleDeletion"]}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_restoring_a_replica_is_limited_to_replicas(resources, function):
+    statement, _ = by_sid(resources, function)["KmsRestoreReplica"]
+    assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_audit_events_go_only_to_the_audit_bus_with_the_audit_source(resources, function):
+    statement, _ = by_sid(resources, function)["AuditPutEvents"]
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"]["Fn::If"][0] == "AuditBusIsArn"
+    assert statement["Condition"] == {"StringEquals": {"events:source": {"Ref": "AuditSource"}}}
+
+
+def test_audit_bus_arn_condition(template):
+    assert template["Conditions"]["AuditBusIsArn"] == {
+        "Fn::Equals": [{"Fn::Select": [0, {"Fn::Split": [":", {"Ref": "AuditEventBusName"}]}]}, "arn"]
+    }
+
+
+@pytest.mark.parametrize("function", ["ReplicateFunction", "ReconcileFunction"])
+def test_functions_with_a_failure_destination_may_send_to_the_dead_letter_queue(resources, function):
+    statement, _ = by_sid(resources, function)["DeadLetterQueueSend"]
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+
+
+def test_resource_group_tagging_is_for_the_sweeps_only(resources):
+    for function in FUNCTIONS:
+        sids = by_sid(resources, function)
+        assert ("TagGetResources" in sids) is (function != "ReplicateFunction")
