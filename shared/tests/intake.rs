@@ -1,0 +1,139 @@
+//! Event intake on the real CloudTrail payloads: which key and Region each record names.
+
+use kms_replicator::event::{parse_event, Intake, Trigger};
+use serde_json::Value;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        serde_json::from_str::<Value>(include_str!(concat!(
+            "../../tests/fixtures/cloudtrail/",
+            $name
+        )))
+        .unwrap()
+    };
+}
+
+fn trigger(event: &Value) -> Trigger {
+    match parse_event(event, "replicate-to", &[]).unwrap() {
+        Intake::Sync(t) => t,
+        Intake::Ignore { reason } => panic!("ignored: {reason}"),
+    }
+}
+
+fn ignored(event: &Value) -> String {
+    match parse_event(event, "replicate-to", &[]).unwrap() {
+        Intake::Ignore { reason } => reason,
+        Intake::Sync(t) => panic!("synced: {t:?}"),
+    }
+}
+
+#[test]
+fn tag_resource_names_the_key_by_arn() {
+    let t = trigger(&fixture!("kms-TagResource.eventbridge.json"));
+    assert_eq!(t.region, "us-west-2");
+    assert_eq!(
+        t.key,
+        "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    assert_eq!(t.event_name, "TagResource");
+    assert_eq!(
+        t.caller.as_deref(),
+        Some("arn:aws:iam::111122223333:user/Alice")
+    );
+    assert!(!t.event_id.is_empty());
+}
+
+#[test]
+fn create_alias_names_its_target_key() {
+    let t = trigger(&fixture!("kms-CreateAlias.eventbridge.json"));
+    assert_eq!(t.key, "1234abcd-12ab-34cd-56ef-1234567890ab");
+    assert_eq!(t.region, "us-west-2");
+}
+
+#[test]
+fn delete_alias_names_its_key_only_in_resources() {
+    let t = trigger(&fixture!("kms-DeleteAlias.eventbridge.json"));
+    assert_eq!(
+        t.key,
+        "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    assert_eq!(t.region, "us-west-2", "the key ARN's Region wins");
+}
+
+#[test]
+fn update_primary_region_and_replicate_key_name_the_key_in_the_calls_region() {
+    let t = trigger(&fixture!(
+        "kms-UpdatePrimaryRegion-oldPrimaryRegion-us-west-2.current-docs-2022-12-format.eventbridge.json"
+    ));
+    assert_eq!(
+        (t.key.as_str(), t.region.as_str()),
+        ("mrk-1234abcd12ab34cd56ef1234567890ab", "us-west-2")
+    );
+    let t = trigger(&fixture!("kms-ReplicateKey-primaryRegion.eventbridge.json"));
+    assert_eq!(t.region, "us-east-1");
+}
+
+#[test]
+fn create_key_without_the_replication_tag_is_ignored_without_a_call() {
+    let reason = ignored(&fixture!(
+        "kms-CreateKey-multiRegion-true.DERIVED.eventbridge.json"
+    ));
+    assert!(reason.contains("replicate-to"), "{reason}");
+    let reason = ignored(&fixture!(
+        "kms-CreateKey-singleRegion-EXTERNAL-origin.eventbridge.json"
+    ));
+    assert!(reason.contains("single-Region"), "{reason}");
+    let reason = ignored(&fixture!(
+        "kms-CreateKey-xks-requestParam-multiRegion-false.eventbridge.json"
+    ));
+    assert!(reason.contains("single-Region"), "{reason}");
+}
+
+#[test]
+fn create_key_with_the_replication_tag_in_the_request_is_synced() {
+    let mut e = fixture!("kms-CreateKey-multiRegion-true.DERIVED.eventbridge.json");
+    e["detail"]["requestParameters"]["tags"] =
+        serde_json::json!([{"tagKey": "replicate-to", "tagValue": "eu-west-1"}]);
+    let t = trigger(&e);
+    assert_eq!(
+        t.key,
+        "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+    );
+}
+
+#[test]
+fn other_services_native_kms_events_and_failed_calls_are_ignored() {
+    assert!(ignored(&fixture!(
+        "aws-api-call-via-cloudtrail-envelope-s3-CreateBucket.json"
+    ))
+    .contains("aws.s3"));
+    assert!(ignored(&fixture!("aws.kms-native-KMS-CMK-Rotation.json")).contains("KMS CMK Rotation"));
+    let mut failed = fixture!("kms-PutKeyPolicy.eventbridge.json");
+    failed["detail"]["errorCode"] = "MalformedPolicyDocumentException".into();
+    assert!(ignored(&failed).contains("failed"));
+}
+
+#[test]
+fn the_replicators_own_calls_are_ignored_when_its_role_is_listed() {
+    let e = fixture!("kms-TagResource.eventbridge.json");
+    let own = vec!["arn:aws:iam::111122223333:user/Alice".to_string()];
+    match parse_event(&e, "replicate-to", &own).unwrap() {
+        Intake::Ignore { reason } => assert!(reason.contains("replicator itself")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_custom_replication_tag_key_is_honoured_at_create_key() {
+    let mut e = fixture!("kms-CreateKey-multiRegion-true.DERIVED.eventbridge.json");
+    e["detail"]["requestParameters"]["tags"] =
+        serde_json::json!([{"tagKey": "dr-regions", "tagValue": "eu-west-1"}]);
+    assert!(matches!(
+        parse_event(&e, "dr-regions", &[]).unwrap(),
+        Intake::Sync(_)
+    ));
+    assert!(matches!(
+        parse_event(&e, "replicate-to", &[]).unwrap(),
+        Intake::Ignore { .. }
+    ));
+}
