@@ -31,6 +31,7 @@ RULE_EVENT_NAMES = {
 # Every fixture file, and whether the rule must deliver it to the replicate function.
 EXPECTED = {
     "kms-CreateAlias.eventbridge.json": True,
+    "kms-DeleteAlias.eventbridge.json": True,
     "kms-CreateKey-multiRegion-true.DERIVED.eventbridge.json": True,
     "kms-CreateKey-singleRegion-EXTERNAL-origin.eventbridge.json": True,
     "kms-CreateKey-xks-requestParam-multiRegion-false.eventbridge.json": True,
