@@ -440,7 +440,8 @@ impl<'a> Syncer<'a> {
                 return Some(report);
             }
         };
-        if observed.state.is_transient() {
+        // A `Creating` replica can be managed already; only `Updating` refuses management calls.
+        if observed.state == KeyState::Updating {
             report.outcome = Outcome::failed(
                 format!(
                     "the replica in {target} is {}; retry shortly",

@@ -269,6 +269,23 @@ async fn feeding_back_every_event_the_run_produced_ends_with_no_further_writes()
 }
 
 #[tokio::test]
+async fn a_replica_still_creating_when_its_own_events_arrive_is_managed_without_errors() {
+    let twin = Twin::new();
+    twin.set_creating_for(std::time::Duration::from_secs(600));
+    let cfg = config();
+    let key_id = seed_primary(&twin).await;
+    let event = tag_for_regions(&twin, &key_id, "us-west-2").await;
+    handle(&twin, &cfg, &event).await.unwrap();
+    assert_eq!(
+        twin.key("us-west-2", &key_id).unwrap().state,
+        KeyState::Creating
+    );
+    twin.reset_calls();
+    drain(&twin, &cfg).await; // panics on any handler error
+    assert!(writes(&twin.calls()).is_empty());
+}
+
+#[tokio::test]
 async fn events_made_by_the_replicators_own_role_are_skipped_when_configured() {
     let twin = Twin::new();
     let mut cfg = config();
