@@ -9,6 +9,10 @@ pub const REPLICA_SYNCED: &str = "Replica Synced";
 pub const REPLICA_REMOVAL: &str = "Replica Scheduled For Deletion";
 pub const REPLICATION_SKIPPED: &str = "Replication Skipped";
 pub const REPLICATION_FAILED: &str = "Replication Failed";
+/// A failover promoted a replica to primary (UpdatePrimaryRegion).
+pub const PRIMARY_REGION_UPDATED: &str = "Primary Region Updated";
+/// A failover of one key failed or did not finish within its bound.
+pub const FAILOVER_FAILED: &str = "Failover Failed";
 
 /// Context that travels with every audit event of one run.
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,11 @@ pub mod config;
 pub mod discover;
 pub mod error;
 pub mod event;
+pub mod failover;
+pub mod limit;
+pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod policy;
 pub mod port;
 pub mod region;
@@ -23,5 +27,5 @@ pub mod telemetry;
 pub mod twin;
 
 pub use config::Config;
-pub use port::{AuditSink, Kms};
+pub use port::{AuditSink, Kms, TagIndex};
 pub use sync::Syncer;

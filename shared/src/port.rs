@@ -121,6 +121,31 @@ pub trait Kms: Send + Sync {
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()>;
     /// Ids of every key in a Region (all pages).
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>>;
+    /// Sent to the current primary's Region: makes the replica in `new_primary_region` the
+    /// primary. Returns as soon as KMS accepts; both keys are then `Updating` for a while.
+    async fn update_primary_region(
+        &self,
+        region: &str,
+        key_id: &str,
+        new_primary_region: &str,
+    ) -> KmsResult<()>;
+}
+
+/// A key that carries a given tag, as the Resource Groups Tagging API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedKey {
+    /// The key's ARN in the Region that was asked.
+    pub arn: String,
+    /// The tag's value on that key.
+    pub value: String,
+}
+
+/// The Resource Groups Tagging API (`tag:GetResources`): the keys of a Region that carry a tag,
+/// in one paginated call rather than a ListResourceTags per key. Its index can lag behind
+/// recent tag changes, and it lists replicas too, since they carry the tag as well.
+#[async_trait]
+pub trait TagIndex: Send + Sync {
+    async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>>;
 }
 
 /// One audit record, published to EventBridge.

@@ -1,6 +1,7 @@
 //! Outcomes: what a sync did (or would do) for each key and Region.
 
 use crate::model::Tag;
+use crate::plan::PolicyChange;
 use crate::policy::Rewrite;
 use serde::Serialize;
 
@@ -127,6 +128,9 @@ pub struct RegionReport {
     /// Policy rewrites in the policy sent to this Region.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rewrites: Vec<Rewrite>,
+    /// With a PutKeyPolicy: how the replica's policy differs from the one it should have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_diff: Vec<PolicyChange>,
 }
 
 impl RegionReport {
@@ -136,6 +140,7 @@ impl RegionReport {
             outcome,
             actions: Vec::new(),
             rewrites: Vec::new(),
+            policy_diff: Vec::new(),
         }
     }
 }

@@ -7,12 +7,13 @@
 
 use crate::config::{Config, PolicyMode, RemovalPolicy};
 use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegionKeyType, Tag};
+use crate::plan::policy_diff;
 use crate::policy::{rewrite_policy, same_policy, Rewrite};
 use crate::port::{ErrorKind, Kms, KmsError, ReplicaSpec};
 use crate::region::select_regions;
 use crate::report::{Action, Outcome, RegionReport, SyncReport};
 use futures::future::join_all;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tracing::{debug, info};
 
 /// What the primary looks like: the 4 reads every sync starts with.
@@ -171,14 +172,42 @@ fn failed(e: &KmsError) -> Outcome {
     Outcome::failed(explain(e), e.is_retryable())
 }
 
+/// The aliases of whole Regions, read once (ListAliases without a key): Region -> key id ->
+/// alias names. A sweep reads each Region's aliases once instead of once per key and Region.
+pub type AliasIndex = HashMap<String, HashMap<String, Vec<String>>>;
+
+/// Builds an [`AliasIndex`] entry from a Region's ListAliases answer.
+pub fn index_aliases(entries: Vec<crate::model::AliasEntry>) -> HashMap<String, Vec<String>> {
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for a in entries {
+        if let Some(k) = a.target_key_id {
+            by_key.entry(k).or_default().push(a.name);
+        }
+    }
+    by_key
+}
+
 pub struct Syncer<'a> {
     kms: &'a dyn Kms,
     cfg: &'a Config,
+    aliases: Option<&'a AliasIndex>,
 }
 
 impl<'a> Syncer<'a> {
     pub fn new(kms: &'a dyn Kms, cfg: &'a Config) -> Syncer<'a> {
-        Syncer { kms, cfg }
+        Syncer {
+            kms,
+            cfg,
+            aliases: None,
+        }
+    }
+
+    /// Takes the aliases of the Regions in `index` from it rather than asking KMS per key.
+    /// The index is a snapshot: use it to find keys in sync cheaply, and sync without it
+    /// before writing.
+    pub fn with_alias_index(mut self, index: &'a AliasIndex) -> Syncer<'a> {
+        self.aliases = Some(index);
+        self
     }
 
     /// Syncs the multi-Region key that `key` (id, ARN or alias) names in `region`: the key
@@ -212,6 +241,23 @@ impl<'a> Syncer<'a> {
             }
             Err(e) => return SyncReport::key_level(key, failed(&e)),
         };
+        self.sync_info(key, info, dry_run).await
+    }
+
+    /// Like [`Syncer::sync`], for a key the caller has just described: saves the DescribeKey
+    /// that sync starts with. `requested` is how the caller named the key.
+    pub async fn sync_described(
+        &self,
+        requested: &str,
+        info: KeyInfo,
+        dry_run: bool,
+    ) -> SyncReport {
+        let mut report = self.sync_info(requested, info, dry_run).await;
+        report.dry_run = dry_run;
+        report
+    }
+
+    async fn sync_info(&self, key: &str, info: KeyInfo, dry_run: bool) -> SyncReport {
         let Some(mr) = info.multi_region.clone() else {
             let mut r = SyncReport::key_level(
                 key,
@@ -338,11 +384,10 @@ impl<'a> Syncer<'a> {
         let (policy, tags, aliases) = tokio::join!(
             self.kms.get_key_policy(region, id),
             self.kms.list_resource_tags(region, id),
-            self.kms.list_aliases(region, Some(id)),
+            self.key_aliases(region, id),
         );
         let aliases = aliases?
             .into_iter()
-            .map(|a| a.name)
             .filter(|n| !is_aws_managed_alias(n))
             .collect();
         Ok(PrimaryState {
@@ -358,7 +403,7 @@ impl<'a> Syncer<'a> {
             self.kms.describe_key(region, key_id),
             self.kms.get_key_policy(region, key_id),
             self.kms.list_resource_tags(region, key_id),
-            self.kms.list_aliases(region, Some(key_id)),
+            self.key_aliases(region, key_id),
         );
         let info = info?;
         Ok(ObservedReplica {
@@ -366,8 +411,23 @@ impl<'a> Syncer<'a> {
             policy: policy?,
             description: info.description,
             tags: tags?,
-            aliases: aliases?.into_iter().map(|a| a.name).collect(),
+            aliases: aliases?,
         })
+    }
+
+    /// The alias names of one key in one Region: from the alias index when it covers the
+    /// Region, from ListAliases otherwise.
+    async fn key_aliases(&self, region: &str, key_id: &str) -> Result<Vec<String>, KmsError> {
+        if let Some(by_key) = self.aliases.and_then(|index| index.get(region)) {
+            return Ok(by_key.get(key_id).cloned().unwrap_or_default());
+        }
+        Ok(self
+            .kms
+            .list_aliases(region, Some(key_id))
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .collect())
     }
 
     async fn sync_region(
@@ -454,6 +514,11 @@ impl<'a> Syncer<'a> {
         let plan = plan_replica(&desired, &observed);
         if plan.is_empty() {
             return Some(report);
+        }
+        if let Some(policy) = desired.policy.as_deref() {
+            if plan.iter().any(|a| a.op() == "PutKeyPolicy") {
+                report.policy_diff = policy_diff(&observed.policy, policy);
+            }
         }
         if dry_run {
             report.outcome = Outcome::Planned;

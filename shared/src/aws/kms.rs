@@ -51,7 +51,7 @@ impl AwsKms {
 }
 
 /// Turns an SDK error into a [`KmsError`], keeping AWS's code and message.
-fn map_err<E>(op: &'static str, region: &str, e: SdkError<E>) -> KmsError
+pub(super) fn map_err<E>(op: &'static str, region: &str, e: SdkError<E>) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -371,5 +371,22 @@ impl Kms for AwsKms {
             );
         }
         Ok(ids)
+    }
+
+    #[instrument(skip(self))]
+    async fn update_primary_region(
+        &self,
+        region: &str,
+        key_id: &str,
+        new_primary_region: &str,
+    ) -> KmsResult<()> {
+        self.client(region)
+            .update_primary_region()
+            .key_id(key_id)
+            .primary_region(new_primary_region)
+            .send()
+            .await
+            .map_err(|e| map_err("UpdatePrimaryRegion", region, e))?;
+        Ok(())
     }
 }

@@ -2,9 +2,11 @@
 
 mod eventbridge;
 mod kms;
+mod tagging;
 
 pub use eventbridge::EventBridgeAudit;
 pub use kms::AwsKms;
+pub use tagging::AwsTagIndex;
 
 use crate::port::ErrorKind;
 
@@ -19,10 +21,13 @@ pub fn error_kind(code: &str, status: Option<u16>) -> ErrorKind {
         "MalformedPolicyDocumentException" => ErrorKind::MalformedPolicy,
         "AccessDeniedException" => ErrorKind::AccessDenied,
         "ThrottlingException"
+        // The Resource Groups Tagging API's name for it.
+        | "ThrottledException"
         | "Throttling"
         | "TooManyRequestsException"
         | "RequestLimitExceeded" => ErrorKind::Throttling,
         "KMSInternalException"
+        | "InternalServiceException"
         | "DependencyTimeoutException"
         | "InternalFailure"
         | "ServiceUnavailable"

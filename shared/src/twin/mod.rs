@@ -7,6 +7,9 @@
 //!   `Creating` for a while, then `Enabled`;
 //! - AlreadyExistsException, UnsupportedOperationException for replicas and single-Region
 //!   keys, alias names unique per Region, the deletion states, the lockout safety check;
+//! - UpdatePrimaryRegion, called in the primary's Region: both keys `Updating` for a while
+//!   (DescribeKey then shows both as replicas), the primary role moves, and each of the two
+//!   Regions logs its own record;
 //! - every accepted write is recorded as the CloudTrail record AWS would log, wrapped as the
 //!   EventBridge event a rule would receive (ReplicateKey in the primary's Region and CreateKey
 //!   in the replica's Region);
@@ -19,7 +22,8 @@ mod trail;
 use crate::arn::{key_arn, parse_kms_arn};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
 use crate::port::{
-    AuditError, AuditEvent, AuditSink, ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec,
+    AuditError, AuditEvent, AuditSink, ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec, TagIndex,
+    TaggedKey,
 };
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -50,12 +54,13 @@ pub struct TwinKey {
     settles: Option<(Instant, KeyState)>,
 }
 
-/// A recorded call: which identity called which operation in which Region.
+/// A recorded call: which identity called which operation in which Region, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub region: String,
     pub op: &'static str,
     pub caller: String,
+    pub at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +354,7 @@ impl Twin {
             region: region.to_string(),
             op,
             caller: self.caller.clone(),
+            at: Instant::now(),
         });
         if s.down.iter().any(|r| r == region) {
             return Err(err(
@@ -368,31 +374,7 @@ impl Twin {
             let (kind, code) = (f.kind, f.code.clone());
             return Err(err(kind, op, region, &code, "injected fault"));
         }
-        if let Some(&limit) = s.rate_limits.get(op) {
-            let now = Instant::now();
-            let bucket = s
-                .buckets
-                .entry((region.to_string(), op.to_string()))
-                .or_default();
-            match bucket.window_start {
-                Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
-                _ => {
-                    bucket.window_start = Some(now);
-                    bucket.used = 0;
-                }
-            }
-            bucket.used += 1;
-            if bucket.used > limit {
-                s.throttled += 1;
-                return Err(err(
-                    ErrorKind::Throttling,
-                    op,
-                    region,
-                    "ThrottlingException",
-                    "Rate exceeded",
-                ));
-            }
-        }
+        s.charge(region, op)?;
         s.settle();
         Ok(())
     }
@@ -453,6 +435,37 @@ fn allows_put_key_policy(policy: &str, account: &str, caller: &str) -> Result<bo
 }
 
 impl State {
+    /// Counts one request of `op` against the Region's rate limit, if one is set.
+    fn charge(&mut self, region: &str, op: &'static str) -> KmsResult<()> {
+        let Some(&limit) = self.rate_limits.get(op) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let bucket = self
+            .buckets
+            .entry((region.to_string(), op.to_string()))
+            .or_default();
+        match bucket.window_start {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            _ => {
+                bucket.window_start = Some(now);
+                bucket.used = 0;
+            }
+        }
+        bucket.used += 1;
+        if bucket.used > limit {
+            self.throttled += 1;
+            return Err(err(
+                ErrorKind::Throttling,
+                op,
+                region,
+                "ThrottlingException",
+                "Rate exceeded",
+            ));
+        }
+        Ok(())
+    }
+
     /// Ends transient states whose time has come.
     fn settle(&mut self) {
         let now = Instant::now();
@@ -662,6 +675,14 @@ impl Kms for Twin {
         const OP: &str = "ReplicateKey";
         self.enter(primary_region, OP).await?;
         let mut s = self.lock();
+        // One ReplicateKey also counts as two CreateKey requests in the replica's Region.
+        for _ in 0..2 {
+            s.charge(replica_region, "CreateKey").map_err(|mut e| {
+                e.operation = OP;
+                e.region = primary_region.to_string();
+                e
+            })?;
+        }
         let id = s.resolve(OP, primary_region, key_id)?;
         let arn = s.arn(primary_region, &id);
         let src = s.keys[&(primary_region.to_string(), id.clone())].clone();
@@ -1062,6 +1083,150 @@ impl Kms for Twin {
             .keys()
             .filter(|(r, _)| r == region)
             .map(|(_, id)| id.clone())
+            .collect())
+    }
+
+    async fn update_primary_region(
+        &self,
+        region: &str,
+        key_id: &str,
+        new_primary_region: &str,
+    ) -> KmsResult<()> {
+        const OP: &str = "UpdatePrimaryRegion";
+        self.enter(region, OP).await?;
+        let mut s = self.lock();
+        let id = s.resolve(OP, region, key_id)?;
+        let arn = s.arn(region, &id);
+        let primary = s.keys[&(region.to_string(), id.clone())].clone();
+        // Also what a caller meets while a previous update is still propagating.
+        if primary.multi_region != Some(MultiRegionKeyType::Primary) {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                OP,
+                region,
+                "UnsupportedOperationException",
+                format!("{arn} is not a multi-Region primary key."),
+            ));
+        }
+        if new_primary_region == region || !crate::region::is_region_name(new_primary_region) {
+            return Err(err(
+                ErrorKind::Other,
+                OP,
+                region,
+                "ValidationException",
+                format!("PrimaryRegion {new_primary_region} is not valid for {arn}"),
+            ));
+        }
+        promotable(OP, region, &arn, primary.state)?;
+        let new_arn = s.arn(new_primary_region, &id);
+        let Some(replica) = s
+            .keys
+            .get(&(new_primary_region.to_string(), id.clone()))
+            .cloned()
+        else {
+            return Err(err(
+                ErrorKind::NotFound,
+                OP,
+                region,
+                "NotFoundException",
+                format!("Key '{new_arn}' does not exist"),
+            ));
+        };
+        if s.down.iter().any(|r| r == new_primary_region) {
+            return Err(err(
+                ErrorKind::Internal,
+                OP,
+                region,
+                "KMSInternalException",
+                format!("KMS in {new_primary_region} is not available"),
+            ));
+        }
+        promotable(OP, region, &new_arn, replica.state)?;
+        // One UpdatePrimaryRegion counts as a request in each of the two Regions.
+        s.charge(new_primary_region, OP).map_err(|mut e| {
+            e.region = region.to_string();
+            e
+        })?;
+        let until = Instant::now() + s.updating_for;
+        for k in s.keys.values_mut().filter(|k| k.key_id == id) {
+            k.primary_region = new_primary_region.to_string();
+            k.multi_region = Some(if k.region == new_primary_region {
+                MultiRegionKeyType::Primary
+            } else {
+                MultiRegionKeyType::Replica
+            });
+            if k.region == region || k.region == new_primary_region {
+                k.state = KeyState::Updating;
+                k.settles = Some((until, KeyState::Enabled));
+            }
+        }
+        let params = json!({"keyId": key_id, "primaryRegion": new_primary_region});
+        s.push_record(
+            trail::Record::new(region, OP, &self.caller, params)
+                .response(json!({"keyId": arn}))
+                .key(&arn),
+        );
+        // The new primary's Region logs the call KMS made there; it names no previous Region.
+        let params = json!({"keyId": new_arn, "primaryRegion": new_primary_region});
+        s.push_record(
+            trail::Record::new(new_primary_region, OP, &self.caller, params)
+                .invoked_by_kms()
+                .response(json!({"keyId": new_arn})),
+        );
+        Ok(())
+    }
+}
+
+/// UpdatePrimaryRegion needs both keys `Enabled` when it starts (the key-state table's errors).
+fn promotable(op: &'static str, region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
+    let (kind, code, what) = match state {
+        KeyState::Enabled => return Ok(()),
+        KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending deletion",
+        ),
+        KeyState::Creating => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is creating",
+        ),
+        KeyState::Updating => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is updating",
+        ),
+        KeyState::PendingImport => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending import",
+        ),
+        KeyState::Unavailable => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is unavailable",
+        ),
+    };
+    Err(err(kind, op, region, code, format!("{arn} {what}.")))
+}
+
+/// The twin's Resource Groups Tagging API: GetResources for `kms:key` with one tag key. It
+/// lists replicas as well as primaries, like the real index, and sees tag changes at once.
+#[async_trait]
+impl TagIndex for Twin {
+    async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
+        self.enter(region, "GetResources").await?;
+        let s = self.lock();
+        Ok(s.keys
+            .iter()
+            .filter(|((r, _), _)| r == region)
+            .filter_map(|((r, id), k)| {
+                Some(TaggedKey {
+                    arn: s.arn(r, id),
+                    value: k.tags.get(tag_key)?.clone(),
+                })
+            })
             .collect())
     }
 }

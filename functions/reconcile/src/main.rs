@@ -1,0 +1,49 @@
+use kms_replicator::aws::{AwsKms, AwsTagIndex, EventBridgeAudit};
+use kms_replicator::limit::{Quotas, RateLimitedKms};
+use kms_replicator::{telemetry, Config};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use reconcile::{Reconciler, Settings};
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let settings = Settings::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    // One limiter per process: its permits are what keep every invocation within the quotas.
+    let quotas = Quotas::kms(settings.read_rate);
+    let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas.clone());
+    let tags = RateLimitedKms::new(AwsTagIndex::new(&sdk), quotas);
+    let audit = EventBridgeAudit::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        &config.audit_bus,
+        &config.audit_source,
+    );
+    let reconciler = Reconciler {
+        kms: &kms,
+        tags: &tags,
+        audit: &audit,
+        config: &config,
+        settings: &settings,
+        limiter: Some(&kms),
+    };
+    run(service_fn(|event: LambdaEvent<Value>| {
+        let reconciler = &reconciler;
+        async move {
+            let deadline = deadline_instant(event.context.deadline);
+            reconciler.handle(&event.payload, deadline).await
+        }
+    }))
+    .await
+}
+
+/// Lambda gives the deadline in milliseconds since the epoch; the sweep works with Instants.
+fn deadline_instant(deadline_ms: u64) -> tokio::time::Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

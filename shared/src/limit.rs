@@ -1,0 +1,518 @@
+//! Staying within the KMS request quotas by construction: a [`Kms`] (and [`TagIndex`]) wrapper
+//! that waits for a per-Region, per-operation permit before each call.
+//!
+//! KMS counts requests per account, Region and operation, over all principals, and answers
+//! ThrottlingException beyond the quota. A sweep over thousands of keys would otherwise send
+//! its reads and writes as fast as its concurrency allows. Here each (Region, operation) pair
+//! holds `limit` permits; a call takes one before it is sent and gives it back one window
+//! (1 s) after its answer arrived. Every call that reached KMS within any window of that
+//! length therefore held a permit at the same moment, so KMS sees at most `limit` of them per
+//! window, whatever the latency and however the tasks are scheduled. Waiting callers are
+//! served first come, first served.
+//!
+//! Operations with extra costs are charged as KMS counts them: a ReplicateKey is one request in
+//! the primary's Region and two CreateKey requests in the replica's Region; an
+//! UpdatePrimaryRegion is one request in each of the two Regions.
+
+use crate::model::{AliasEntry, KeyInfo, Tag};
+use crate::port::{ErrorKind, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The KMS request quotas (requests per second, per account and Region) of the operations the
+/// replicator writes with, from the KMS Developer Guide's "Request quotas" table.
+pub const KMS_WRITE_QUOTAS: &[(&str, u32)] = &[
+    ("ReplicateKey", 5),
+    ("CreateKey", 5),
+    ("CreateAlias", 5),
+    ("UpdateAlias", 5),
+    ("DeleteAlias", 15),
+    ("TagResource", 10),
+    ("UntagResource", 5),
+    ("PutKeyPolicy", 15),
+    ("UpdateKeyDescription", 5),
+    ("ScheduleKeyDeletion", 15),
+    ("CancelKeyDeletion", 5),
+    ("EnableKey", 5),
+    ("UpdatePrimaryRegion", 5),
+];
+
+/// The KMS request quotas of the reads the replicator makes.
+pub const KMS_READ_QUOTAS: &[(&str, u32)] = &[
+    ("DescribeKey", 2000),
+    ("GetKeyPolicy", 1000),
+    ("ListResourceTags", 2000),
+    ("ListAliases", 500),
+    ("ListKeys", 500),
+];
+
+/// GetResources of the Resource Groups Tagging API. AWS publishes no per-operation figure for
+/// it; a sweep makes one paginated call per Region, so a low limit costs nothing.
+pub const GET_RESOURCES_RATE: u32 = 5;
+
+/// The default cap on each read operation: far below the read quotas, so that a sweep leaves
+/// almost all of them to the account's other users.
+pub const DEFAULT_READ_RATE: u32 = 50;
+
+/// Requests allowed per window for each operation; operations not listed are not limited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    limits: HashMap<String, u32>,
+    window: Duration,
+}
+
+impl Quotas {
+    /// No limit at all (tests and tools that set up state).
+    pub fn unlimited() -> Quotas {
+        Quotas {
+            limits: HashMap::new(),
+            window: Duration::from_secs(1),
+        }
+    }
+
+    /// Every write at its KMS quota, every read at `read_rate` per second or its quota if that
+    /// is lower, GetResources at [`GET_RESOURCES_RATE`].
+    pub fn kms(read_rate: u32) -> Quotas {
+        let mut q = Quotas::unlimited();
+        for (op, n) in KMS_WRITE_QUOTAS {
+            q = q.with(op, *n);
+        }
+        for (op, n) in KMS_READ_QUOTAS {
+            q = q.with(op, read_rate.min(*n));
+        }
+        q.with("GetResources", GET_RESOURCES_RATE)
+    }
+
+    /// Sets the limit of `op` (at least 1).
+    pub fn with(mut self, op: &str, per_window: u32) -> Quotas {
+        self.limits.insert(op.to_string(), per_window.max(1));
+        self
+    }
+
+    /// The window the limits count over (1 s, as KMS counts).
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    pub fn limit(&self, op: &str) -> Option<u32> {
+        self.limits.get(op).copied()
+    }
+}
+
+/// What a limiter saw, for the metrics. Counters are totals since the limiter was built.
+pub trait LimiterStats: Send + Sync {
+    /// Calls that still came back ThrottlingException (after the SDK's own retries).
+    fn throttles(&self) -> usize;
+    /// Time callers spent waiting for permits, summed over callers.
+    fn waited(&self) -> Duration;
+}
+
+type BucketKey = (String, &'static str);
+
+/// A [`Kms`] and [`TagIndex`] that waits for a permit of the call's (Region, operation) before
+/// delegating to `inner`. Share one per process: the permits are what keep the quotas.
+pub struct RateLimitedKms<K> {
+    inner: K,
+    quotas: Quotas,
+    buckets: Mutex<HashMap<BucketKey, Arc<Semaphore>>>,
+    throttles: AtomicUsize,
+    waited_us: AtomicU64,
+}
+
+impl<K> RateLimitedKms<K> {
+    pub fn new(inner: K, quotas: Quotas) -> RateLimitedKms<K> {
+        RateLimitedKms {
+            inner,
+            quotas,
+            buckets: Mutex::new(HashMap::new()),
+            throttles: AtomicUsize::new(0),
+            waited_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn inner(&self) -> &K {
+        &self.inner
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    fn bucket(&self, region: &str, op: &'static str, limit: u32) -> Arc<Semaphore> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets
+            .entry((region.to_string(), op))
+            .or_insert_with(|| Arc::new(Semaphore::new(limit as usize)))
+            .clone()
+    }
+
+    /// Takes `n` permits of each (Region, operation), always in the same global order so that
+    /// two callers needing the same two buckets cannot hold one each and wait forever.
+    async fn acquire(&self, charges: &[(&str, &'static str, u32)]) -> Vec<OwnedSemaphorePermit> {
+        let mut charges: Vec<_> = charges
+            .iter()
+            .filter_map(|(r, op, n)| self.quotas.limit(op).map(|l| (*r, *op, (*n).min(l), l)))
+            .collect();
+        charges.sort();
+        let started = Instant::now();
+        let mut permits = Vec::with_capacity(charges.len());
+        for (region, op, n, limit) in charges {
+            let permit = self
+                .bucket(region, op, limit)
+                .acquire_many_owned(n)
+                .await
+                .expect("limiter semaphores are never closed");
+            permits.push(permit);
+        }
+        let waited = started.elapsed().as_micros() as u64;
+        self.waited_us.fetch_add(waited, Ordering::Relaxed);
+        permits
+    }
+
+    /// Runs `call` under the permits of `charges`, and keeps the permits for one window after
+    /// the answer (or after the call was abandoned, since the request may have gone out).
+    async fn call<T>(
+        &self,
+        charges: &[(&str, &'static str, u32)],
+        call: impl Future<Output = KmsResult<T>>,
+    ) -> KmsResult<T> {
+        let _held = Held {
+            permits: self.acquire(charges).await,
+            window: self.quotas.window,
+        };
+        let out = call.await;
+        if matches!(&out, Err(e) if e.kind == ErrorKind::Throttling) {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+}
+
+/// Permits that go back one window after they are dropped.
+struct Held {
+    permits: Vec<OwnedSemaphorePermit>,
+    window: Duration,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let permits = std::mem::take(&mut self.permits);
+        if permits.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let window = self.window;
+            rt.spawn(async move {
+                tokio::time::sleep(window).await;
+                drop(permits);
+            });
+        }
+    }
+}
+
+impl<K: Send + Sync> LimiterStats for RateLimitedKms<K> {
+    fn throttles(&self) -> usize {
+        self.throttles.load(Ordering::Relaxed)
+    }
+
+    fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_us.load(Ordering::Relaxed))
+    }
+}
+
+#[async_trait]
+impl<K: Kms> Kms for RateLimitedKms<K> {
+    async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
+        self.call(
+            &[(region, "DescribeKey", 1)],
+            self.inner.describe_key(region, key),
+        )
+        .await
+    }
+
+    async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
+        self.call(
+            &[(region, "GetKeyPolicy", 1)],
+            self.inner.get_key_policy(region, key_id),
+        )
+        .await
+    }
+
+    async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
+        self.call(
+            &[(region, "ListResourceTags", 1)],
+            self.inner.list_resource_tags(region, key_id),
+        )
+        .await
+    }
+
+    async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
+        self.call(
+            &[(region, "ListAliases", 1)],
+            self.inner.list_aliases(region, key_id),
+        )
+        .await
+    }
+
+    async fn replicate_key(
+        &self,
+        primary_region: &str,
+        key_id: &str,
+        replica_region: &str,
+        spec: &ReplicaSpec,
+    ) -> KmsResult<KeyInfo> {
+        self.call(
+            &[
+                (primary_region, "ReplicateKey", 1),
+                (replica_region, "CreateKey", 2),
+            ],
+            self.inner
+                .replicate_key(primary_region, key_id, replica_region, spec),
+        )
+        .await
+    }
+
+    async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "PutKeyPolicy", 1)],
+            self.inner.put_key_policy(region, key_id, policy),
+        )
+        .await
+    }
+
+    async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "CreateAlias", 1)],
+            self.inner.create_alias(region, alias, key_id),
+        )
+        .await
+    }
+
+    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "UpdateAlias", 1)],
+            self.inner.update_alias(region, alias, key_id),
+        )
+        .await
+    }
+
+    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "DeleteAlias", 1)],
+            self.inner.delete_alias(region, alias),
+        )
+        .await
+    }
+
+    async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
+        self.call(
+            &[(region, "TagResource", 1)],
+            self.inner.tag_resource(region, key_id, tags),
+        )
+        .await
+    }
+
+    async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
+        self.call(
+            &[(region, "UntagResource", 1)],
+            self.inner.untag_resource(region, key_id, keys),
+        )
+        .await
+    }
+
+    async fn update_key_description(
+        &self,
+        region: &str,
+        key_id: &str,
+        description: &str,
+    ) -> KmsResult<()> {
+        self.call(
+            &[(region, "UpdateKeyDescription", 1)],
+            self.inner
+                .update_key_description(region, key_id, description),
+        )
+        .await
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        region: &str,
+        key_id: &str,
+        pending_window_days: i32,
+    ) -> KmsResult<()> {
+        self.call(
+            &[(region, "ScheduleKeyDeletion", 1)],
+            self.inner
+                .schedule_key_deletion(region, key_id, pending_window_days),
+        )
+        .await
+    }
+
+    async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "CancelKeyDeletion", 1)],
+            self.inner.cancel_key_deletion(region, key_id),
+        )
+        .await
+    }
+
+    async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        self.call(
+            &[(region, "EnableKey", 1)],
+            self.inner.enable_key(region, key_id),
+        )
+        .await
+    }
+
+    async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
+        self.call(&[(region, "ListKeys", 1)], self.inner.list_keys(region))
+            .await
+    }
+
+    async fn update_primary_region(
+        &self,
+        region: &str,
+        key_id: &str,
+        new_primary_region: &str,
+    ) -> KmsResult<()> {
+        self.call(
+            &[
+                (region, "UpdatePrimaryRegion", 1),
+                (new_primary_region, "UpdatePrimaryRegion", 1),
+            ],
+            self.inner
+                .update_primary_region(region, key_id, new_primary_region),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
+    async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
+        self.call(
+            &[(region, "GetResources", 1)],
+            self.inner.tagged_keys(region, tag_key),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::twin::Twin;
+
+    fn max_in_any_window(times: &[std::time::Instant], window: Duration) -> usize {
+        let mut best = 0;
+        for (i, start) in times.iter().enumerate() {
+            let n = times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(*start) < window)
+                .count();
+            best = best.max(n);
+        }
+        best
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_never_exceed_the_limit_in_any_one_second_window() {
+        let twin = Twin::new();
+        twin.set_rate_limit("UpdateKeyDescription", 5);
+        let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+        let kms = Arc::new(RateLimitedKms::new(twin.clone(), Quotas::kms(50)));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (kms, key) = (kms.clone(), key.clone());
+                tokio::spawn(async move {
+                    kms.update_key_description("us-east-1", &key, &format!("d{i}"))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let elapsed = started.elapsed();
+
+        assert_eq!(twin.throttled_count(), 0);
+        let times: Vec<_> = twin
+            .calls()
+            .iter()
+            .filter(|c| c.op == "UpdateKeyDescription")
+            .map(|c| c.at)
+            .collect();
+        assert_eq!(times.len(), 12);
+        assert!(max_in_any_window(&times, Duration::from_secs(1)) <= 5);
+        // 12 calls at 5 per second: two full windows of waiting, not more.
+        assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+        assert!(kms.waited() > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn replicate_key_is_charged_two_create_key_requests_in_the_replica_region() {
+        let twin = Twin::new();
+        twin.set_rate_limit("CreateKey", 5);
+        let kms = RateLimitedKms::new(twin.clone(), Quotas::kms(50));
+        let started = Instant::now();
+        // 4 replicas into one Region: 8 CreateKey requests there, so one must wait a window.
+        for _ in 0..4 {
+            let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+            kms.replicate_key("us-east-1", &key, "us-west-2", &ReplicaSpec::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(twin.throttled_count(), 0);
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn without_the_limiter_the_twin_throttles_the_same_burst() {
+        let twin = Twin::new();
+        twin.set_rate_limit("CreateKey", 5);
+        let mut errors = 0;
+        for _ in 0..4 {
+            let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+            if twin
+                .replicate_key("us-east-1", &key, "us-west-2", &ReplicaSpec::default())
+                .await
+                .is_err()
+            {
+                errors += 1;
+            }
+        }
+        assert!(errors > 0 && twin.throttled_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn throttling_that_still_gets_through_is_counted() {
+        let twin = Twin::new();
+        twin.inject_fault(None, Some("DescribeKey"), "ThrottlingException", 2);
+        let kms = RateLimitedKms::new(twin.clone(), Quotas::unlimited());
+        for _ in 0..3 {
+            let _ = kms.describe_key("us-east-1", "mrk-x").await;
+        }
+        assert_eq!(kms.throttles(), 2);
+    }
+
+    #[test]
+    fn reads_are_capped_at_the_read_rate_or_their_quota_and_writes_sit_at_their_quota() {
+        let q = Quotas::kms(50);
+        assert_eq!(q.limit("DescribeKey"), Some(50));
+        assert_eq!(q.limit("ReplicateKey"), Some(5));
+        assert_eq!(q.limit("TagResource"), Some(10));
+        assert_eq!(q.limit("PutKeyPolicy"), Some(15));
+        let q = Quotas::kms(u32::MAX);
+        assert_eq!(q.limit("GetKeyPolicy"), Some(1000));
+        assert_eq!(q.limit("ListAliases"), Some(500));
+        assert_eq!(Quotas::unlimited().limit("DescribeKey"), None);
+    }
+}
