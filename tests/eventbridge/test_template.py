@@ -35,7 +35,7 @@ COMMON_KMS = {
 # ... plus these per function.
 EXTRA_KMS = {
     "ReplicateFunction": {},
-    "ReconcileFunction": {"KmsListKeys": {"kms:ListKeys"}},
+    "ReconcileFunction": {},
     "FailoverFunction": {"KmsListKeys": {"kms:ListKeys"}, "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"}},
 }
 KMS_WRITE_SIDS = {
@@ -441,4 +441,4 @@ def test_functions_with_a_failure_destination_may_send_to_the_dead_letter_queue(
 def test_resource_group_tagging_is_for_the_sweeps_only(resources):
     for function in FUNCTIONS:
         sids = by_sid(resources, function)
-        assert ("TagGetResources" in sids) is (function != "ReplicateFunction")
+        assert ("TagGetResources" in sids) is (function == "ReconcileFunction")
