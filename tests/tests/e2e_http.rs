@@ -1,0 +1,626 @@
+//! End to end on one machine, with the real function binaries and the real AWS SDK: a person
+//! calls KMS (the twin over HTTP) with the SDK; each write becomes its CloudTrail record, is
+//! matched against the EventBridge rule read from `template.yaml`, and is delivered through a
+//! local Lambda Runtime API to the unmodified `replicate` binary, which calls KMS and
+//! EventBridge through `AWS_ENDPOINT_URL`. The replicator's own writes come back the same way
+//! until the pipeline is quiet.
+//!
+//! The binaries are built first with `cargo build --workspace --bins` (a no-op when they are up
+//! to date; set `KMS_E2E_SKIP_BUILD=1` to use what is in the target folder as it is).
+
+use integration_tests::{primary_policy, PRIMARY_REGION};
+use kms_replicator::model::{KeyState, MultiRegionKeyType};
+use kms_replicator::policy::rewrite_policy;
+use kms_replicator::twin::{ADMIN_USER, REPLICATOR_ROLE};
+use kms_twin::{client, LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(30);
+const ALLOWED: &str = "us-east-1 us-west-2 eu-west-1";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The folder of this profile's binaries (`target/debug`), built once per test process.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // This test runs from target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        if std::env::var_os("KMS_E2E_SKIP_BUILD").is_none() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args(["build", "--workspace", "--bins", "--quiet"])
+                .current_dir(root());
+            // What cargo sets for this test run must not reach the build: build scripts that
+            // watch these variables (ring's does) would rebuild half the dependency tree.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if k.starts_with("CARGO_PKG_")
+                    || k.starts_with("CARGO_BIN_EXE_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                        "OUT_DIR",
+                    ]
+                    .contains(&k.as_ref())
+                {
+                    cmd.env_remove(k.as_ref());
+                }
+            }
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("cargo runs");
+            assert!(status.success(), "`cargo build --workspace --bins` failed");
+        }
+        dir
+    })
+}
+
+fn binary(name: &str) -> Option<PathBuf> {
+    let p = bin_dir().join(name);
+    p.is_file().then_some(p)
+}
+
+/// The local cloud with the replicate function (and failover, when it is built), configured
+/// as `template.yaml` deploys it: the replicator's own role in IGNORE_CALLER_ARNS.
+async fn start(configure: impl FnOnce(LocalCloudBuilder) -> LocalCloudBuilder) -> LocalCloud {
+    let replicate = binary("replicate").expect("target/<profile>/replicate was built");
+    let mut b = LocalCloud::builder()
+        .template(root().join("template.yaml"))
+        .function("replicate", replicate)
+        .env("ALLOWED_REGIONS", ALLOWED)
+        .env("IGNORE_CALLER_ARNS", REPLICATOR_ROLE)
+        .retry_delay(Duration::from_millis(100))
+        .timeout(Duration::from_secs(30));
+    if let Some(f) = binary("failover") {
+        b = b
+            .function("failover", f)
+            .function_env("failover", "FAILOVER_WAIT_SECONDS", "20");
+    }
+    configure(b).start().await.expect("local cloud starts")
+}
+
+/// Prints the functions' logs when a test fails.
+struct LogsOnFailure<'a>(&'a LocalCloud);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in ["replicate", "failover"] {
+                if let Some(f) = self.0.function(name) {
+                    let log = std::fs::read_to_string(f.log_file()).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    eprintln!("---- last lines of the {name} function's log ----");
+                    for l in tail.iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+            for i in self.0.invocations() {
+                eprintln!("invocation: {}", i.to_json());
+            }
+        }
+    }
+}
+
+async fn person(cloud: &LocalCloud, region: &str) -> aws_sdk_kms::Client {
+    cloud.kms_client(ADMIN_ACCESS_KEY, region).await
+}
+
+fn sdk_tag(k: &str, v: &str) -> aws_sdk_kms::types::Tag {
+    aws_sdk_kms::types::Tag::builder()
+        .tag_key(k)
+        .tag_value(v)
+        .build()
+        .expect("key and value")
+}
+
+/// A person's multi-Region primary in us-east-1: policy, description, a team tag, two aliases.
+async fn create_primary(cloud: &LocalCloud) -> String {
+    let kms = person(cloud, PRIMARY_REGION).await;
+    let key = kms
+        .create_key()
+        .multi_region(true)
+        .policy(primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT))
+        .description("payments data key")
+        .tags(sdk_tag("team", "payments"))
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id;
+    for alias in ["alias/payments", "alias/payments-ledger"] {
+        kms.create_alias()
+            .alias_name(alias)
+            .target_key_id(&key)
+            .send()
+            .await
+            .expect("CreateAlias");
+    }
+    key
+}
+
+async fn tag(cloud: &LocalCloud, key: &str, regions: &str) {
+    person(cloud, PRIMARY_REGION)
+        .await
+        .tag_resource()
+        .key_id(key)
+        .tags(sdk_tag("replicate-to", regions))
+        .send()
+        .await
+        .expect("TagResource");
+}
+
+async fn settle(cloud: &LocalCloud) {
+    cloud.settle(SETTLE).await.expect("the pipeline settles");
+}
+
+fn audit_types(cloud: &LocalCloud) -> Vec<String> {
+    cloud
+        .audit_entries()
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The replica in `region` mirrors the primary: policy rewritten for the Region, aliases,
+/// tags and description.
+fn assert_mirrored(cloud: &LocalCloud, key: &str, region: &str) {
+    let twin = cloud.twin();
+    let primary = twin.key(PRIMARY_REGION, key).expect("primary");
+    let replica = twin
+        .key(region, key)
+        .unwrap_or_else(|| panic!("no replica in {region}"));
+    assert_eq!(replica.multi_region, Some(MultiRegionKeyType::Replica));
+    assert_eq!(replica.primary_region, PRIMARY_REGION);
+    let (expected, _) = rewrite_policy(&primary.policy, PRIMARY_REGION, region).unwrap();
+    assert_eq!(replica.policy, expected, "policy in {region}");
+    assert_eq!(replica.tags, primary.tags, "tags in {region}");
+    assert_eq!(replica.description, primary.description);
+    let aliases: Vec<String> = twin
+        .aliases(region)
+        .into_iter()
+        .filter(|(_, k)| k == key)
+        .map(|(a, _)| a)
+        .collect();
+    let primary_aliases: Vec<String> = twin
+        .aliases(PRIMARY_REGION)
+        .into_iter()
+        .filter(|(_, k)| k == key)
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(aliases, primary_aliases, "aliases in {region}");
+}
+
+#[tokio::test]
+async fn tagging_a_key_creates_mirrored_replicas_through_cloudtrail_eventbridge_and_lambda() {
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    settle(&cloud).await;
+
+    for region in ["us-west-2", "eu-west-1"] {
+        assert_mirrored(&cloud, &key, region);
+        let replica = cloud.twin().key(region, &key).unwrap();
+        assert!(replica
+            .policy
+            .contains(&format!("s3.{region}.amazonaws.com")));
+        assert!(!replica.policy.contains("us-east-1"));
+    }
+    // The person's TagResource reached the function through the template's rule.
+    let routed = cloud.deliveries();
+    let tag_event = routed
+        .iter()
+        .find(|d| d.event_name() == "TagResource" && d.caller() == ADMIN_USER)
+        .expect("the TagResource record");
+    assert_eq!(tag_event.matched, vec!["KmsApiCallRule".to_string()]);
+    assert_eq!(tag_event.delivered_to, vec!["replicate".to_string()]);
+    // The replicator's own writes came back too, and were skipped as configured.
+    let own: Vec<_> = routed
+        .iter()
+        .filter(|d| d.caller() == REPLICATOR_ROLE && !d.delivered_to.is_empty())
+        .collect();
+    assert!(
+        own.len() >= 6,
+        "ReplicateKey x2, CreateKey x2, CreateAlias x4: {}",
+        own.len()
+    );
+    let invocations = cloud.invocations();
+    assert!(invocations.iter().all(|i| i.result.is_ok()));
+    let ignored = invocations
+        .iter()
+        .filter(|i| i.result.as_ref().unwrap()["action"] == "ignored")
+        .count();
+    assert!(ignored >= own.len());
+    // Audit events went out with the real EventBridge SDK.
+    let created = audit_types(&cloud)
+        .iter()
+        .filter(|t| *t == "Replica Created")
+        .count();
+    assert_eq!(created, 2);
+    let entry = &cloud.audit_entries()[0];
+    assert_eq!(entry["source"], "kms-replicator");
+    assert_eq!(
+        entry["detail"]["policyRewrites"].as_array().unwrap().len(),
+        3
+    );
+    assert!(cloud.dead_letters().is_empty());
+}
+
+#[tokio::test]
+async fn without_the_ignore_list_the_replicators_own_events_are_synced_and_settle_with_no_extra_write(
+) {
+    let cloud = start(|b| b.env("IGNORE_CALLER_ARNS", "")).await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    settle(&cloud).await;
+
+    let writes: Vec<&'static str> = cloud
+        .twin()
+        .calls()
+        .iter()
+        .filter(|c| c.caller == REPLICATOR_ROLE)
+        .map(|c| c.op)
+        .filter(|op| {
+            !op.starts_with("Describe") && !op.starts_with("Get") && !op.starts_with("List")
+        })
+        .collect();
+    let count = |op: &str| writes.iter().filter(|w| **w == op).count();
+    assert_eq!(count("ReplicateKey"), 2, "{writes:?}");
+    assert_eq!(count("CreateAlias"), 4, "{writes:?}");
+    assert_eq!(writes.len(), 6, "nothing else was written: {writes:?}");
+    // Each of the replicator's own events was delivered and found nothing to do.
+    let synced_in_sync = cloud
+        .invocations()
+        .iter()
+        .filter(|i| i.trigger.contains(REPLICATOR_ROLE))
+        .filter(|i| {
+            i.result
+                .as_ref()
+                .is_ok_and(|r| r["action"] == "synced" && r["report"]["outcome"] == "in_sync")
+        })
+        .count();
+    assert!(synced_in_sync >= 6, "{synced_in_sync}");
+    assert_mirrored(&cloud, &key, "us-west-2");
+    assert_mirrored(&cloud, &key, "eu-west-1");
+}
+
+#[tokio::test]
+async fn events_run_concurrently_in_four_sandboxes_still_converge_with_one_replica_per_region() {
+    let cloud = start(|b| b.env("IGNORE_CALLER_ARNS", "").concurrency(4)).await;
+    let _logs = LogsOnFailure(&cloud);
+    // Tagged at CreateKey: CreateKey, two CreateAlias and a TagResource all ask for the same
+    // replicas, and four sandboxes sync them at the same time.
+    let kms = person(&cloud, PRIMARY_REGION).await;
+    let key = kms
+        .create_key()
+        .multi_region(true)
+        .policy(primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT))
+        .description("payments data key")
+        .tags(sdk_tag("replicate-to", "us-west-2 eu-west-1"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    for alias in ["alias/payments", "alias/payments-ledger"] {
+        kms.create_alias()
+            .alias_name(alias)
+            .target_key_id(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    settle(&cloud).await;
+    assert_mirrored(&cloud, &key, "us-west-2");
+    assert_mirrored(&cloud, &key, "eu-west-1");
+    let f = cloud.function("replicate").unwrap();
+    assert_eq!(f.starts(), 4, "four sandboxes");
+    assert!(cloud.dead_letters().is_empty());
+    let created = audit_types(&cloud)
+        .iter()
+        .filter(|t| *t == "Replica Created")
+        .count();
+    assert!(created >= 2, "{created}");
+}
+
+#[tokio::test]
+async fn changes_to_the_primary_and_to_its_regions_are_mirrored() {
+    let cloud = start(|b| {
+        b.env("REMOVAL_POLICY", "ScheduleDeletion")
+            .env("PENDING_WINDOW_DAYS", "7")
+    })
+    .await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    tag(&cloud, &key, "us-west-2").await;
+    settle(&cloud).await;
+
+    let kms = person(&cloud, PRIMARY_REGION).await;
+    let policy = primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT)
+        .replace("payments-app", "payments-app-v2");
+    kms.put_key_policy()
+        .key_id(&key)
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap();
+    kms.update_key_description()
+        .key_id(&key)
+        .description("payments data key v2")
+        .send()
+        .await
+        .unwrap();
+    kms.delete_alias()
+        .alias_name("alias/payments-ledger")
+        .send()
+        .await
+        .unwrap();
+    kms.create_alias()
+        .alias_name("alias/ledger")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    settle(&cloud).await;
+    assert_mirrored(&cloud, &key, "us-west-2");
+    let west = cloud.twin().key("us-west-2", &key).unwrap();
+    assert!(west.policy.contains("payments-app-v2"));
+    assert_eq!(west.description, "payments data key v2");
+
+    // Add eu-west-1, drop us-west-2: one replica appears, the other is scheduled for deletion.
+    tag(&cloud, &key, "eu-west-1").await;
+    settle(&cloud).await;
+    assert_mirrored(&cloud, &key, "eu-west-1");
+    assert_eq!(
+        cloud.twin().key("us-west-2", &key).unwrap().state,
+        KeyState::PendingDeletion
+    );
+    assert!(audit_types(&cloud).contains(&"Replica Scheduled For Deletion".to_string()));
+
+    // Back again: restored (CancelKeyDeletion, EnableKey). EnableKey is not in the rule's
+    // pattern, so its record is routed to no function.
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    settle(&cloud).await;
+    assert_eq!(
+        cloud.twin().key("us-west-2", &key).unwrap().state,
+        KeyState::Enabled
+    );
+    assert_mirrored(&cloud, &key, "us-west-2");
+    let enable = cloud
+        .deliveries()
+        .into_iter()
+        .find(|d| d.event_name() == "EnableKey")
+        .expect("the EnableKey record");
+    assert!(enable.matched.is_empty() && enable.delivered_to.is_empty());
+    assert!(cloud.dead_letters().is_empty());
+}
+
+#[tokio::test]
+async fn a_single_region_key_is_reported_and_never_written() {
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    let kms = person(&cloud, PRIMARY_REGION).await;
+    let key = kms
+        .create_key()
+        .description("single-Region")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    tag(&cloud, &key, "us-west-2").await;
+    settle(&cloud).await;
+    let tag_invocation = cloud
+        .invocations()
+        .into_iter()
+        .find(|i| i.trigger.starts_with("TagResource"))
+        .expect("the TagResource event was delivered");
+    let out = tag_invocation
+        .result
+        .expect("a permanent outcome, not an error");
+    assert_eq!(out["report"]["outcome"], "skipped", "{out}");
+    assert!(out["report"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("single-Region"));
+    assert!(cloud.twin().key("us-west-2", &key).is_none());
+    assert!(cloud
+        .twin()
+        .calls()
+        .iter()
+        .all(|c| c.caller != REPLICATOR_ROLE || c.region == PRIMARY_REGION));
+}
+
+#[tokio::test]
+async fn a_disallowed_region_is_reported_and_never_written() {
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    tag(&cloud, &key, "us-west-2 ap-south-1").await;
+    settle(&cloud).await;
+    assert_mirrored(&cloud, &key, "us-west-2");
+    assert!(cloud.twin().key("ap-south-1", &key).is_none());
+    assert!(cloud
+        .twin()
+        .calls()
+        .iter()
+        .all(|c| c.region != "ap-south-1"));
+    let skipped: Vec<Value> = cloud
+        .audit_entries()
+        .into_iter()
+        .filter(|e| e["detail-type"] == "Replication Skipped")
+        .collect();
+    // Every sync of the key reports it again (the person's CreateAlias events are delivered
+    // after the tag is on the key).
+    assert!(!skipped.is_empty());
+    for s in &skipped {
+        assert_eq!(s["detail"]["region"], "ap-south-1");
+        assert!(s["detail"]["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ALLOWED_REGIONS"));
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_event_fails_every_attempt_and_lands_in_the_dead_letter_queue() {
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    let invoke = "/2015-03-31/functions/replicate/invocations";
+    // Synchronously, through Lambda's Invoke API: a function error.
+    let r = client::request(
+        cloud.endpoint(),
+        "POST",
+        invoke,
+        &[],
+        &json!({"hello": "world"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(r.json()["errorType"], "InvalidInput");
+    // Asynchronously, as EventBridge invokes: retried as the template says, then kept.
+    let r = client::request(
+        cloud.endpoint(),
+        "POST",
+        invoke,
+        &[("x-amz-invocation-type", "Event")],
+        &json!({"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 202);
+    settle(&cloud).await;
+    let dlq = cloud.dead_letters();
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(dlq[0]["requestContext"]["approximateInvokeCount"], 3);
+    assert_eq!(dlq[0]["responsePayload"]["errorType"], "InvalidInput");
+    let attempts = cloud
+        .invocations()
+        .iter()
+        .filter(|i| i.kind == "Event")
+        .count();
+    assert_eq!(attempts, 3, "one attempt and MaximumRetryAttempts: 2");
+}
+
+#[tokio::test]
+async fn a_region_that_does_not_answer_fails_the_invocation_and_lambdas_retry_completes_it() {
+    let cloud = start(|b| {
+        b.env("AWS_MAX_ATTEMPTS", "1")
+            .retry_delay(Duration::from_millis(600))
+    })
+    .await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    cloud.twin().set_region_down("eu-west-1", true);
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    let started = Instant::now();
+    while !cloud.invocations().iter().any(|i| i.result.is_err()) {
+        assert!(started.elapsed() < SETTLE, "no failed invocation");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cloud.twin().set_region_down("eu-west-1", false);
+    settle(&cloud).await;
+    let failed = cloud
+        .invocations()
+        .into_iter()
+        .find(|i| i.result.is_err())
+        .unwrap();
+    let e = failed.result.unwrap_err();
+    assert_eq!(e.error_type, "Retryable", "{e}");
+    assert!(e.message.contains("eu-west-1"), "{e}");
+    assert_mirrored(&cloud, &key, "us-west-2");
+    assert_mirrored(&cloud, &key, "eu-west-1");
+    assert!(cloud.dead_letters().is_empty());
+    assert!(audit_types(&cloud).contains(&"Replication Failed".to_string()));
+}
+
+#[tokio::test]
+async fn failover_promotes_a_replica_and_replication_continues_from_the_new_primary() {
+    let Some(_) = binary("failover") else {
+        eprintln!("SKIPPED: the failover binary is not built");
+        return;
+    };
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    cloud.twin().set_updating_for(Duration::from_millis(300));
+    let key = create_primary(&cloud).await;
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    settle(&cloud).await;
+
+    let dry = cloud
+        .invoke(
+            "failover",
+            &json!({"key": "alias/payments", "to": "us-west-2", "dryRun": true}),
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(dry["keys"][0]["outcome"], "dry_run_ok", "{dry}");
+    assert!(
+        cloud.twin().key(PRIMARY_REGION, &key).unwrap().multi_region
+            == Some(MultiRegionKeyType::Primary)
+    );
+
+    let done = cloud
+        .invoke(
+            "failover",
+            &json!({"key": "alias/payments", "to": "us-west-2"}),
+        )
+        .await
+        .expect("failover");
+    assert_eq!(done["keys"][0]["outcome"], "promoted", "{done}");
+    settle(&cloud).await;
+    let west = cloud.twin().key("us-west-2", &key).unwrap();
+    assert_eq!(west.multi_region, Some(MultiRegionKeyType::Primary));
+    assert_eq!(west.state, KeyState::Enabled);
+    let east = cloud.twin().key(PRIMARY_REGION, &key).unwrap();
+    assert_eq!(east.multi_region, Some(MultiRegionKeyType::Replica));
+    assert!(audit_types(&cloud).contains(&"Primary Region Updated".to_string()));
+
+    // A change at the new primary reaches every other Region.
+    person(&cloud, "us-west-2")
+        .await
+        .update_key_description()
+        .key_id(&key)
+        .description("after failover")
+        .send()
+        .await
+        .unwrap();
+    settle(&cloud).await;
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(
+            cloud.twin().key(region, &key).unwrap().description,
+            "after failover",
+            "{region}"
+        );
+    }
+    assert!(cloud.dead_letters().is_empty());
+}

@@ -1,0 +1,176 @@
+//! CloudTrail -> EventBridge -> Lambda, locally. Each write the twin accepts leaves the
+//! EventBridge event of its CloudTrail record in the twin's trail; the bus takes them, matches
+//! each against the template's rules and invokes the target function asynchronously, as
+//! EventBridge does. The function's own writes come back the same way until nothing is left.
+
+use crate::lambda::LambdaFunction;
+use crate::pattern::RuleDef;
+use kms_replicator::twin::Twin;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// A rule and, when the function runs here, where its events go.
+pub struct Route {
+    pub rule: RuleDef,
+    pub function: Option<Arc<LambdaFunction>>,
+}
+
+/// One event that went through the bus.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: usize,
+    pub event: Value,
+    /// Rules whose pattern matched.
+    pub matched: Vec<String>,
+    /// Functions it was sent to.
+    pub delivered_to: Vec<String>,
+}
+
+impl Delivery {
+    pub fn event_name(&self) -> &str {
+        self.event["detail"]["eventName"].as_str().unwrap_or("")
+    }
+
+    pub fn region(&self) -> &str {
+        self.event["region"].as_str().unwrap_or("")
+    }
+
+    /// The caller: the role (session issuer) or user ARN.
+    pub fn caller(&self) -> String {
+        kms_replicator::event::caller_arn(&self.event["detail"]).unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "seq": self.seq,
+            "eventName": self.event_name(),
+            "region": self.region(),
+            "caller": self.caller(),
+            "matchedRules": self.matched,
+            "deliveredTo": self.delivered_to,
+            "event": self.event,
+        })
+    }
+}
+
+pub struct Bus {
+    twin: Twin,
+    routes: Vec<Route>,
+    history: Mutex<Vec<Delivery>>,
+    /// Asynchronous invocations in progress, plus one while a batch is being routed.
+    in_progress: Arc<AtomicUsize>,
+    wake: Notify,
+    retry_delay: Duration,
+}
+
+impl Bus {
+    pub fn new(
+        twin: Twin,
+        routes: Vec<Route>,
+        in_progress: Arc<AtomicUsize>,
+        retry_delay: Duration,
+    ) -> Arc<Bus> {
+        Arc::new(Bus {
+            twin,
+            routes,
+            history: Mutex::new(Vec::new()),
+            in_progress,
+            wake: Notify::new(),
+            retry_delay,
+        })
+    }
+
+    /// The routing loop; runs until the task is aborted.
+    pub fn spawn(bus: &Arc<Bus>) -> JoinHandle<()> {
+        let b = bus.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(Duration::from_millis(50), b.wake.notified()).await;
+                b.route_trail();
+            }
+        })
+    }
+
+    /// Routes what is in the trail now (called after each request, and every 50 ms for writes
+    /// made on the twin directly).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn rules(&self) -> Vec<&RuleDef> {
+        self.routes.iter().map(|r| &r.rule).collect()
+    }
+
+    fn route_trail(&self) {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let events = self.twin.take_trail();
+        for event in events {
+            let mut matched = Vec::new();
+            let mut delivered_to = Vec::new();
+            for route in &self.routes {
+                if !route.rule.pattern.matches(&event) {
+                    continue;
+                }
+                matched.push(route.rule.name.clone());
+                if let Some(f) = &route.function {
+                    let d = &event["detail"];
+                    let trigger = format!(
+                        "{} {} by {}",
+                        d["eventName"].as_str().unwrap_or("?"),
+                        event["region"].as_str().unwrap_or("?"),
+                        kms_replicator::event::caller_arn(d).unwrap_or_default()
+                    );
+                    f.invoke_async(event.clone(), trigger, self.retry_delay);
+                    delivered_to.push(f.name().to_string());
+                }
+            }
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let seq = h.len() + 1;
+            h.push(Delivery {
+                seq,
+                event,
+                matched,
+                delivered_to,
+            });
+        }
+        self.in_progress.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub fn history(&self) -> Vec<Delivery> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until every write has been routed and every invocation it caused (with its own
+    /// writes, recursively) has finished, retries included.
+    pub async fn settle(&self, timeout: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let mut quiet = 0;
+        loop {
+            self.poke();
+            let busy = self.in_progress.load(Ordering::SeqCst) > 0 || !self.twin.trail().is_empty();
+            if busy {
+                quiet = 0;
+            } else {
+                quiet += 1;
+                if quiet >= 3 {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "the local pipeline was still busy after {:.1} s ({} invocations running)",
+                    timeout.as_secs_f64(),
+                    self.in_progress.load(Ordering::SeqCst)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! EventBridge event patterns, and the rules of `template.yaml` that route events to functions.
+//!
+//! Only the part of the pattern language the template uses is implemented: exact values (a
+//! list means "any of"), nested objects, `{"exists": true|false}` and `{"prefix": "..."}`. A
+//! pattern using anything else is refused when it is loaded, never silently misread. The same
+//! pattern is checked with moto's own matcher by `tests/eventbridge/`.
+
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// A validated event pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPattern(Map<String, Value>);
+
+impl EventPattern {
+    pub fn parse(pattern: &Value) -> Result<EventPattern, String> {
+        let obj = pattern
+            .as_object()
+            .ok_or("an event pattern must be a JSON object")?;
+        validate(obj, "")?;
+        Ok(EventPattern(obj.clone()))
+    }
+
+    pub fn as_json(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    pub fn matches(&self, event: &Value) -> bool {
+        matches_object(&self.0, Some(event))
+    }
+}
+
+fn validate(obj: &Map<String, Value>, path: &str) -> Result<(), String> {
+    if obj.is_empty() {
+        return Err(format!("empty pattern object at '{path}'"));
+    }
+    for (key, value) in obj {
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match value {
+            Value::Object(inner) => validate(inner, &here)?,
+            Value::Array(items) if !items.is_empty() => {
+                for item in items {
+                    if let Value::Object(op) = item {
+                        let ok = op.len() == 1
+                            && match op.iter().next() {
+                                Some((k, v)) if k == "exists" => v.is_boolean(),
+                                Some((k, v)) if k == "prefix" => v.is_string(),
+                                _ => false,
+                            };
+                        if !ok {
+                            return Err(format!(
+                                "'{here}' uses {item}: the local bus implements exact values, \
+                                 exists and prefix only"
+                            ));
+                        }
+                    } else if item.is_array() {
+                        return Err(format!("'{here}' holds a nested list"));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "'{here}' must be an object or a non-empty list, not {value}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn matches_object(pattern: &Map<String, Value>, event: Option<&Value>) -> bool {
+    pattern.iter().all(|(key, p)| {
+        let field = event.and_then(|e| e.get(key));
+        match p {
+            Value::Object(inner) => matches_object(inner, field),
+            Value::Array(alternatives) => alternatives.iter().any(|alt| matches_leaf(alt, field)),
+            _ => false,
+        }
+    })
+}
+
+fn matches_leaf(alt: &Value, field: Option<&Value>) -> bool {
+    if let Value::Object(op) = alt {
+        if let Some(want) = op.get("exists").and_then(Value::as_bool) {
+            // `exists` applies to leaves: an object or a list is not a value that exists.
+            let present = field.is_some_and(|f| !f.is_object());
+            return present == want;
+        }
+        if let Some(prefix) = op.get("prefix").and_then(Value::as_str) {
+            return values(field)
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.starts_with(prefix)));
+        }
+        return false;
+    }
+    values(field).contains(&alt)
+}
+
+/// A field's values: an array matches when any of its elements does.
+fn values(field: Option<&Value>) -> Vec<&Value> {
+    match field {
+        None => vec![],
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(v) => vec![v],
+    }
+}
+
+/// An event rule of the template and the function it invokes.
+#[derive(Debug, Clone)]
+pub struct RuleDef {
+    /// The rule's logical id (e.g. `KmsApiCallRule`).
+    pub name: String,
+    pub pattern: EventPattern,
+    /// The target function's logical id (e.g. `ReplicateFunction`).
+    pub function_id: String,
+    /// The function's binary: `Metadata.BuildProperties.Binary`, else the last part of `CodeUri`.
+    pub binary: String,
+    /// `EventInvokeConfig.MaximumRetryAttempts` of the function (Lambda's default is 2).
+    pub max_retry_attempts: u32,
+}
+
+/// The event rules of a SAM/CloudFormation template: `AWS::Events::Rule` resources with an
+/// `EventPattern` whose targets are functions of the template, and `EventBridgeRule` /
+/// `CloudWatchEvent` events of `AWS::Serverless::Function` resources.
+pub fn rules_from_template(path: &Path) -> Result<Vec<RuleDef>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    rules_from_template_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn rules_from_template_text(text: &str) -> Result<Vec<RuleDef>, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let doc = docs.first().ok_or("empty template")?;
+    let template = yaml_to_json(doc);
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or("the template has no Resources")?;
+    let function = |id: &str| -> Option<(String, u32)> {
+        let f = resources.get(id)?;
+        if f.get("Type")?.as_str()? != "AWS::Serverless::Function" {
+            return None;
+        }
+        let binary = f
+            .pointer("/Metadata/BuildProperties/Binary")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                let uri = f.pointer("/Properties/CodeUri")?.as_str()?;
+                Some(uri.trim_end_matches('/').rsplit('/').next()?.to_string())
+            })?;
+        let retries = f
+            .pointer("/Properties/EventInvokeConfig/MaximumRetryAttempts")
+            .and_then(Value::as_u64)
+            .unwrap_or(2) as u32;
+        Some((binary, retries))
+    };
+    let mut rules = Vec::new();
+    for (id, res) in resources {
+        let ty = res.get("Type").and_then(Value::as_str).unwrap_or("");
+        if ty == "AWS::Events::Rule" {
+            let Some(pattern) = res.pointer("/Properties/EventPattern") else {
+                continue; // a schedule
+            };
+            let bus = res
+                .pointer("/Properties/EventBusName")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if bus != "default" {
+                continue;
+            }
+            let pattern = EventPattern::parse(pattern).map_err(|e| format!("{id}: {e}"))?;
+            let targets = res
+                .pointer("/Properties/Targets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for t in targets {
+                let Some(fid) = t.get("Arn").and_then(get_att_target) else {
+                    continue;
+                };
+                if let Some((binary, retries)) = function(&fid) {
+                    rules.push(RuleDef {
+                        name: id.clone(),
+                        pattern: pattern.clone(),
+                        function_id: fid,
+                        binary,
+                        max_retry_attempts: retries,
+                    });
+                }
+            }
+        } else if ty == "AWS::Serverless::Function" {
+            let events = res
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            for (ev_id, ev) in events {
+                let ev_ty = ev.get("Type").and_then(Value::as_str).unwrap_or("");
+                if ev_ty != "EventBridgeRule" && ev_ty != "CloudWatchEvent" {
+                    continue;
+                }
+                let Some(pattern) = ev.pointer("/Properties/Pattern") else {
+                    continue;
+                };
+                let pattern =
+                    EventPattern::parse(pattern).map_err(|e| format!("{id}.{ev_id}: {e}"))?;
+                if let Some((binary, retries)) = function(id) {
+                    rules.push(RuleDef {
+                        name: format!("{id}{ev_id}"),
+                        pattern,
+                        function_id: id.clone(),
+                        binary,
+                        max_retry_attempts: retries,
+                    });
+                }
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// `!GetAtt X.Arn` (the loader keeps the scalar and drops the tag), `{"Fn::GetAtt": "X.Arn"}`
+/// or `{"Fn::GetAtt": ["X", "Arn"]}` -> `X`.
+fn get_att_target(v: &Value) -> Option<String> {
+    let dotted = |s: &str| s.strip_suffix(".Arn").map(str::to_string);
+    match v {
+        Value::String(s) => dotted(s),
+        Value::Object(o) => match o.get("Fn::GetAtt")? {
+            Value::String(s) => dotted(s),
+            Value::Array(a) if a.len() == 2 && a[1] == "Arn" => a[0].as_str().map(str::to_string),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// YAML -> JSON. CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...) are dropped
+/// with their scalar or list kept: enough for patterns, which hold plain data.
+fn yaml_to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(s.clone())),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+    }
+}
+
+/// The repository's `template.yaml`, found from `start` upwards.
+pub fn find_template(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join("template.yaml"))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule_pattern() -> EventPattern {
+        EventPattern::parse(&json!({
+            "source": ["aws.kms"],
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {
+                "eventSource": ["kms.amazonaws.com"],
+                "eventName": ["TagResource", "CreateKey"],
+                "errorCode": [{"exists": false}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn event(name: &str) -> Value {
+        json!({"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail",
+               "detail": {"eventSource": "kms.amazonaws.com", "eventName": name}})
+    }
+
+    #[test]
+    fn an_event_matching_every_field_matches() {
+        assert!(rule_pattern().matches(&event("TagResource")));
+    }
+
+    #[test]
+    fn a_call_the_pattern_does_not_name_does_not_match() {
+        assert!(!rule_pattern().matches(&event("Decrypt")));
+    }
+
+    #[test]
+    fn exists_false_drops_failed_calls() {
+        let mut e = event("TagResource");
+        e["detail"]["errorCode"] = json!("AccessDenied");
+        assert!(!rule_pattern().matches(&e));
+    }
+
+    #[test]
+    fn a_missing_nested_object_does_not_match() {
+        let e = json!({"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail"});
+        assert!(!rule_pattern().matches(&e));
+    }
+
+    #[test]
+    fn a_list_in_the_event_matches_when_any_element_does() {
+        let p = EventPattern::parse(&json!({"resources": ["arn:a"]})).unwrap();
+        assert!(p.matches(&json!({"resources": ["arn:b", "arn:a"]})));
+        assert!(!p.matches(&json!({"resources": []})));
+    }
+
+    #[test]
+    fn prefix_and_exists_true_are_supported() {
+        let p =
+            EventPattern::parse(&json!({"region": [{"prefix": "us-"}], "id": [{"exists": true}]}))
+                .unwrap();
+        assert!(p.matches(&json!({"region": "us-west-2", "id": "1"})));
+        assert!(!p.matches(&json!({"region": "eu-west-1", "id": "1"})));
+        assert!(!p.matches(&json!({"region": "us-west-2"})));
+    }
+
+    #[test]
+    fn unsupported_operators_are_refused_at_load() {
+        let err =
+            EventPattern::parse(&json!({"source": [{"anything-but": "aws.s3"}]})).unwrap_err();
+        assert!(
+            err.contains("exact values, exists and prefix only"),
+            "{err}"
+        );
+        assert!(EventPattern::parse(&json!({"source": "aws.kms"})).is_err());
+    }
+
+    #[test]
+    fn rules_are_read_from_a_template_with_short_form_tags() {
+        let text = r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: replicate}}
+    Properties:
+      CodeUri: functions/replicate
+      Role: !GetAtt Role.Arn
+      EventInvokeConfig: {MaximumRetryAttempts: 1}
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern:
+        source: [aws.kms]
+        detail: {errorCode: [{exists: false}]}
+      Targets:
+        - Id: F
+          Arn: !GetAtt Fn.Arn
+  Schedule:
+    Type: AWS::Events::Rule
+    Properties:
+      ScheduleExpression: rate(1 hour)
+      Targets: [{Id: F, Arn: !GetAtt Fn.Arn}]
+"#;
+        let rules = rules_from_template_text(text).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].name, "Rule");
+        assert_eq!(rules[0].binary, "replicate");
+        assert_eq!(rules[0].max_retry_attempts, 1);
+        assert_eq!(
+            rules[0].pattern.as_json(),
+            json!({"source": ["aws.kms"], "detail": {"errorCode": [{"exists": false}]}})
+        );
+    }
+
+    #[test]
+    fn the_repository_template_routes_every_trigger_event_to_the_replicate_function() {
+        let path = find_template(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("template.yaml");
+        let rules = rules_from_template(&path).unwrap();
+        let rule = rules
+            .iter()
+            .find(|r| r.binary == "replicate")
+            .expect("a rule targets the replicate function");
+        for name in kms_replicator::event::TRIGGER_EVENTS {
+            assert!(rule.pattern.matches(&event(name)), "{name}");
+        }
+        assert!(!rule.pattern.matches(&event("Decrypt")));
+    }
+}
