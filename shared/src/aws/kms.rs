@@ -1,7 +1,7 @@
 //! The KMS port on aws-sdk-kms: one client per Region, all built from one `SdkConfig`, so
 //! credentials, retries and `AWS_ENDPOINT_URL` apply to every Region alike.
 
-use super::error_kind;
+use super::{error_kind, RegionalClients};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
 use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
 use async_trait::async_trait;
@@ -10,16 +10,11 @@ use aws_sdk_kms::config::Region;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::{KeyMetadata, MultiRegionKeyType as SdkMrkType};
 use aws_sdk_kms::Client;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use tracing::instrument;
-
-type ClientFactory = Arc<dyn Fn(&str) -> Client + Send + Sync>;
 
 #[derive(Clone)]
 pub struct AwsKms {
-    factory: ClientFactory,
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    clients: RegionalClients<Client>,
 }
 
 impl AwsKms {
@@ -36,17 +31,12 @@ impl AwsKms {
     /// Builds clients with `factory` (tests pass mocked clients this way).
     pub fn with_factory(factory: impl Fn(&str) -> Client + Send + Sync + 'static) -> AwsKms {
         AwsKms {
-            factory: Arc::new(factory),
-            clients: Arc::new(Mutex::new(HashMap::new())),
+            clients: RegionalClients::new(factory),
         }
     }
 
     fn client(&self, region: &str) -> Client {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| (self.factory)(region))
-            .clone()
+        self.clients.get(region)
     }
 }
 

@@ -2,25 +2,21 @@
 //! Region, like the KMS adapter.
 
 use super::kms::map_err;
+use super::RegionalClients;
 use crate::port::{KmsResult, TagIndex, TaggedKey};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_resourcegroupstagging::config::Region;
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 use aws_sdk_resourcegroupstagging::Client;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use tracing::instrument;
 
 /// The largest page GetResources returns.
 const PAGE_SIZE: i32 = 100;
 
-type ClientFactory = Arc<dyn Fn(&str) -> Client + Send + Sync>;
-
 #[derive(Clone)]
 pub struct AwsTagIndex {
-    factory: ClientFactory,
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    clients: RegionalClients<Client>,
 }
 
 impl AwsTagIndex {
@@ -37,17 +33,12 @@ impl AwsTagIndex {
     /// Builds clients with `factory` (tests pass mocked clients this way).
     pub fn with_factory(factory: impl Fn(&str) -> Client + Send + Sync + 'static) -> AwsTagIndex {
         AwsTagIndex {
-            factory: Arc::new(factory),
-            clients: Arc::new(Mutex::new(HashMap::new())),
+            clients: RegionalClients::new(factory),
         }
     }
 
     fn client(&self, region: &str) -> Client {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| (self.factory)(region))
-            .clone()
+        self.clients.get(region)
     }
 }
 
