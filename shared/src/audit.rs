@@ -19,6 +19,8 @@ pub const FAILOVER_FAILED: &str = "Failover Failed";
 pub struct AuditContext {
     pub trigger_event: Option<String>,
     pub trigger_event_id: Option<String>,
+    /// The Region of the call that triggered the run.
+    pub trigger_region: Option<String>,
 }
 
 /// One event per Region that changed, failed or was refused; nothing for Regions in sync and
@@ -61,8 +63,10 @@ pub fn audit_events(report: &SyncReport, ctx: &AuditContext) -> Vec<AuditEvent> 
             }
             Outcome::Updated => REPLICA_SYNCED,
             Outcome::Failed { .. } => REPLICATION_FAILED,
-            Outcome::Skipped { .. } => REPLICATION_SKIPPED,
-            Outcome::InSync | Outcome::Planned => continue,
+            // A Region refused in the tag is reported when the tag is what changed, not again on
+            // every later sync of the key.
+            Outcome::Skipped { .. } if tag_may_have_changed(ctx, report) => REPLICATION_SKIPPED,
+            Outcome::Skipped { .. } | Outcome::InSync | Outcome::Planned => continue,
         };
         let mut detail = base(Some(&r.region));
         detail["outcome"] = serde_json::to_value(&r.outcome).unwrap_or_default();
@@ -74,4 +78,17 @@ pub fn audit_events(report: &SyncReport, ctx: &AuditContext) -> Vec<AuditEvent> 
         });
     }
     events
+}
+
+/// Whether the run was triggered by a call that can change the primary's replication tag: a
+/// tag or CreateKey call in the primary's Region (the replicator's own calls in replica Regions
+/// are not), or a direct run.
+fn tag_may_have_changed(ctx: &AuditContext, report: &SyncReport) -> bool {
+    let in_primary_region = ctx.trigger_region.is_none()
+        || ctx.trigger_region.as_deref() == report.primary_region.as_deref();
+    in_primary_region
+        && matches!(
+            ctx.trigger_event.as_deref(),
+            None | Some("TagResource" | "UntagResource" | "CreateKey")
+        )
 }

@@ -445,6 +445,19 @@ async fn disallowed_and_unknown_regions_are_reported_while_allowed_ones_are_repl
         .filter(|e| e.detail_type == "Replication Skipped")
         .count();
     assert_eq!(skipped, 2);
+    // Later changes that leave the tag alone do not report the refused Regions again.
+    twin.with_caller(ADMIN_USER)
+        .update_key_description(PRIMARY_REGION, &key_id, "new description")
+        .await
+        .unwrap();
+    drain(&twin, &cfg).await;
+    let audit = twin.audit_events();
+    assert!(audit.iter().any(|e| e.detail_type == "Replica Synced"));
+    let skipped = audit
+        .iter()
+        .filter(|e| e.detail_type == "Replication Skipped")
+        .count();
+    assert_eq!(skipped, 2);
 }
 
 #[tokio::test]

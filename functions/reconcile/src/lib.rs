@@ -625,6 +625,7 @@ impl Reconciler<'_> {
                 Trigger::Schedule { event_id, .. } => Some(event_id.clone()),
                 Trigger::Direct => None,
             },
+            trigger_region: None,
         };
         let mut pending = work.into_iter();
         let mut in_flight = FuturesUnordered::new();

@@ -42,6 +42,7 @@ impl Replicator<'_> {
         let ctx = AuditContext {
             trigger_event: Some(trigger.event_name.clone()),
             trigger_event_id: Some(trigger.event_id.clone()),
+            trigger_region: Some(trigger.region.clone()),
         };
         let events = audit_events(&report, &ctx);
         if !events.is_empty() {
