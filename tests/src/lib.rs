@@ -4,7 +4,7 @@
 use kms_replicator::model::Tag;
 use kms_replicator::twin::{Twin, ADMIN_USER};
 use kms_replicator::Config;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 
 pub const PRIMARY_REGION: &str = "us-east-1";
@@ -36,41 +36,10 @@ pub fn config() -> Config {
     Config::new(&["us-east-1", "us-west-2", "eu-west-1"])
 }
 
-/// A realistic primary policy: root delegation, a key administrator, use through S3 in the
-/// primary's Region, and CloudWatch Logs' Regional principal.
+/// The example primary policy of the tests and the demo (see
+/// [`kms_replicator::twin::example_primary_policy`]).
 pub fn primary_policy(account: &str) -> String {
-    serde_json::to_string_pretty(&json!({
-        "Version": "2012-10-17",
-        "Id": "payments-key-policy",
-        "Statement": [
-            {
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
-                "Action": "kms:*",
-                "Resource": "*"
-            },
-            {
-                "Sid": "AllowUseViaS3",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{account}:role/payments-app")},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
-            },
-            {
-                "Sid": "AllowCloudWatchLogs",
-                "Effect": "Allow",
-                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
-                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"],
-                "Resource": "*",
-                "Condition": {"ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:us-east-1:{account}:log-group:payments")
-                }}
-            }
-        ]
-    }))
-    .unwrap()
+    kms_replicator::twin::example_primary_policy(account)
 }
 
 /// A multi-Region primary in us-east-1 made by a person: policy, description, a team tag

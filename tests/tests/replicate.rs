@@ -73,6 +73,13 @@ async fn drain(twin: &Twin, cfg: &Config) -> usize {
     panic!("the replicator did not settle within 10 rounds of its own events");
 }
 
+/// Tags the key, handles that event, then every event that follows, until quiet.
+async fn tag_and_settle(twin: &Twin, cfg: &Config, key_id: &str, regions: &str) {
+    let event = tag_for_regions(twin, key_id, regions).await;
+    handle(twin, cfg, &event).await.expect("tag event handled");
+    drain(twin, cfg).await;
+}
+
 #[tokio::test]
 async fn every_fixture_is_either_synced_or_ignored_and_none_is_an_error() {
     let twin = Twin::new();
@@ -589,14 +596,7 @@ async fn an_event_on_a_replica_syncs_its_primary_and_repairs_drift() {
     let twin = Twin::new();
     let cfg = config();
     let key_id = seed_primary(&twin).await;
-    handle(
-        &twin,
-        &cfg,
-        &tag_for_regions(&twin, &key_id, "us-west-2").await,
-    )
-    .await
-    .unwrap();
-    drain(&twin, &cfg).await;
+    tag_and_settle(&twin, &cfg, &key_id, "us-west-2").await;
     // Someone edits the replica's description by hand.
     let admin = twin.with_caller(ADMIN_USER);
     admin
@@ -619,14 +619,7 @@ async fn with_schedule_deletion_a_region_removed_from_the_tag_is_deleted_and_res
         pending_window_days: 7,
     };
     let key_id = seed_primary(&twin).await;
-    handle(
-        &twin,
-        &cfg,
-        &tag_for_regions(&twin, &key_id, "us-west-2 eu-west-1").await,
-    )
-    .await
-    .unwrap();
-    drain(&twin, &cfg).await;
+    tag_and_settle(&twin, &cfg, &key_id, "us-west-2 eu-west-1").await;
 
     let out = handle(
         &twin,
@@ -650,14 +643,7 @@ async fn with_schedule_deletion_a_region_removed_from_the_tag_is_deleted_and_res
         .iter()
         .any(|e| e.detail_type == "Replica Scheduled For Deletion"));
 
-    handle(
-        &twin,
-        &cfg,
-        &tag_for_regions(&twin, &key_id, "us-west-2 eu-west-1").await,
-    )
-    .await
-    .unwrap();
-    drain(&twin, &cfg).await;
+    tag_and_settle(&twin, &cfg, &key_id, "us-west-2 eu-west-1").await;
     let restored = twin.key("eu-west-1", &key_id).unwrap();
     assert_eq!(restored.state, KeyState::Enabled);
     assert_eq!(restored.tags["replicate-to"], "us-west-2 eu-west-1");
@@ -668,23 +654,9 @@ async fn with_retain_a_region_removed_from_the_tag_is_left_alone() {
     let twin = Twin::new();
     let cfg = config();
     let key_id = seed_primary(&twin).await;
-    handle(
-        &twin,
-        &cfg,
-        &tag_for_regions(&twin, &key_id, "us-west-2 eu-west-1").await,
-    )
-    .await
-    .unwrap();
-    drain(&twin, &cfg).await;
+    tag_and_settle(&twin, &cfg, &key_id, "us-west-2 eu-west-1").await;
     twin.reset_calls();
-    handle(
-        &twin,
-        &cfg,
-        &tag_for_regions(&twin, &key_id, "us-west-2").await,
-    )
-    .await
-    .unwrap();
-    drain(&twin, &cfg).await;
+    tag_and_settle(&twin, &cfg, &key_id, "us-west-2").await;
     assert!(
         twin.calls().iter().all(|c| c.region != "eu-west-1"),
         "eu-west-1 is not touched"

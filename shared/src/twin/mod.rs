@@ -380,6 +380,43 @@ impl Twin {
     }
 }
 
+/// An example primary policy, for tests and the demo: a realistic primary policy: root delegation, a key administrator, use through S3 in the
+/// primary's Region, and CloudWatch Logs' Regional principal.
+pub fn example_primary_policy(account: &str) -> String {
+    serde_json::to_string_pretty(&json!({
+        "Version": "2012-10-17",
+        "Id": "payments-key-policy",
+        "Statement": [
+            {
+                "Sid": "Enable IAM User Permissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Sid": "AllowUseViaS3",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:role/payments-app")},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+            },
+            {
+                "Sid": "AllowCloudWatchLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:us-east-1:{account}:log-group:payments")
+                }}
+            }
+        ]
+    }))
+    .expect("static JSON")
+}
+
 fn default_policy(account: &str) -> String {
     serde_json::to_string_pretty(&json!({
         "Version": "2012-10-17",

@@ -13,7 +13,7 @@ use aws_sdk_kms::types::Tag as SdkTag;
 use kms_replicator::aws::AwsKms;
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::{rewrite_policy, same_policy};
-use kms_replicator::twin::{DEFAULT_ACCOUNT, REPLICATOR_ROLE};
+use kms_replicator::twin::{example_primary_policy, DEFAULT_ACCOUNT, REPLICATOR_ROLE};
 use kms_replicator::Kms;
 use kms_twin::pattern::find_template;
 use kms_twin::{LocalCloud, ADMIN_ACCESS_KEY};
@@ -85,38 +85,7 @@ struct Demo {
 }
 
 fn primary_policy() -> String {
-    serde_json::to_string_pretty(&json!({
-        "Version": "2012-10-17",
-        "Id": "payments-key-policy",
-        "Statement": [
-            {
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root")},
-                "Action": "kms:*",
-                "Resource": "*"
-            },
-            {
-                "Sid": "AllowUseViaS3",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{DEFAULT_ACCOUNT}:role/payments-app")},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
-            },
-            {
-                "Sid": "AllowCloudWatchLogs",
-                "Effect": "Allow",
-                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
-                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"],
-                "Resource": "*",
-                "Condition": {"ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:us-east-1:{DEFAULT_ACCOUNT}:log-group:payments")
-                }}
-            }
-        ]
-    }))
-    .expect("static JSON")
+    example_primary_policy(DEFAULT_ACCOUNT)
 }
 
 fn tag(k: &str, v: &str) -> SdkTag {
