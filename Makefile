@@ -37,7 +37,7 @@ demo: demo-build
 	$(TARGET_DIR)/release/kms-demo --template template.yaml --bin-dir $(TARGET_DIR)/release
 
 demo-build:
-	$(CARGO) build --release -p replicate $(FAILOVER_PKG) -p kms-twin
+	$(CARGO) build --release -p replicate $(FAILOVER_PKG) -p twin-server
 
 ## The KMS twin on a loopback port with the functions wired to it, for the AWS CLI
 ## (it prints the endpoint and the variables to export; Ctrl-C stops it).

@@ -21,7 +21,7 @@ pub struct Rewrite {
     pub to: String,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("the key policy is not a JSON policy document: {0}")]
 pub struct PolicyError(pub String);
 

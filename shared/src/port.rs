@@ -28,6 +28,36 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// Classifies an AWS error code (and HTTP status, when known) the way the domain needs it.
+    pub fn from_code(code: &str, status: Option<u16>) -> ErrorKind {
+        match code {
+            "NotFoundException" => ErrorKind::NotFound,
+            "AlreadyExistsException" => ErrorKind::AlreadyExists,
+            "KMSInvalidStateException" => ErrorKind::InvalidState,
+            "DisabledException" => ErrorKind::Disabled,
+            "UnsupportedOperationException" => ErrorKind::UnsupportedOperation,
+            "MalformedPolicyDocumentException" => ErrorKind::MalformedPolicy,
+            "AccessDeniedException" => ErrorKind::AccessDenied,
+            "ThrottlingException"
+            // The Resource Groups Tagging API's name for it.
+            | "ThrottledException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded" => ErrorKind::Throttling,
+            "KMSInternalException"
+            | "InternalServiceException"
+            | "DependencyTimeoutException"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "InternalServerError" => ErrorKind::Internal,
+            "DispatchFailure" | "TimeoutError" => ErrorKind::Unreachable,
+            _ if status.is_some_and(|s| s >= 500) => ErrorKind::Internal,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
 /// A KMS call that failed, with AWS's error code and message kept for the report.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("{operation} in {region}: {code}: {message}")]

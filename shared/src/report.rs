@@ -1,9 +1,11 @@
-//! Outcomes: what a sync did (or would do) for each key and Region.
+//! Outcomes: what a sync did (or would do) for each key and Region, and their rendering
+//! as `terraform plan`-style lines.
 
 use crate::model::Tag;
-use crate::plan::PolicyChange;
 use crate::policy::Rewrite;
+use crate::policy_diff::PolicyChange;
 use serde::Serialize;
+use serde_json::Value;
 
 /// The result for one key, or for one Region of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,4 +212,116 @@ impl SyncReport {
         }
         out
     }
+}
+
+/// Longest value shown in a summary line; the JSON report has the whole value.
+const MAX_SHOWN: usize = 160;
+
+fn shown(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() <= MAX_SHOWN {
+        s
+    } else {
+        let cut: String = s.chars().take(MAX_SHOWN).collect();
+        format!("{cut}…")
+    }
+}
+
+/// One line per change of `report`, in the style of `terraform plan`: `+` creates, `~`
+/// changes, `-` removes, `!` failed, `#` skipped on purpose. Policy changes follow their
+/// PutKeyPolicy line, indented. Keys and Regions in sync produce no line.
+pub fn change_lines(report: &SyncReport) -> Vec<String> {
+    let key = match (&report.key_id, &report.primary_region) {
+        (Some(id), Some(r)) => format!("{id} ({r})"),
+        (Some(id), None) => id.clone(),
+        _ => report.requested.clone(),
+    };
+    let mut lines = Vec::new();
+    if report.regions.is_empty() {
+        match &report.outcome {
+            Outcome::Failed { reason, .. } => lines.push(format!("! {key}: failed: {reason}")),
+            Outcome::Skipped { reason } if report.managed => {
+                lines.push(format!("# {key}: skipped: {reason}"))
+            }
+            _ => {}
+        }
+        return lines;
+    }
+    for r in &report.regions {
+        let at = format!("{key} -> {}", r.region);
+        for action in &r.actions {
+            let line = match action {
+                Action::ReplicateKey {
+                    policy,
+                    description,
+                    tags,
+                } => {
+                    let policy = match policy {
+                        None => "KMS's default policy".to_string(),
+                        Some(_) if r.rewrites.is_empty() => "the primary's policy".to_string(),
+                        Some(_) => format!(
+                            "the primary's policy with {} Region rewrite(s)",
+                            r.rewrites.len()
+                        ),
+                    };
+                    format!(
+                        "+ {at}: create replica ({policy}, {} tag(s), description {:?})",
+                        tags.len(),
+                        description
+                    )
+                }
+                Action::CancelKeyDeletion => {
+                    format!("~ {at}: cancel the replica's scheduled deletion")
+                }
+                Action::EnableKey => format!("~ {at}: enable the replica"),
+                Action::PutKeyPolicy { .. } => {
+                    let mut s = format!("~ {at}: update key policy");
+                    if !r.policy_diff.is_empty() {
+                        s.push_str(&format!(" ({} difference(s))", r.policy_diff.len()));
+                    }
+                    for c in &r.policy_diff {
+                        s.push_str(&match (&c.from, &c.to) {
+                            (Some(f), Some(t)) => {
+                                format!("\n    ~ {}: {} -> {}", c.path, shown(f), shown(t))
+                            }
+                            (None, Some(t)) => format!("\n    + {}: {}", c.path, shown(t)),
+                            (Some(f), None) => format!("\n    - {}: {}", c.path, shown(f)),
+                            (None, None) => format!("\n    ~ {}", c.path),
+                        });
+                    }
+                    s
+                }
+                Action::UpdateKeyDescription { description } => {
+                    format!("~ {at}: set description {description:?}")
+                }
+                Action::TagResource { tags } => format!(
+                    "~ {at}: tag {}",
+                    tags.iter()
+                        .map(|t| format!("{}={:?}", t.key, t.value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Action::UntagResource { keys } => {
+                    format!("- {at}: untag {}", keys.join(", "))
+                }
+                Action::CreateAlias { alias } => format!("+ {at}: create alias {alias}"),
+                Action::UpdateAlias { alias, from_key } => {
+                    format!("~ {at}: re-point alias {alias} (from {from_key})")
+                }
+                Action::DeleteAlias { alias } => format!("- {at}: delete alias {alias}"),
+                Action::ScheduleKeyDeletion {
+                    pending_window_days,
+                } => format!(
+                    "- {at}: schedule the replica's deletion ({pending_window_days}-day window)"
+                ),
+            };
+            lines.push(line);
+        }
+        match &r.outcome {
+            Outcome::Failed { reason, .. } => lines.push(format!("! {at}: failed: {reason}")),
+            Outcome::Skipped { reason } => lines.push(format!("# {at}: skipped: {reason}")),
+            _ => {}
+        }
+    }
+    lines
 }

@@ -2,10 +2,10 @@
 //! replicate handler wired to it.
 
 use kms_replicator::model::Tag;
-use kms_replicator::twin::{Twin, ADMIN_USER};
 use kms_replicator::Config;
 use serde_json::Value;
 use std::path::PathBuf;
+use twin::{Twin, ADMIN_USER};
 
 pub const PRIMARY_REGION: &str = "us-east-1";
 
@@ -37,9 +37,9 @@ pub fn config() -> Config {
 }
 
 /// The example primary policy of the tests and the demo (see
-/// [`kms_replicator::twin::example_primary_policy`]).
+/// [`twin::example_primary_policy`]).
 pub fn primary_policy(account: &str) -> String {
-    kms_replicator::twin::example_primary_policy(account)
+    twin::example_primary_policy(account)
 }
 
 /// A multi-Region primary in us-east-1 made by a person: policy, description, a team tag

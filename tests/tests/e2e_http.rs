@@ -11,12 +11,12 @@
 use integration_tests::{primary_policy, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::rewrite_policy;
-use kms_replicator::twin::{ADMIN_USER, REPLICATOR_ROLE};
-use kms_twin::{client, LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use twin::{ADMIN_USER, REPLICATOR_ROLE};
+use twin_server::{client, LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const ALLOWED: &str = "us-east-1 us-west-2 eu-west-1";
@@ -140,7 +140,7 @@ async fn create_primary(cloud: &LocalCloud) -> String {
     let key = kms
         .create_key()
         .multi_region(true)
-        .policy(primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT))
+        .policy(primary_policy(twin::DEFAULT_ACCOUNT))
         .description("payments data key")
         .tags(sdk_tag("team", "payments"))
         .send()
@@ -317,7 +317,7 @@ async fn events_run_concurrently_in_four_sandboxes_still_converge_with_one_repli
     let key = kms
         .create_key()
         .multi_region(true)
-        .policy(primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT))
+        .policy(primary_policy(twin::DEFAULT_ACCOUNT))
         .description("payments data key")
         .tags(sdk_tag("replicate-to", "us-west-2 eu-west-1"))
         .send()
@@ -361,8 +361,7 @@ async fn changes_to_the_primary_and_to_its_regions_are_mirrored() {
     settle(&cloud).await;
 
     let kms = person(&cloud, PRIMARY_REGION).await;
-    let policy = primary_policy(kms_replicator::twin::DEFAULT_ACCOUNT)
-        .replace("payments-app", "payments-app-v2");
+    let policy = primary_policy(twin::DEFAULT_ACCOUNT).replace("payments-app", "payments-app-v2");
     kms.put_key_policy()
         .key_id(&key)
         .policy(&policy)

@@ -8,11 +8,11 @@ use kms_replicator::config::RemovalPolicy;
 use kms_replicator::failover::FailoverSettings;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
-use kms_replicator::twin::{Call, Twin, ADMIN_USER};
 use kms_replicator::{Config, Kms, Syncer};
 use replicate::Replicator;
 use serde_json::{json, Value};
 use std::time::Duration;
+use twin::{Call, Twin, ADMIN_USER};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";

@@ -11,7 +11,6 @@ use integration_tests::{config, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::failover::FailoverSettings;
 use kms_replicator::model::Tag;
-use kms_replicator::twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 use kms_replicator::{Config, Kms};
 use reconcile::{Reconciler, Settings};
 use replicate::Replicator;
@@ -20,6 +19,7 @@ use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
+use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 const WEST: &str = "us-west-2";
 

@@ -11,12 +11,12 @@ use aws_config::SdkConfig;
 use kms_replicator::aws::{AwsKms, EventBridgeAudit};
 use kms_replicator::model::Tag;
 use kms_replicator::port::{AuditEvent, AuditSink, Kms};
-use kms_twin::{LocalCloud, FUNCTION_ACCESS_KEY};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use twin_server::{LocalCloud, FUNCTION_ACCESS_KEY};
 
 const REGION: &str = "us-east-1";
 

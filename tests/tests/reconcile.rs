@@ -7,12 +7,12 @@ use integration_tests::{config, primary_policy, seed_primary, PRIMARY_REGION};
 use kms_replicator::limit::{Quotas, RateLimitedKms, KMS_READ_QUOTAS, KMS_WRITE_QUOTAS};
 use kms_replicator::model::Tag;
 use kms_replicator::policy::rewrite_policy;
-use kms_replicator::twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
 use kms_replicator::{Config, Kms, Syncer};
 use reconcile::{Reconciler, Settings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";

@@ -4,10 +4,10 @@
 use integration_tests::{config, fixtures, primary_policy, seed_primary, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
-use kms_replicator::twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
 use kms_replicator::{Config, Kms};
 use replicate::Replicator;
 use serde_json::{json, Value};
+use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 const WRITE_OPS: &[&str] = &[
     "ReplicateKey",

@@ -13,6 +13,7 @@ mod limiter;
 pub use limiter::CallWindow;
 
 use futures::StreamExt;
+use kms_replicator::desired::{desired_replica, PrimaryState};
 use kms_replicator::discover::managed_primaries;
 use kms_replicator::error::FunctionError;
 use kms_replicator::failover::{
@@ -23,7 +24,6 @@ use kms_replicator::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegion
 use kms_replicator::policy::same_policy;
 use kms_replicator::port::{ErrorKind, KmsError};
 use kms_replicator::report::Outcome;
-use kms_replicator::sync::{desired_replica, PrimaryState};
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::Value;
 use std::time::Duration;
@@ -779,7 +779,7 @@ impl Failover<'_> {
                      default`"
                 ),
             ),
-            Err(reason) => Check::warn(POLICY_IN_NEW_PRIMARY_REGION, reason),
+            Err(e) => Check::warn(POLICY_IN_NEW_PRIMARY_REGION, e.to_string()),
         }
     }
 }

@@ -9,12 +9,12 @@
 
 use kms_replicator::limit::{Quotas, RateLimitedKms, DEFAULT_READ_RATE};
 use kms_replicator::model::Tag;
-use kms_replicator::twin::{Twin, ADMIN_USER};
 use kms_replicator::{Config, Kms};
 use reconcile::{Reconciler, Settings};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use twin::{Twin, ADMIN_USER};
 
 const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
 

@@ -1,7 +1,7 @@
 //! The KMS port on aws-sdk-kms: one client per Region, all built from one `SdkConfig`, so
 //! credentials, retries and `AWS_ENDPOINT_URL` apply to every Region alike.
 
-use super::{error_kind, RegionalClients};
+use super::RegionalClients;
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
 use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
 use async_trait::async_trait;
@@ -51,7 +51,7 @@ where
         SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), ErrorKind::Unreachable),
         _ => {
             let code = e.code().unwrap_or("Unknown").to_string();
-            let kind = error_kind(&code, status);
+            let kind = ErrorKind::from_code(&code, status);
             (code, kind)
         }
     };

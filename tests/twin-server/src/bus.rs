@@ -5,13 +5,13 @@
 
 use crate::lambda::LambdaFunction;
 use crate::pattern::RuleDef;
-use kms_replicator::twin::Twin;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use twin::Twin;
 
 /// A rule and, when the function runs here, where its events go.
 pub struct Route {

@@ -14,7 +14,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use kms_replicator::port::{AuditEvent, AuditSink};
-use kms_replicator::twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 /// The access key id the functions use; requests signed with it act as the replicator's role.
 pub const FUNCTION_ACCESS_KEY: &str = "test";
@@ -591,7 +591,7 @@ impl Inner {
         let Some(f) = self.functions.get(name) else {
             let mut r = json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"Type": "User", "message": format!("Function not found: arn:aws:lambda:us-east-1:{}:function:{name}", kms_replicator::twin::DEFAULT_ACCOUNT)}),
+                &json!({"Type": "User", "message": format!("Function not found: arn:aws:lambda:us-east-1:{}:function:{name}", twin::DEFAULT_ACCOUNT)}),
             );
             r.headers_mut().insert(
                 "x-amzn-errortype",

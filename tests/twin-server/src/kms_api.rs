@@ -6,13 +6,13 @@
 use kms_replicator::arn::{key_arn, key_id_of};
 use kms_replicator::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, KmsError, ReplicaSpec};
-use kms_replicator::twin::Twin;
 use kms_replicator::Kms;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+use twin::Twin;
 
 /// Every operation this layer serves.
 pub const OPERATIONS: &[&str] = &[
@@ -676,12 +676,7 @@ mod tests {
     async fn a_missing_required_field_is_a_validation_error_named_as_aws_names_it() {
         let api = KmsApi::new(Twin::new());
         let err = api
-            .call(
-                kms_replicator::twin::ADMIN_USER,
-                "us-east-1",
-                "DescribeKey",
-                &json!({}),
-            )
+            .call(twin::ADMIN_USER, "us-east-1", "DescribeKey", &json!({}))
             .await
             .unwrap_err();
         assert_eq!(

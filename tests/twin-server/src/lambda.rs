@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch, Notify};
 
-pub const ACCOUNT: &str = kms_replicator::twin::DEFAULT_ACCOUNT;
+pub const ACCOUNT: &str = twin::DEFAULT_ACCOUNT;
 pub const LAMBDA_REGION: &str = "us-east-1";
 
 /// What to run and how.

@@ -1,6 +1,6 @@
 //! A local stand-in for the AWS side of the replicator, for machines without an AWS account:
 //!
-//! - [`kms_api`]: the in-memory KMS twin ([`kms_replicator::twin::Twin`]) speaking the KMS JSON
+//! - [`kms_api`]: the in-memory KMS twin ([`twin::Twin`]) speaking the KMS JSON
 //!   1.1 protocol, so the real AWS SDK (and the AWS CLI) can use it through `AWS_ENDPOINT_URL`;
 //! - [`cloud`]: one loopback endpoint for KMS, EventBridge `PutEvents` and Lambda `Invoke`,
 //!   with debug endpoints under `/_twin/`;

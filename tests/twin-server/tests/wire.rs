@@ -6,9 +6,9 @@ use aws_config::retry::RetryConfig;
 use kms_replicator::aws::{AwsKms, AwsTagIndex, EventBridgeAudit};
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{AuditEvent, AuditSink, ErrorKind, Kms, ReplicaSpec, TagIndex};
-use kms_replicator::twin::{ADMIN_USER, REPLICATOR_ROLE};
-use kms_twin::{client, LocalCloud, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY};
 use serde_json::json;
+use twin::{ADMIN_USER, REPLICATOR_ROLE};
+use twin_server::{client, LocalCloud, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";

@@ -13,15 +13,15 @@ use aws_sdk_kms::types::Tag as SdkTag;
 use kms_replicator::aws::AwsKms;
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::{rewrite_policy, same_policy};
-use kms_replicator::twin::{example_primary_policy, DEFAULT_ACCOUNT, REPLICATOR_ROLE};
 use kms_replicator::Kms;
-use kms_twin::pattern::find_template;
-use kms_twin::{LocalCloud, ADMIN_ACCESS_KEY};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use twin::{example_primary_policy, DEFAULT_ACCOUNT, REPLICATOR_ROLE};
+use twin_server::pattern::find_template;
+use twin_server::{LocalCloud, ADMIN_ACCESS_KEY};
 
 const HOME: &str = "us-east-1";
 const ALLOWED: &str = "us-east-1 us-west-2 eu-west-1 ap-southeast-2";
@@ -859,7 +859,7 @@ async fn main() {
         rel(&bin_dir),
         rel(&log_dir)
     );
-    let health = kms_twin::client::get_json(cloud.endpoint(), "/_twin/health")
+    let health = twin_server::client::get_json(cloud.endpoint(), "/_twin/health")
         .await
         .unwrap_or_default();
     for r in health["rules"].as_array().cloned().unwrap_or_default() {

@@ -8,9 +8,9 @@
 //! ```
 //! The first line on stdout is `KMS_TWIN_ENDPOINT=http://127.0.0.1:<port>`.
 
-use kms_twin::LocalCloud;
 use std::io::Write;
 use std::path::PathBuf;
+use twin_server::LocalCloud;
 
 const USAGE: &str = "usage: kms-twin [--port N] [--port-file FILE] [--template template.yaml] \
 [--function NAME=BINARY]... [--env KEY=VALUE]... [--log-dir DIR] [--concurrency N] \

@@ -3,8 +3,8 @@
 
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};
-use kms_replicator::twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 use std::time::Duration;
+use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 fn spec() -> ReplicaSpec {
     ReplicaSpec::default()

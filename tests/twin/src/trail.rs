@@ -1,8 +1,8 @@
 //! CloudTrail records of the twin's writes, wrapped as the EventBridge events a rule on the
 //! default bus receives. The shape follows the records in the KMS Developer Guide.
 
-use crate::arn::parse_kms_arn;
-use crate::model::{KeyInfo, MultiRegionKeyType, Tag};
+use kms_replicator::arn::parse_kms_arn;
+use kms_replicator::model::{KeyInfo, MultiRegionKeyType, Tag};
 use serde_json::{json, Value};
 use std::time::SystemTime;
 
@@ -20,7 +20,7 @@ pub(super) fn key_metadata(info: &KeyInfo, account: &str) -> Value {
         "AWSAccountId": account,
         "keyId": info.key_id,
         "arn": info.arn,
-        "enabled": info.state == crate::model::KeyState::Enabled,
+        "enabled": info.state == kms_replicator::model::KeyState::Enabled,
         "description": info.description,
         "keyUsage": "ENCRYPT_DECRYPT",
         "keyState": info.state.as_str(),

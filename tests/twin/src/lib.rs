@@ -19,13 +19,15 @@
 
 mod trail;
 
-use crate::arn::{key_arn, parse_kms_arn};
-use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
-use crate::port::{
+use async_trait::async_trait;
+use kms_replicator::arn::{key_arn, parse_kms_arn};
+use kms_replicator::model::{
+    AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag,
+};
+use kms_replicator::port::{
     AuditError, AuditEvent, AuditSink, ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec, TagIndex,
     TaggedKey,
 };
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -187,7 +189,7 @@ impl Twin {
     /// The next `times` calls of `op` (any when `None`) in `region` (any when `None`) fail
     /// with the AWS error `code`.
     pub fn inject_fault(&self, region: Option<&str>, op: Option<&str>, code: &str, times: usize) {
-        let kind = crate::aws::error_kind(code, None);
+        let kind = ErrorKind::from_code(code, None);
         self.lock().faults.push(Fault {
             region: region.map(str::to_string),
             op: op.map(str::to_string),
@@ -771,7 +773,9 @@ impl Kms for Twin {
             }
             _ => {}
         }
-        if replica_region == primary_region || !crate::region::is_region_name(replica_region) {
+        if replica_region == primary_region
+            || !kms_replicator::region::is_region_name(replica_region)
+        {
             return Err(err(
                 ErrorKind::Other,
                 OP,
@@ -1145,7 +1149,9 @@ impl Kms for Twin {
                 format!("{arn} is not a multi-Region primary key."),
             ));
         }
-        if new_primary_region == region || !crate::region::is_region_name(new_primary_region) {
+        if new_primary_region == region
+            || !kms_replicator::region::is_region_name(new_primary_region)
+        {
             return Err(err(
                 ErrorKind::Other,
                 OP,

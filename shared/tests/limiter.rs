@@ -1,0 +1,102 @@
+//! The shared limiter against the twin's enforced KMS quotas: no caller pattern exceeds a
+//! quota, and the twin really throttles the same burst without it.
+
+use kms_replicator::limit::{LimiterStats, Quotas, RateLimitedKms};
+use kms_replicator::port::{Kms, ReplicaSpec};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use twin::Twin;
+
+fn max_in_any_window(times: &[std::time::Instant], window: Duration) -> usize {
+    let mut best = 0;
+    for (i, start) in times.iter().enumerate() {
+        let n = times[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*start) < window)
+            .count();
+        best = best.max(n);
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_never_exceed_the_limit_in_any_one_second_window() {
+    let twin = Twin::new();
+    twin.set_rate_limit("UpdateKeyDescription", 5);
+    let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+    let kms = Arc::new(RateLimitedKms::new(twin.clone(), Quotas::kms(50)));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (kms, key) = (kms.clone(), key.clone());
+            tokio::spawn(async move {
+                kms.update_key_description("us-east-1", &key, &format!("d{i}"))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let elapsed = started.elapsed();
+
+    assert_eq!(twin.throttled_count(), 0);
+    let times: Vec<_> = twin
+        .calls()
+        .iter()
+        .filter(|c| c.op == "UpdateKeyDescription")
+        .map(|c| c.at)
+        .collect();
+    assert_eq!(times.len(), 12);
+    assert!(max_in_any_window(&times, Duration::from_secs(1)) <= 5);
+    // 12 calls at 5 per second: two full windows of waiting, not more.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(kms.waited() > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn replicate_key_is_charged_two_create_key_requests_in_the_replica_region() {
+    let twin = Twin::new();
+    twin.set_rate_limit("CreateKey", 5);
+    let kms = RateLimitedKms::new(twin.clone(), Quotas::kms(50));
+    let started = Instant::now();
+    // 4 replicas into one Region: 8 CreateKey requests there, so one must wait a window.
+    for _ in 0..4 {
+        let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+        kms.replicate_key("us-east-1", &key, "us-west-2", &ReplicaSpec::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(twin.throttled_count(), 0);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn without_the_limiter_the_twin_throttles_the_same_burst() {
+    let twin = Twin::new();
+    twin.set_rate_limit("CreateKey", 5);
+    let mut errors = 0;
+    for _ in 0..4 {
+        let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+        if twin
+            .replicate_key("us-east-1", &key, "us-west-2", &ReplicaSpec::default())
+            .await
+            .is_err()
+        {
+            errors += 1;
+        }
+    }
+    assert!(errors > 0 && twin.throttled_count() > 0);
+}
+
+#[tokio::test]
+async fn throttling_that_still_gets_through_is_counted() {
+    let twin = Twin::new();
+    twin.inject_fault(None, Some("DescribeKey"), "ThrottlingException", 2);
+    let kms = RateLimitedKms::new(twin.clone(), Quotas::unlimited());
+    for _ in 0..3 {
+        let _ = kms.describe_key("us-east-1", "mrk-x").await;
+    }
+    assert_eq!(kms.throttles(), 2);
+}
