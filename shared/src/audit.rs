@@ -9,6 +9,9 @@ pub const REPLICA_SYNCED: &str = "Replica Synced";
 pub const REPLICA_REMOVAL: &str = "Replica Scheduled For Deletion";
 pub const REPLICATION_SKIPPED: &str = "Replication Skipped";
 pub const REPLICATION_FAILED: &str = "Replication Failed";
+/// The tag asks for a Region whose replica a person scheduled for deletion or disabled: the
+/// replicator leaves it as it is and says so on every sync until a person resolves it.
+pub const REPLICATION_CONFLICT: &str = "Replication Conflict";
 /// A failover promoted a replica to primary (UpdatePrimaryRegion).
 pub const PRIMARY_REGION_UPDATED: &str = "Primary Region Updated";
 /// A failover of one key failed or did not finish within its bound.
@@ -54,6 +57,14 @@ pub fn audit_events(report: &SyncReport, ctx: &AuditContext) -> Vec<AuditEvent> 
             });
         }
         return events;
+    }
+    for r in report.regions.iter().filter(|r| !r.conflicts.is_empty()) {
+        let mut detail = base(Some(&r.region));
+        detail["conflicts"] = serde_json::to_value(&r.conflicts).unwrap_or_default();
+        events.push(AuditEvent {
+            detail_type: REPLICATION_CONFLICT.into(),
+            detail,
+        });
     }
     for r in &report.regions {
         let detail_type = match &r.outcome {

@@ -1,13 +1,20 @@
 //! The pure decisions of a sync: what a replica in a Region should hold, given its primary
 //! ([`desired_replica`]), and the minimal writes that get it there from what it holds now
-//! ([`plan_replica`]). No I/O: [`crate::sync`] reads the state and applies the plan.
+//! ([`plan_replica`]), with what people did to the replica respected. No I/O: [`crate::sync`]
+//! reads the state and applies the plan.
 
 use crate::config::{Config, PolicyMode};
 use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, Tag};
-use crate::policy::{rewrite_policy, same_policy, PolicyError, Rewrite};
+use crate::policy::{check_size, rewrite_policy, same_policy, PolicyError, Rewrite};
 use crate::report::Action;
 use std::collections::BTreeMap;
 use thiserror::Error;
+
+/// The tag the replicator writes on a replica just before it schedules that replica's
+/// deletion, so that it can later tell its own deletion from a person's from KMS state alone.
+/// Its value is the key state before the deletion (`Enabled` or `Disabled`), which is what a
+/// restore brings back.
+pub const DELETION_MARKER_TAG: &str = "kms-replicator:deletion-scheduled";
 
 /// Why no desired state can be derived for a Region.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -17,12 +24,47 @@ pub enum DesiredError {
 }
 
 /// What the primary looks like: the 4 reads every sync starts with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryState {
     pub info: KeyInfo,
     pub policy: String,
     pub tags: Vec<Tag>,
     pub aliases: Vec<String>,
+}
+
+impl PrimaryState {
+    /// The replication tag's value, when the tag is present and names anything at all. An
+    /// absent or blank tag means "not managed": it never leads to a write, let alone a deletion.
+    pub fn replication_tag(&self, tag_key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == tag_key)
+            .map(|t| t.value.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Whether `other` describes the same primary content as `self` (the check that a sync
+    /// wrote the newest state, not a stale one): what replicas mirror, with the formatting of
+    /// the policy and the order of tags and aliases left aside. The list of replica Regions is
+    /// not content: it grows with every replica a sync creates.
+    pub fn same_content(&self, other: &PrimaryState) -> bool {
+        let sorted = |v: &[Tag]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        let names = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        self.info.key_id == other.info.key_id
+            && self.info.region == other.info.region
+            && self.info.description == other.info.description
+            && same_policy(&self.policy, &other.policy)
+            && sorted(&self.tags) == sorted(&other.tags)
+            && names(&self.aliases) == names(&other.aliases)
+    }
 }
 
 /// What one target Region should hold.
@@ -47,6 +89,26 @@ pub struct ObservedReplica {
     pub aliases: Vec<String>,
 }
 
+impl ObservedReplica {
+    /// The state recorded by the replicator's deletion marker, if it left one.
+    pub fn deletion_marker(&self) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == DELETION_MARKER_TAG)
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// The writes for one replica, and what is reported without a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaPlan {
+    pub actions: Vec<Action>,
+    /// What a person did that the tag contradicts; nothing is written to undo it.
+    pub conflicts: Vec<String>,
+    /// Aliases the replica has and the primary lacks: made by people for that Region, kept.
+    pub extra_aliases: Vec<String>,
+}
+
 /// The desired state of a replica in `region`, derived from the primary (a pure function).
 pub fn desired_replica(
     cfg: &Config,
@@ -55,13 +117,21 @@ pub fn desired_replica(
 ) -> Result<DesiredReplica, DesiredError> {
     let (policy, rewrites) = match cfg.policy_mode {
         PolicyMode::Off => (None, Vec::new()),
-        PolicyMode::Verbatim => (Some(primary.policy.clone()), Vec::new()),
+        PolicyMode::Verbatim => {
+            check_size(&primary.policy)?;
+            (Some(primary.policy.clone()), Vec::new())
+        }
         PolicyMode::Rewrite => {
             let (p, r) = rewrite_policy(&primary.policy, &primary.info.region, region)?;
             (Some(p), r)
         }
     };
-    let mut tags = primary.tags.clone();
+    let mut tags: Vec<Tag> = primary
+        .tags
+        .iter()
+        .filter(|t| t.key != DELETION_MARKER_TAG)
+        .cloned()
+        .collect();
     tags.sort();
     Ok(DesiredReplica {
         region: region.to_string(),
@@ -73,66 +143,381 @@ pub fn desired_replica(
     })
 }
 
-/// The minimal writes that turn `observed` into `desired` (a pure function). Aliases that are
-/// missing are created; if the name turns out to be held by another key, `apply` sorts it out.
-pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> Vec<Action> {
-    let mut plan = Vec::new();
+/// The minimal writes that turn `observed` into `desired` (a pure function).
+///
+/// - A replica pending deletion is restored (CancelKeyDeletion, then EnableKey when it was
+///   enabled before) only when the replicator's own marker says it scheduled that deletion.
+///   A deletion scheduled by anyone else is a conflict: nothing is written.
+/// - A disabled replica is enabled only when the marker says the replicator's restore was
+///   interrupted; a key a person disabled stays disabled (a conflict), while its policy, tags
+///   and description are still mirrored, so that a revocation reaches it too.
+/// - Missing aliases are created (if the name turns out to be held by another key, the sync
+///   sorts it out); aliases the primary lacks are kept and reported, never deleted.
+pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> ReplicaPlan {
+    let mut plan = ReplicaPlan::default();
+    let marker = observed.deletion_marker();
+    let region = &desired.region;
     if observed.state.is_pending_deletion() {
-        // CancelKeyDeletion leaves the key Disabled.
-        plan.push(Action::CancelKeyDeletion);
-        plan.push(Action::EnableKey);
+        let Some(before) = marker else {
+            plan.conflicts.push(format!(
+                "the replica in {region} is {} and the replicator did not schedule that: it \
+                 is left as it is. To keep the Region, cancel the deletion and enable the key \
+                 (aws kms cancel-key-deletion, then aws kms enable-key, in {region}); to let \
+                 it go, remove {region} from the replication tag",
+                observed.state
+            ));
+            return plan;
+        };
+        plan.actions.push(Action::CancelKeyDeletion);
+        if before != KeyState::Disabled.as_str() {
+            plan.actions.push(Action::EnableKey);
+        }
+    } else if observed.state == KeyState::Disabled {
+        match marker {
+            Some(before) if before != KeyState::Disabled.as_str() => {
+                plan.actions.push(Action::EnableKey)
+            }
+            Some(_) => {}
+            None => plan.conflicts.push(format!(
+                "the replica in {region} is Disabled and the replicator did not disable it: \
+                 it stays disabled (enable it yourself to use it in {region}); its policy, \
+                 tags and description are still kept in sync"
+            )),
+        }
     }
     if let Some(policy) = &desired.policy {
         if !same_policy(policy, &observed.policy) {
-            plan.push(Action::PutKeyPolicy {
+            plan.actions.push(Action::PutKeyPolicy {
                 policy: policy.clone(),
             });
         }
     }
     if desired.description != observed.description {
-        plan.push(Action::UpdateKeyDescription {
+        plan.actions.push(Action::UpdateKeyDescription {
             description: desired.description.clone(),
         });
     }
+    let (to_set, to_remove) = tag_changes(&desired.tags, &observed.tags);
+    if !to_set.is_empty() {
+        plan.actions.push(Action::TagResource { tags: to_set });
+    }
+    // Removing the marker comes last, after the restore it records has been made.
+    if !to_remove.is_empty() {
+        plan.actions.push(Action::UntagResource { keys: to_remove });
+    }
+    for alias in &desired.aliases {
+        if !observed.aliases.contains(alias) {
+            plan.actions.push(Action::CreateAlias {
+                alias: alias.clone(),
+            });
+        }
+    }
+    plan.extra_aliases = observed
+        .aliases
+        .iter()
+        .filter(|a| !desired.aliases.contains(a) && !is_aws_managed_alias(a))
+        .cloned()
+        .collect();
+    plan
+}
+
+/// Tags to set (new or changed values) and tag keys to remove.
+fn tag_changes(desired: &[Tag], observed: &[Tag]) -> (Vec<Tag>, Vec<String>) {
     let have: BTreeMap<&str, &str> = observed
-        .tags
         .iter()
         .map(|t| (t.key.as_str(), t.value.as_str()))
         .collect();
     let want: BTreeMap<&str, &str> = desired
-        .tags
         .iter()
         .map(|t| (t.key.as_str(), t.value.as_str()))
         .collect();
-    let to_set: Vec<Tag> = want
+    let to_set = want
         .iter()
         .filter(|(k, v)| have.get(*k) != Some(*v))
         .map(|(k, v)| Tag::new(*k, *v))
         .collect();
-    let to_remove: Vec<String> = have
+    let to_remove = have
         .keys()
         .filter(|k| !want.contains_key(*k))
         .map(|k| k.to_string())
         .collect();
-    if !to_set.is_empty() {
-        plan.push(Action::TagResource { tags: to_set });
+    (to_set, to_remove)
+}
+
+/// Whether a replica that left the tag must still be managed: one created no later than the
+/// current primary was the primary once, or existed before it became one (a primary-Region
+/// change made by anyone, the failover function, the console or the CLI). Such a replica is
+/// never deleted by the replicator. An unknown creation date is treated as older (safe).
+pub fn predates_primary(primary: &KeyInfo, replica: &KeyInfo) -> bool {
+    match (primary.creation_date, replica.creation_date) {
+        (Some(p), Some(r)) => r <= p,
+        _ => true,
     }
-    if !to_remove.is_empty() {
-        plan.push(Action::UntagResource { keys: to_remove });
-    }
-    for alias in &desired.aliases {
-        if !observed.aliases.contains(alias) {
-            plan.push(Action::CreateAlias {
-                alias: alias.clone(),
-            });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MultiRegionConfig, MultiRegionKeyType};
+
+    const ROOT_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn info(region: &str, created: Option<u64>) -> KeyInfo {
+        KeyInfo {
+            key_id: "mrk-1".into(),
+            arn: format!("arn:aws:kms:{region}:111122223333:key/mrk-1"),
+            region: region.into(),
+            state: KeyState::Enabled,
+            description: "payments".into(),
+            multi_region: Some(MultiRegionConfig {
+                key_type: MultiRegionKeyType::Primary,
+                primary_region: "us-east-1".into(),
+                replica_regions: vec!["us-west-2".into()],
+            }),
+            creation_date: created,
         }
     }
-    for alias in &observed.aliases {
-        if !desired.aliases.contains(alias) && !is_aws_managed_alias(alias) {
-            plan.push(Action::DeleteAlias {
-                alias: alias.clone(),
-            });
+
+    fn primary(policy: &str, tags: &[(&str, &str)], aliases: &[&str]) -> PrimaryState {
+        PrimaryState {
+            info: info("us-east-1", Some(1_000)),
+            policy: policy.into(),
+            tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
         }
     }
-    plan
+
+    fn desired(policy: &str) -> DesiredReplica {
+        let p = primary(
+            policy,
+            &[("replicate-to", "us-west-2"), ("team", "payments")],
+            &["alias/payments"],
+        );
+        desired_replica(&Config::new(&["us-east-1", "us-west-2"]), &p, "us-west-2").unwrap()
+    }
+
+    /// A replica that already mirrors `desired`.
+    fn observed_like(d: &DesiredReplica) -> ObservedReplica {
+        ObservedReplica {
+            state: KeyState::Enabled,
+            policy: d.policy.clone().unwrap_or_default(),
+            description: d.description.clone(),
+            tags: d.tags.clone(),
+            aliases: d.aliases.clone(),
+        }
+    }
+
+    fn ops(plan: &ReplicaPlan) -> Vec<&'static str> {
+        plan.actions.iter().map(Action::op).collect()
+    }
+
+    #[test]
+    fn a_replica_that_mirrors_the_primary_needs_no_write() {
+        let d = desired(ROOT_POLICY);
+        let plan = plan_replica(&d, &observed_like(&d));
+        assert_eq!(plan, ReplicaPlan::default());
+    }
+
+    #[test]
+    fn each_difference_gives_exactly_its_own_write() {
+        let d = desired(ROOT_POLICY);
+        type Change = Box<dyn Fn(&mut ObservedReplica)>;
+        let table: Vec<(&str, Change, Vec<&str>)> = vec![
+            (
+                "policy",
+                Box::new(|o| o.policy = "{}".into()),
+                vec!["PutKeyPolicy"],
+            ),
+            (
+                "policy formatting only",
+                Box::new(|o| o.policy = o.policy.replace(',', " , ")),
+                vec![],
+            ),
+            (
+                "description",
+                Box::new(|o| o.description = "old".into()),
+                vec!["UpdateKeyDescription"],
+            ),
+            (
+                "tag value",
+                Box::new(|o| o.tags[1].value = "other".into()),
+                vec!["TagResource"],
+            ),
+            (
+                "extra tag",
+                Box::new(|o| o.tags.push(Tag::new("old", "x"))),
+                vec!["UntagResource"],
+            ),
+            (
+                "missing alias",
+                Box::new(|o| o.aliases.clear()),
+                vec!["CreateAlias"],
+            ),
+        ];
+        for (what, change, want) in table {
+            let mut o = observed_like(&d);
+            change(&mut o);
+            assert_eq!(ops(&plan_replica(&d, &o)), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn aliases_made_by_hand_on_a_replica_are_reported_and_kept() {
+        let d = desired(ROOT_POLICY);
+        let mut o = observed_like(&d);
+        o.aliases.push("alias/usw2-local".into());
+        o.aliases.push("alias/aws/ebs".into());
+        let plan = plan_replica(&d, &o);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.extra_aliases, ["alias/usw2-local"]);
+    }
+
+    #[test]
+    fn a_deletion_a_person_scheduled_is_a_conflict_and_gets_no_write() {
+        let d = desired(ROOT_POLICY);
+        for state in [KeyState::PendingDeletion, KeyState::PendingReplicaDeletion] {
+            let mut o = observed_like(&d);
+            o.state = state;
+            o.policy = "{}".into();
+            let plan = plan_replica(&d, &o);
+            assert!(plan.actions.is_empty(), "{state}: {:?}", plan.actions);
+            assert_eq!(plan.conflicts.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_deletion_the_replicator_scheduled_is_restored_to_the_state_it_had() {
+        let d = desired(ROOT_POLICY);
+        for (before, want) in [
+            (
+                "Enabled",
+                vec!["CancelKeyDeletion", "EnableKey", "UntagResource"],
+            ),
+            ("Disabled", vec!["CancelKeyDeletion", "UntagResource"]),
+        ] {
+            let mut o = observed_like(&d);
+            o.state = KeyState::PendingDeletion;
+            o.tags.push(Tag::new(DELETION_MARKER_TAG, before));
+            let plan = plan_replica(&d, &o);
+            assert_eq!(ops(&plan), want, "{before}");
+            assert!(plan.conflicts.is_empty());
+            assert_eq!(
+                plan.actions.last(),
+                Some(&Action::UntagResource {
+                    keys: vec![DELETION_MARKER_TAG.into()]
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_a_person_disabled_stays_disabled_but_still_gets_a_revocation() {
+        let d = desired(ROOT_POLICY);
+        let mut o = observed_like(&d);
+        o.state = KeyState::Disabled;
+        o.policy = r#"{"Statement":[{"Sid":"old grant"}]}"#.into();
+        let plan = plan_replica(&d, &o);
+        assert_eq!(ops(&plan), ["PutKeyPolicy"]);
+        assert_eq!(plan.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn an_interrupted_restore_is_finished() {
+        // CancelKeyDeletion succeeded, EnableKey did not: the marker is still there.
+        let d = desired(ROOT_POLICY);
+        let mut o = observed_like(&d);
+        o.state = KeyState::Disabled;
+        o.tags.push(Tag::new(DELETION_MARKER_TAG, "Enabled"));
+        assert_eq!(ops(&plan_replica(&d, &o)), ["EnableKey", "UntagResource"]);
+    }
+
+    #[test]
+    fn the_marker_is_never_part_of_the_desired_tags() {
+        let p = primary(
+            ROOT_POLICY,
+            &[
+                ("replicate-to", "us-west-2"),
+                (DELETION_MARKER_TAG, "Enabled"),
+            ],
+            &[],
+        );
+        let d = desired_replica(&Config::new(&["us-west-2"]), &p, "us-west-2").unwrap();
+        assert!(d.tags.iter().all(|t| t.key != DELETION_MARKER_TAG));
+    }
+
+    #[test]
+    fn policy_modes_decide_what_is_mirrored() {
+        let mut cfg = Config::new(&["us-west-2"]);
+        let text = r#"{"Statement":[{"Effect":"Allow","Resource":"arn:aws:kms:us-east-1:111122223333:key/mrk-1"}]}"#;
+        let p = primary(text, &[("replicate-to", "us-west-2")], &[]);
+        let rewritten = desired_replica(&cfg, &p, "us-west-2").unwrap();
+        assert!(rewritten.policy.unwrap().contains("us-west-2"));
+        cfg.policy_mode = PolicyMode::Verbatim;
+        assert_eq!(
+            desired_replica(&cfg, &p, "us-west-2")
+                .unwrap()
+                .policy
+                .as_deref(),
+            Some(text)
+        );
+        cfg.policy_mode = PolicyMode::Off;
+        let off = desired_replica(&cfg, &p, "us-west-2").unwrap();
+        assert_eq!(off.policy, None);
+        // With policies off, a replica's policy is never written.
+        let mut o = observed_like(&off);
+        o.policy = "anything".into();
+        assert!(plan_replica(&off, &o).actions.is_empty());
+    }
+
+    #[test]
+    fn a_policy_over_the_limit_is_an_error_before_any_write() {
+        let mut cfg = Config::new(&["us-west-2"]);
+        cfg.policy_mode = PolicyMode::Verbatim;
+        let big = format!(r#"{{"Statement":[],"Pad":"{}"}}"#, "x".repeat(40_000));
+        let p = primary(&big, &[], &[]);
+        assert!(matches!(
+            desired_replica(&cfg, &p, "us-west-2"),
+            Err(DesiredError::Policy(PolicyError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_blank_or_absent_tag_means_not_managed() {
+        for tags in [
+            vec![],
+            vec![("replicate-to", "")],
+            vec![("replicate-to", "  ")],
+        ] {
+            assert_eq!(
+                primary(ROOT_POLICY, &tags, &[]).replication_tag("replicate-to"),
+                None
+            );
+        }
+        let p = primary(ROOT_POLICY, &[("replicate-to", "us-west-2")], &[]);
+        assert_eq!(p.replication_tag("replicate-to"), Some("us-west-2"));
+    }
+
+    #[test]
+    fn a_replica_older_than_the_primary_predates_it() {
+        let p = info("us-west-2", Some(2_000));
+        assert!(predates_primary(&p, &info("us-east-1", Some(1_000))));
+        assert!(!predates_primary(&p, &info("eu-west-1", Some(3_000))));
+        assert!(predates_primary(&p, &info("eu-west-1", None)));
+    }
+
+    #[test]
+    fn same_content_ignores_order_and_formatting_but_not_values() {
+        let a = primary(
+            ROOT_POLICY,
+            &[("a", "1"), ("b", "2")],
+            &["alias/x", "alias/y"],
+        );
+        let mut b = a.clone();
+        b.tags.reverse();
+        b.aliases.reverse();
+        b.policy = ROOT_POLICY.replace(',', " ,\n");
+        assert!(a.same_content(&b));
+        b.tags[0].value = "changed".into();
+        assert!(!a.same_content(&b));
+    }
 }

@@ -14,6 +14,7 @@ pub mod desired;
 pub mod discover;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod failover;
 pub mod limit;
 pub mod metrics;

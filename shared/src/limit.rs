@@ -302,14 +302,6 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         .await
     }
 
-    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, "DeleteAlias", 1)],
-            self.inner.delete_alias(region, alias),
-        )
-        .await
-    }
-
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
         self.call(
             &[(region, "TagResource", 1)],

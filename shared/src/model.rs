@@ -88,6 +88,10 @@ pub struct KeyInfo {
     pub description: String,
     /// `None` for single-Region keys.
     pub multi_region: Option<MultiRegionConfig>,
+    /// DescribeKey's `CreationDate`, in milliseconds since the Unix epoch. Each key of a
+    /// multi-Region set has its own: a replica's is when it was replicated, so a replica
+    /// older than the current primary has been the primary or predates it.
+    pub creation_date: Option<u64>,
 }
 
 impl KeyInfo {

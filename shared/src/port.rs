@@ -132,7 +132,6 @@ pub trait Kms: Send + Sync {
     async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()>;
     async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()>;
     async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()>;
-    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()>;
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()>;
     async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()>;
     async fn update_key_description(

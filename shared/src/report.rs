@@ -94,9 +94,6 @@ pub enum Action {
         alias: String,
         from_key: String,
     },
-    DeleteAlias {
-        alias: String,
-    },
     ScheduleKeyDeletion {
         pending_window_days: i32,
     },
@@ -114,7 +111,6 @@ impl Action {
             Action::UntagResource { .. } => "UntagResource",
             Action::CreateAlias { .. } => "CreateAlias",
             Action::UpdateAlias { .. } => "UpdateAlias",
-            Action::DeleteAlias { .. } => "DeleteAlias",
             Action::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
         }
     }
@@ -133,6 +129,14 @@ pub struct RegionReport {
     /// With a PutKeyPolicy: how the replica's policy differs from the one it should have.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_diff: Vec<PolicyChange>,
+    /// What a person did that the tag contradicts (a deletion they scheduled, a key they
+    /// disabled): left as it is, and reported on every sync until a person resolves it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+    /// Facts worth knowing that need no action (aliases made by hand in this Region, a former
+    /// primary kept managed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl RegionReport {
@@ -143,6 +147,8 @@ impl RegionReport {
             actions: Vec::new(),
             rewrites: Vec::new(),
             policy_diff: Vec::new(),
+            conflicts: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -181,6 +187,11 @@ impl SyncReport {
                 .regions
                 .iter()
                 .any(|r| r.outcome.is_retryable_failure())
+    }
+
+    /// Conflicts with what people did, across Regions.
+    pub fn conflict_count(&self) -> usize {
+        self.regions.iter().map(|r| r.conflicts.len()).sum()
     }
 
     /// Number of writes made (or planned) across Regions.
@@ -308,7 +319,6 @@ pub fn change_lines(report: &SyncReport) -> Vec<String> {
                 Action::UpdateAlias { alias, from_key } => {
                     format!("~ {at}: re-point alias {alias} (from {from_key})")
                 }
-                Action::DeleteAlias { alias } => format!("- {at}: delete alias {alias}"),
                 Action::ScheduleKeyDeletion {
                     pending_window_days,
                 } => format!(
@@ -322,6 +332,7 @@ pub fn change_lines(report: &SyncReport) -> Vec<String> {
             Outcome::Skipped { reason } => lines.push(format!("# {at}: skipped: {reason}")),
             _ => {}
         }
+        lines.extend(r.conflicts.iter().map(|c| format!("! {at}: conflict: {c}")));
     }
     lines
 }

@@ -3,48 +3,33 @@
 //! Events are hints, not instructions. Whatever the trigger, sync reads the primary's state,
 //! derives what each target Region should hold, reads what is there, and makes the minimal
 //! writes. A second run over the same state makes no write, which is what keeps the system
-//! correct under duplicate, reordered or lost events and under its own feedback.
+//! correct under duplicate, reordered or lost events and under its own feedback. After
+//! writing, it reads the primary again and repeats (bounded) if the primary changed, so that
+//! of two concurrent syncs the one that read an older primary never has the last word.
+//!
+//! What it never does, whatever the history (the README's "Safety" section): delete a replica
+//! that was ever the primary or that the tag still lists, undo a deletion or a disable that a
+//! person made, take an alias from a key it does not manage, or send a policy that widens
+//! access or that KMS must refuse.
 
 use crate::config::{Config, RemovalPolicy};
-use crate::desired::{desired_replica, plan_replica, ObservedReplica, PrimaryState};
-use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegionKeyType};
+use crate::desired::{
+    desired_replica, plan_replica, predates_primary, ObservedReplica, PrimaryState,
+    DELETION_MARKER_TAG,
+};
+use crate::explain::explain;
+use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, Kms, KmsError, ReplicaSpec};
 use crate::region::select_regions;
 use crate::report::{Action, Outcome, RegionReport, SyncReport};
 use futures::future::join_all;
 use std::collections::HashMap;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-/// A sentence a person can act on, for a KMS error met while syncing.
-pub fn explain(e: &KmsError) -> String {
-    let detail = format!("{} {}: {}", e.operation, e.code, e.message);
-    match (e.kind, e.operation) {
-        (ErrorKind::MalformedPolicy, "PutKeyPolicy" | "ReplicateKey") => format!(
-            "the primary's key policy would lock the replicator out of the replica in {} \
-             (KMS's lockout safety check: the policy must let the replicator's role call \
-             PutKeyPolicy); the replicator never bypasses that check, so add its role to the \
-             primary's policy ({detail})",
-            e.region
-        ),
-        (ErrorKind::Disabled, "ReplicateKey") => {
-            format!("the primary key is disabled; enable it to create replicas ({detail})")
-        }
-        (ErrorKind::AccessDenied, _) => format!(
-            "access denied in {}: the replicator's IAM role or the key policy does not allow \
-             {} ({detail})",
-            e.region, e.operation
-        ),
-        (ErrorKind::Unreachable, _) => {
-            format!("KMS in {} did not answer ({detail})", e.region)
-        }
-        (ErrorKind::Throttling, _) => format!("throttled by KMS in {} ({detail})", e.region),
-        (ErrorKind::UnsupportedOperation, _) => {
-            format!("KMS does not support this for the key ({detail})")
-        }
-        _ => detail,
-    }
-}
+/// How many times one sync goes round when the primary keeps changing under it. Past that
+/// the sync fails as retryable, and the Lambda retry (or the next sweep) finishes the work.
+pub const MAX_ROUNDS: usize = 3;
 
 fn failed(e: &KmsError) -> Outcome {
     Outcome::failed(explain(e), e.is_retryable())
@@ -163,86 +148,97 @@ impl<'a> Syncer<'a> {
         let mut report = SyncReport::key_level(key, Outcome::InSync);
         report.key_id = Some(primary.key_id.clone());
         report.primary_region = Some(primary.region.clone());
-        if !primary.is_primary() {
-            // During UpdatePrimaryRegion, DescribeKey may show both keys as replicas.
-            report.outcome = Outcome::failed(
-                format!(
-                    "{} in {} is not reported as the primary: a primary Region update is in \
-                     progress",
-                    primary.key_id, primary.region
-                ),
-                true,
-            );
+        if let Some(outcome) = primary_not_ready(&primary) {
+            report.outcome = outcome;
             return report;
         }
-        if primary.state.is_pending_deletion() {
-            report.outcome = Outcome::skipped(format!("the primary is {}", primary.state));
-            return report;
-        }
-        if primary.state.is_transient() {
-            report.outcome = Outcome::failed(
-                format!("the primary is {}; retry shortly", primary.state),
-                true,
-            );
-            return report;
-        }
-        let state = match self.read_primary(primary).await {
+        let mut state = match self.read_primary(primary).await {
             Ok(s) => s,
             Err(e) => {
                 report.outcome = failed(&e);
                 return report;
             }
         };
-        let tag_value = state
-            .tags
-            .iter()
-            .find(|t| t.key == self.cfg.tag_key)
-            .map(|t| t.value.clone());
-        report.managed = tag_value.is_some();
-        if tag_value.is_none() && self.cfg.removal == RemovalPolicy::Retain {
-            report.outcome = Outcome::skipped(format!(
-                "no {} tag: the key is not managed",
-                self.cfg.tag_key
-            ));
-            return report;
+        let mut merged: Vec<RegionReport> = Vec::new();
+        for round in 1..=MAX_ROUNDS {
+            let Some(tag_value) = state.replication_tag(&self.cfg.tag_key).map(str::to_string)
+            else {
+                report.managed = false;
+                report.outcome = Outcome::skipped(format!(
+                    "no {} tag, or an empty one: the key is not managed, and nothing is \
+                     written or deleted",
+                    self.cfg.tag_key
+                ));
+                return report;
+            };
+            report.managed = true;
+            let regions = self.sync_round(&state, &tag_value, dry_run).await;
+            let wrote = regions.iter().any(|r| !r.actions.is_empty());
+            merge_round(&mut merged, regions);
+            if dry_run || !wrote {
+                break;
+            }
+            // I6: the newest state wins. Another sync may have read a newer primary and
+            // written before us; if the primary is not what we mirrored, go round again.
+            match self.reread_primary(&state).await {
+                Ok(None) => break,
+                Ok(Some(newer)) if round < MAX_ROUNDS => {
+                    debug!(key_id = %newer.info.key_id, round, "the primary changed during sync");
+                    state = newer;
+                }
+                Ok(Some(_)) => {
+                    warn!(key_id = %state.info.key_id, "the primary kept changing during sync");
+                    report.regions = merged;
+                    report.outcome = Outcome::failed(
+                        format!(
+                            "the primary changed during each of {MAX_ROUNDS} rounds of this \
+                             sync; retrying mirrors the newest state"
+                        ),
+                        true,
+                    );
+                    return report;
+                }
+                Err(e) => {
+                    report.regions = merged;
+                    report.outcome = failed(&e);
+                    return report;
+                }
+            }
         }
-        let sel = select_regions(
-            tag_value.as_deref().unwrap_or(""),
-            &state.info.region,
-            &self.cfg.allowed_regions,
-        );
+        report.outcome = SyncReport::summarise(&merged, dry_run);
+        report.regions = merged;
+        report
+    }
+
+    /// One pass over every Region of the key: the tag's targets, the replicas older than the
+    /// primary (kept managed whatever the tag says), and the Regions that left the tag.
+    async fn sync_round(
+        &self,
+        state: &PrimaryState,
+        tag_value: &str,
+        dry_run: bool,
+    ) -> Vec<RegionReport> {
+        let sel = select_regions(tag_value, &state.info.region, &self.cfg.allowed_regions);
         let existing: Vec<String> = state
             .info
             .multi_region
             .as_ref()
             .map(|m| m.replica_regions.clone())
             .unwrap_or_default();
-
         let mut tasks = Vec::new();
         for target in &sel.targets {
             let exists = existing.contains(target);
             tasks.push(futures::future::Either::Left(
-                self.sync_region(&state, target, exists, dry_run),
+                self.sync_region(state, target, exists, dry_run),
             ));
         }
         for region in &existing {
             let listed =
                 sel.targets.contains(region) || sel.rejected.iter().any(|p| p.name() == region);
-            if listed {
-                continue;
-            }
-            if let RemovalPolicy::ScheduleDeletion {
-                pending_window_days,
-            } = self.cfg.removal
-            {
-                if self.cfg.is_allowed(region) {
-                    tasks.push(futures::future::Either::Right(self.remove_replica(
-                        &state,
-                        region,
-                        pending_window_days,
-                        dry_run,
-                    )));
-                }
+            if !listed && self.cfg.is_allowed(region) {
+                tasks.push(futures::future::Either::Right(
+                    self.unlisted_replica(state, region, dry_run),
+                ));
             }
         }
         let mut regions: Vec<RegionReport> = join_all(tasks).await.into_iter().flatten().collect();
@@ -252,9 +248,22 @@ impl<'a> Syncer<'a> {
                 Outcome::skipped(problem.reason()),
             ));
         }
-        report.outcome = SyncReport::summarise(&regions, dry_run);
-        report.regions = regions;
-        report
+        regions
+    }
+
+    /// DescribeKey, GetKeyPolicy, ListResourceTags and ListAliases of the primary again:
+    /// `Some` with the new state when it differs from `seen`.
+    async fn reread_primary(&self, seen: &PrimaryState) -> Result<Option<PrimaryState>, KmsError> {
+        let info = self
+            .kms
+            .describe_key(&seen.info.region, &seen.info.key_id)
+            .await?;
+        if !info.is_primary() {
+            // Promoted elsewhere meanwhile: that Region's events and the sweep take over.
+            return Ok(None);
+        }
+        let now = self.read_primary_fresh(info).await?;
+        Ok((!now.same_content(seen)).then_some(now))
     }
 
     /// The four reads every sync starts with: the primary's policy, tags and aliases, beside the
@@ -278,7 +287,21 @@ impl<'a> Syncer<'a> {
         })
     }
 
-    async fn observe(&self, region: &str, key_id: &str) -> Result<ObservedReplica, KmsError> {
+    /// Like [`Syncer::read_primary`], never from the alias index (a snapshot).
+    async fn read_primary_fresh(&self, info: KeyInfo) -> Result<PrimaryState, KmsError> {
+        Syncer {
+            aliases: None,
+            ..*self
+        }
+        .read_primary(info)
+        .await
+    }
+
+    async fn observe(
+        &self,
+        region: &str,
+        key_id: &str,
+    ) -> Result<(KeyInfo, ObservedReplica), KmsError> {
         let (info, policy, tags, aliases) = tokio::join!(
             self.kms.describe_key(region, key_id),
             self.kms.get_key_policy(region, key_id),
@@ -286,13 +309,14 @@ impl<'a> Syncer<'a> {
             self.key_aliases(region, key_id),
         );
         let info = info?;
-        Ok(ObservedReplica {
+        let observed = ObservedReplica {
             state: info.state,
             policy: policy?,
-            description: info.description,
+            description: info.description.clone(),
             tags: tags?,
             aliases: aliases?,
-        })
+        };
+        Ok((info, observed))
     }
 
     /// The alias names of one key in one Region: from the alias index when it covers the
@@ -329,6 +353,13 @@ impl<'a> Syncer<'a> {
         };
         let mut report = RegionReport::new(target, Outcome::InSync);
         report.rewrites = desired.rewrites.clone();
+        if desired.policy.is_none() && !exists {
+            report.notes.push(
+                "POLICY_MODE=off: the new replica gets KMS's default key policy, which gives \
+                 the whole account (through IAM) full use of the key; set its policy yourself"
+                    .into(),
+            );
+        }
         if !exists {
             let mut plan = vec![Action::ReplicateKey {
                 policy: desired.policy.clone(),
@@ -357,7 +388,7 @@ impl<'a> Syncer<'a> {
                 .await
             {
                 Ok(_) => {
-                    let problems = self.apply(target, key_id, primary, plan, &mut report).await;
+                    let problems = self.apply(target, key_id, plan, &mut report).await;
                     report.outcome = match problems {
                         None => Outcome::Created,
                         Some(f) => f,
@@ -379,7 +410,7 @@ impl<'a> Syncer<'a> {
             }
         }
         let observed = match self.observe(target, key_id).await {
-            Ok(o) => o,
+            Ok((_, o)) => o,
             Err(e) => {
                 report.outcome = failed(&e);
                 return Some(report);
@@ -397,20 +428,30 @@ impl<'a> Syncer<'a> {
             return Some(report);
         }
         let plan = plan_replica(&desired, &observed);
-        if plan.is_empty() {
+        report.conflicts = plan.conflicts;
+        report.notes.extend(plan.extra_aliases.iter().map(|a| {
+            format!("{a} exists only here (made for this Region, not on the primary); kept")
+        }));
+        if plan.actions.is_empty() {
+            if observed.state.is_pending_deletion() {
+                report.outcome = Outcome::skipped(format!(
+                    "the replica is {} by someone other than the replicator",
+                    observed.state
+                ));
+            }
             return Some(report);
         }
         if let Some(policy) = desired.policy.as_deref() {
-            if plan.iter().any(|a| a.op() == "PutKeyPolicy") {
+            if plan.actions.iter().any(|a| a.op() == "PutKeyPolicy") {
                 report.policy_diff = policy_diff(&observed.policy, policy);
             }
         }
         if dry_run {
             report.outcome = Outcome::Planned;
-            report.actions = plan;
+            report.actions = plan.actions;
             return Some(report);
         }
-        report.outcome = match self.apply(target, key_id, primary, plan, &mut report).await {
+        report.outcome = match self.apply(target, key_id, plan.actions, &mut report).await {
             None if report.actions.is_empty() => Outcome::InSync,
             None => Outcome::Updated,
             Some(f) => f,
@@ -418,22 +459,29 @@ impl<'a> Syncer<'a> {
         Some(report)
     }
 
-    /// Makes the writes in order. A failed write does not stop the independent ones after it.
-    /// Returns the failure outcome, if any write failed.
+    /// Makes the writes in order. A failed write does not stop the independent ones after it,
+    /// but a failed restore step (CancelKeyDeletion, EnableKey) stops the plan, so that the
+    /// deletion marker is removed only after the restore it records. Returns the failure
+    /// outcome, if any write failed.
     async fn apply(
         &self,
         region: &str,
         key_id: &str,
-        primary: &PrimaryState,
         plan: Vec<Action>,
         report: &mut RegionReport,
     ) -> Option<Outcome> {
         let mut problems: Vec<(String, bool)> = Vec::new();
         for action in plan {
-            match self.apply_one(region, key_id, primary, action).await {
+            let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
+            match self.apply_one(region, key_id, action).await {
                 Ok(Some(done)) => report.actions.push(done),
                 Ok(None) => {}
-                Err(problem) => problems.push(problem),
+                Err(problem) => {
+                    problems.push(problem);
+                    if restore {
+                        break;
+                    }
+                }
             }
         }
         if problems.is_empty() {
@@ -454,7 +502,6 @@ impl<'a> Syncer<'a> {
         &self,
         region: &str,
         key_id: &str,
-        primary: &PrimaryState,
         action: Action,
     ) -> Result<Option<Action>, (String, bool)> {
         let kms = self.kms;
@@ -472,12 +519,11 @@ impl<'a> Syncer<'a> {
             Action::UntagResource { keys } => kms.untag_resource(region, key_id, keys).await,
             Action::CreateAlias { alias } => match kms.create_alias(region, alias, key_id).await {
                 Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    return self.claim_alias(region, alias, key_id, primary).await;
+                    return self.claim_alias(region, alias, key_id).await;
                 }
                 other => other,
             },
             Action::UpdateAlias { alias, .. } => kms.update_alias(region, alias, key_id).await,
-            Action::DeleteAlias { alias } => kms.delete_alias(region, alias).await,
             Action::ScheduleKeyDeletion {
                 pending_window_days,
             } => {
@@ -491,88 +537,201 @@ impl<'a> Syncer<'a> {
     }
 
     /// CreateAlias found the name taken in `region`. If it already points at our replica,
-    /// nothing is left to do. If it points at a replica of another key whose primary lives in
-    /// the same Region as ours, the alias moved on the primary side: re-point it. Anything
-    /// else is a conflict with an unrelated key, reported and never stolen.
+    /// nothing is left to do. The alias is re-pointed only when it really moved (I3): its
+    /// holder is a replica of a key this replicator manages (its primary carries a non-empty
+    /// replication tag), and that primary no longer holds the alias. Anything else, another
+    /// team's key above all, is a conflict: reported, never taken.
     async fn claim_alias(
         &self,
         region: &str,
         alias: &str,
         key_id: &str,
-        primary: &PrimaryState,
     ) -> Result<Option<Action>, (String, bool)> {
-        let holder = self
-            .kms
-            .describe_key(region, alias)
-            .await
-            .map_err(|e| (explain(&e), e.is_retryable()))?;
+        let why = |e: KmsError| (explain(&e), e.is_retryable());
+        let holder = self.kms.describe_key(region, alias).await.map_err(why)?;
         if holder.key_id == key_id {
             return Ok(None);
         }
-        let moved = matches!(&holder.multi_region, Some(m)
-            if m.key_type == MultiRegionKeyType::Replica && m.primary_region == primary.info.region);
-        if !moved {
-            return Err((
+        let conflict = |detail: &str| {
+            Err((
                 format!(
-                    "alias conflict: {alias} in {region} belongs to an unrelated key ({}); it \
-                     is left as it is",
+                    "alias conflict: {alias} in {region} belongs to another key ({}), {detail}; \
+                     it is left as it is",
                     holder.key_id
                 ),
                 false,
-            ));
+            ))
+        };
+        let holder_primary_region = match &holder.multi_region {
+            Some(m) if m.key_type == MultiRegionKeyType::Replica => m.primary_region.clone(),
+            _ => return conflict("which is not a replica of a managed key"),
+        };
+        let (tags, aliases) = tokio::join!(
+            self.kms
+                .list_resource_tags(&holder_primary_region, &holder.key_id),
+            self.kms
+                .list_aliases(&holder_primary_region, Some(&holder.key_id)),
+        );
+        let managed = tags
+            .map_err(why)?
+            .iter()
+            .any(|t: &Tag| t.key == self.cfg.tag_key && !t.value.trim().is_empty());
+        if !managed {
+            return conflict("a key this replicator does not manage");
+        }
+        if aliases.map_err(why)?.iter().any(|a| a.name == alias) {
+            return conflict("whose primary still holds that alias");
         }
         self.kms
             .update_alias(region, alias, key_id)
             .await
-            .map_err(|e| (explain(&e), e.is_retryable()))?;
+            .map_err(why)?;
         Ok(Some(Action::UpdateAlias {
             alias: alias.to_string(),
             from_key: holder.key_id,
         }))
     }
 
-    /// A replica whose Region left the tag, under `RemovalPolicy=ScheduleDeletion`. Only
-    /// replicas that carry the replication tag (made or adopted by the replicator) are deleted.
-    async fn remove_replica(
+    /// A replica in an allowed Region that the tag does not list. One created no later than
+    /// the primary was the primary once, or predates it: it stays managed, synced like a
+    /// target, and is never deleted (I1). Any other is removed under
+    /// `RemovalPolicy=ScheduleDeletion` (if it carries the replication tag, that is, if the
+    /// replicator made or adopted it), or left alone under `Retain`.
+    async fn unlisted_replica(
         &self,
         primary: &PrimaryState,
         region: &str,
-        pending_window_days: i32,
         dry_run: bool,
     ) -> Option<RegionReport> {
         let key_id = primary.info.key_id.as_str();
-        let (info, tags) = tokio::join!(
-            self.kms.describe_key(region, key_id),
-            self.kms.list_resource_tags(region, key_id)
-        );
-        let (info, tags) = match (info, tags) {
-            (Ok(i), Ok(t)) => (i, t),
-            (Err(e), _) | (_, Err(e)) => {
-                return Some(RegionReport::new(region, failed(&e)));
-            }
+        let info = match self.kms.describe_key(region, key_id).await {
+            Ok(i) => i,
+            Err(e) => return Some(RegionReport::new(region, failed(&e))),
         };
-        if info.state.is_pending_deletion() || !tags.iter().any(|t| t.key == self.cfg.tag_key) {
+        if predates_primary(&primary.info, &info) {
+            let mut report = self.sync_region(primary, region, true, dry_run).await?;
+            report.notes.push(format!(
+                "{region} is not in the tag, but its replica is older than the primary (it \
+                 was the primary, or predates it): it stays managed and is never deleted"
+            ));
+            return Some(report);
+        }
+        let RemovalPolicy::ScheduleDeletion {
+            pending_window_days,
+        } = self.cfg.removal
+        else {
+            return None;
+        };
+        self.remove_replica(region, key_id, info.state, pending_window_days, dry_run)
+            .await
+    }
+
+    /// Schedules the deletion of a replica whose Region left the tag, after writing the
+    /// deletion marker that lets a later sync tell this deletion from a person's (I2).
+    async fn remove_replica(
+        &self,
+        region: &str,
+        key_id: &str,
+        state: KeyState,
+        pending_window_days: i32,
+        dry_run: bool,
+    ) -> Option<RegionReport> {
+        if state.is_pending_deletion() {
             return None;
         }
-        let action = Action::ScheduleKeyDeletion {
-            pending_window_days,
+        let tags = match self.kms.list_resource_tags(region, key_id).await {
+            Ok(t) => t,
+            Err(e) => return Some(RegionReport::new(region, failed(&e))),
         };
+        if !tags.iter().any(|t| t.key == self.cfg.tag_key) {
+            return None;
+        }
+        let mut plan = Vec::new();
+        if !tags.iter().any(|t| t.key == DELETION_MARKER_TAG) {
+            let before = if state == KeyState::Disabled {
+                KeyState::Disabled
+            } else {
+                KeyState::Enabled
+            };
+            plan.push(Action::TagResource {
+                tags: vec![Tag::new(DELETION_MARKER_TAG, before.as_str())],
+            });
+        }
+        plan.push(Action::ScheduleKeyDeletion {
+            pending_window_days,
+        });
         let mut report = RegionReport::new(region, Outcome::Planned);
         if dry_run {
-            report.actions.push(action);
+            report.actions = plan;
             return Some(report);
         }
         info!(
             region,
             key_id, "scheduling deletion of a replica whose Region left the tag"
         );
-        report.outcome = match self
-            .apply(region, key_id, primary, vec![action], &mut report)
-            .await
-        {
-            None => Outcome::Updated,
-            Some(f) => f,
-        };
+        // The marker must be in place before the deletion: stop at the first failure.
+        for action in plan {
+            if let Some(failure) = self.apply(region, key_id, vec![action], &mut report).await {
+                report.outcome = failure;
+                return Some(report);
+            }
+        }
+        report.outcome = Outcome::Updated;
         Some(report)
+    }
+}
+
+/// Why a sync cannot go on from this primary now, if it cannot.
+fn primary_not_ready(primary: &KeyInfo) -> Option<Outcome> {
+    if !primary.is_primary() {
+        // During UpdatePrimaryRegion, DescribeKey may show both keys as replicas.
+        return Some(Outcome::failed(
+            format!(
+                "{} in {} is not reported as the primary: a primary Region update is in \
+                 progress",
+                primary.key_id, primary.region
+            ),
+            true,
+        ));
+    }
+    if primary.state.is_pending_deletion() {
+        return Some(Outcome::skipped(format!(
+            "the primary is {}",
+            primary.state
+        )));
+    }
+    if primary.state.is_transient() {
+        return Some(Outcome::failed(
+            format!("the primary is {}; retry shortly", primary.state),
+            true,
+        ));
+    }
+    None
+}
+
+/// Folds one round's Region reports into those of the rounds before: writes accumulate, and
+/// the latest round says where each Region stands, except that a Region changed in an
+/// earlier round and in sync now is reported as changed.
+fn merge_round(merged: &mut Vec<RegionReport>, round: Vec<RegionReport>) {
+    for mut r in round {
+        match merged.iter_mut().find(|m| m.region == r.region) {
+            None => merged.push(r),
+            Some(m) => {
+                let mut actions = std::mem::take(&mut m.actions);
+                actions.append(&mut r.actions);
+                if r.outcome == Outcome::InSync
+                    && matches!(m.outcome, Outcome::Created | Outcome::Updated)
+                {
+                    r.outcome = m.outcome.clone();
+                } else if r.outcome == Outcome::InSync && !actions.is_empty() {
+                    r.outcome = Outcome::Updated;
+                }
+                if r.policy_diff.is_empty() {
+                    r.policy_diff = std::mem::take(&mut m.policy_diff);
+                }
+                r.actions = actions;
+                *m = r;
+            }
+        }
     }
 }

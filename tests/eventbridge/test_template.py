@@ -26,7 +26,7 @@ COMMON_KMS = {
     "KmsReplicateKey": {"kms:ReplicateKey"},
     "KmsCreateReplicaKey": {"kms:CreateKey"},
     "KmsPutKeyPolicy": {"kms:PutKeyPolicy"},
-    "KmsManageAliases": {"kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"},
+    "KmsManageAliases": {"kms:CreateAlias", "kms:UpdateAlias"},
     "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
     "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
     "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},

@@ -752,7 +752,7 @@ impl Reconciler<'_> {
         }
         let Some(info) = info else {
             let outcome = match last_error {
-                Some(e) => Outcome::failed(kms_replicator::sync::explain(&e), e.is_retryable()),
+                Some(e) => Outcome::failed(kms_replicator::explain::explain(&e), e.is_retryable()),
                 None => Outcome::skipped(format!("{} not found in {}", w.key, w.regions.join(" "))),
             };
             let mut r = SyncReport::key_level(&w.requested, outcome);

@@ -95,6 +95,10 @@ fn key_info(region: &str, m: &KeyMetadata) -> KeyInfo {
             .unwrap_or(KeyState::Unavailable),
         description: m.description().unwrap_or_default().to_string(),
         multi_region,
+        creation_date: m
+            .creation_date()
+            .and_then(|d| d.to_millis().ok())
+            .and_then(|ms| u64::try_from(ms).ok()),
     }
 }
 
@@ -254,17 +258,6 @@ impl Kms for AwsKms {
             .send()
             .await
             .map_err(|e| map_err("UpdateAlias", region, e))?;
-        Ok(())
-    }
-
-    #[instrument(skip(self))]
-    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
-        self.client(region)
-            .delete_alias()
-            .alias_name(alias)
-            .send()
-            .await
-            .map_err(|e| map_err("DeleteAlias", region, e))?;
         Ok(())
     }
 

@@ -21,6 +21,7 @@ pub const OPERATIONS: &[&str] = &[
     "CreateKey",
     "DeleteAlias",
     "DescribeKey",
+    "DisableKey",
     "EnableKey",
     "GetKeyPolicy",
     "ListAliases",
@@ -204,7 +205,10 @@ impl KmsApi {
             "AWSAccountId": account,
             "KeyId": info.key_id,
             "Arn": info.arn,
-            "CreationDate": extra.created,
+            "CreationDate": info
+                .creation_date
+                .map(|ms| ms as f64 / 1000.0)
+                .unwrap_or(extra.created),
             "Enabled": info.state == KeyState::Enabled,
             "Description": info.description,
             "KeyUsage": "ENCRYPT_DECRYPT",
@@ -466,6 +470,10 @@ impl KmsApi {
             }
             "EnableKey" => {
                 kms.enable_key(region, req_str(body, "KeyId")?).await?;
+                Ok(json!({}))
+            }
+            "DisableKey" => {
+                kms.disable_key(region, req_str(body, "KeyId")?)?;
                 Ok(json!({}))
             }
             "UpdatePrimaryRegion" => {

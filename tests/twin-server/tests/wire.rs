@@ -144,7 +144,15 @@ async fn writes_over_http_change_the_twin_and_leave_their_cloudtrail_records() {
     http.update_key_description(WEST, &id, "west")
         .await
         .unwrap();
-    http.delete_alias(WEST, "alias/payments").await.unwrap();
+    // DeleteAlias is a person's call (the replicator never deletes an alias): the SDK's.
+    cloud
+        .kms_client(ADMIN_ACCESS_KEY, WEST)
+        .await
+        .delete_alias()
+        .alias_name("alias/payments")
+        .send()
+        .await
+        .unwrap();
     http.schedule_key_deletion(WEST, &id, 7).await.unwrap();
     let k = cloud.twin().key(WEST, &id).unwrap();
     assert_eq!(k.state, KeyState::PendingDeletion);

@@ -52,6 +52,8 @@ pub struct TwinKey {
     pub multi_region: Option<MultiRegionKeyType>,
     /// The primary's Region, shared by all related keys.
     pub primary_region: String,
+    /// CreationDate, milliseconds since the epoch; strictly increasing across the twin.
+    pub created_ms: u64,
     /// When a transient state (Creating, Updating) ends, and the state it ends in.
     settles: Option<(Instant, KeyState)>,
 }
@@ -100,6 +102,8 @@ struct State {
     buckets: HashMap<(String, String), Bucket>,
     throttled: usize,
     counter: u64,
+    /// The last CreationDate handed out, so that creation order is never a tie.
+    last_created_ms: u64,
 }
 
 #[derive(Clone)]
@@ -144,6 +148,7 @@ impl Twin {
                 buckets: HashMap::new(),
                 throttled: 0,
                 counter: 0,
+                last_created_ms: 0,
             })),
             caller: REPLICATOR_ROLE.into(),
         }
@@ -303,6 +308,7 @@ impl Twin {
                 .collect(),
             multi_region: multi_region.then_some(MultiRegionKeyType::Primary),
             primary_region: region.to_string(),
+            created_ms: s.next_creation_date(),
             settles: None,
         };
         s.keys.insert((region.to_string(), key_id.clone()), key);
@@ -334,6 +340,59 @@ impl Twin {
             k.state = state;
             k.settles = None;
         }
+    }
+
+    /// DeleteAlias, as a person makes it: the replicator itself never deletes an alias, so
+    /// this is not part of its port.
+    pub async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
+        const OP: &str = "DeleteAlias";
+        self.enter(region, OP).await?;
+        let mut s = self.lock();
+        let slot = (region.to_string(), alias.to_string());
+        let Some(id) = s.aliases.remove(&slot) else {
+            return Err(err(
+                ErrorKind::NotFound,
+                OP,
+                region,
+                "NotFoundException",
+                format!(
+                    "Alias arn:aws:kms:{region}:{}:{alias} is not found.",
+                    s.account
+                ),
+            ));
+        };
+        let arn = s.arn(region, &id);
+        let params = json!({"aliasName": alias});
+        s.push_record(
+            trail::Record::new(region, OP, &self.caller, params)
+                .alias(alias)
+                .key(&arn),
+        );
+        Ok(())
+    }
+
+    /// DisableKey as this handle's caller makes it (a person, in incident response): the key
+    /// is `Disabled` and the call is recorded in the trail. Faults and limits do not apply.
+    pub fn disable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        const OP: &str = "DisableKey";
+        let mut s = self.lock();
+        let id = s.resolve(OP, region, key_id)?;
+        let arn = s.arn(region, &id);
+        let k = s.get(region, &id);
+        if !matches!(k.state, KeyState::Enabled | KeyState::Disabled) {
+            return Err(err(
+                ErrorKind::InvalidState,
+                OP,
+                region,
+                "KMSInvalidStateException",
+                format!("{arn} is {}.", k.state),
+            ));
+        }
+        k.state = KeyState::Disabled;
+        k.settles = None;
+        let params = json!({"keyId": key_id});
+        s.push_record(trail::Record::new(region, OP, &self.caller, params).key(&arn));
+        Ok(())
     }
 
     /// Removes a replica outright, as if its deletion window had passed.
@@ -604,7 +663,17 @@ impl State {
             state: k.state,
             description: k.description.clone(),
             multi_region,
+            creation_date: Some(k.created_ms),
         }
+    }
+
+    fn next_creation_date(&mut self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_created_ms = now.max(self.last_created_ms + 1);
+        self.last_created_ms
     }
 
     /// KMSInvalidStateException for keys pending deletion (the management calls' rule).
@@ -629,6 +698,20 @@ impl State {
         policy: &str,
         caller: &str,
     ) -> KmsResult<()> {
+        // A length constraint of the API: the request fails validation before any check.
+        if policy.len() > kms_replicator::policy::MAX_POLICY_BYTES {
+            return Err(err(
+                ErrorKind::Other,
+                op,
+                region,
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value at 'policy' failed to satisfy \
+                     constraint: Member must have length less than or equal to {}",
+                    kms_replicator::policy::MAX_POLICY_BYTES
+                ),
+            ));
+        }
         match allows_put_key_policy(policy, &self.account, caller) {
             Ok(true) => Ok(()),
             Ok(false) => Err(err(ErrorKind::MalformedPolicy, op, region, "MalformedPolicyDocumentException", "The new key policy will not allow you to update the key policy in the future.")),
@@ -828,6 +911,7 @@ impl Kms for Twin {
                 .collect(),
             multi_region: Some(MultiRegionKeyType::Replica),
             primary_region: primary_region.to_string(),
+            created_ms: s.next_creation_date(),
             settles: Some((Instant::now() + creating_for, src.state)),
         };
         s.keys
@@ -934,33 +1018,6 @@ impl Kms for Twin {
                 .key(&arn)
                 .key(&old_arn)
                 .alias(alias),
-        );
-        Ok(())
-    }
-
-    async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
-        const OP: &str = "DeleteAlias";
-        self.enter(region, OP).await?;
-        let mut s = self.lock();
-        let slot = (region.to_string(), alias.to_string());
-        let Some(id) = s.aliases.remove(&slot) else {
-            return Err(err(
-                ErrorKind::NotFound,
-                OP,
-                region,
-                "NotFoundException",
-                format!(
-                    "Alias arn:aws:kms:{region}:{}:{alias} is not found.",
-                    s.account
-                ),
-            ));
-        };
-        let arn = s.arn(region, &id);
-        let params = json!({"aliasName": alias});
-        s.push_record(
-            trail::Record::new(region, OP, &self.caller, params)
-                .alias(alias)
-                .key(&arn),
         );
         Ok(())
     }
