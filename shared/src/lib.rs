@@ -14,7 +14,6 @@ pub mod desired;
 pub mod discover;
 pub mod error;
 pub mod event;
-pub mod failover;
 pub mod limit;
 pub mod metrics;
 pub mod model;

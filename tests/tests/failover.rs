@@ -3,9 +3,9 @@
 //! replication goes on from the new primary.
 
 use failover::Failover;
+use failover::FailoverSettings;
 use integration_tests::{config, primary_policy, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
-use kms_replicator::failover::FailoverSettings;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
 use kms_replicator::{Config, Kms, Syncer};

@@ -9,17 +9,22 @@
 //! primary, since DescribeKey names the primary's Region.
 
 mod limiter;
+mod report;
+mod request;
 
 pub use limiter::CallWindow;
+pub use report::{
+    audit_events, explain, summarise, Cause, Check, FailoverReport, KeyOutcome, KeyReport,
+};
+pub use request::{
+    parse_request, poll_delays, tag_value_with, FailoverPlan, FailoverRequest, FailoverSettings,
+    Target, USAGE,
+};
 
 use futures::StreamExt;
 use kms_replicator::desired::{desired_replica, PrimaryState};
 use kms_replicator::discover::managed_primaries;
 use kms_replicator::error::FunctionError;
-use kms_replicator::failover::{
-    audit_events, explain, parse_request, poll_delays, summarise, tag_value_with, Cause, Check,
-    FailoverPlan, FailoverReport, FailoverSettings, KeyOutcome, KeyReport, Target,
-};
 use kms_replicator::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::same_policy;
 use kms_replicator::port::{ErrorKind, KmsError};

@@ -1,6 +1,6 @@
 use failover::Failover;
+use failover::FailoverSettings;
 use kms_replicator::aws::{AwsKms, EventBridgeAudit};
-use kms_replicator::failover::FailoverSettings;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
