@@ -29,6 +29,45 @@ pub struct FailoverRequest {
 /// Shown with every input error.
 pub const USAGE: &str = r#"expected {"key":"<key id, key ARN or alias/name>","to":"<Region>"} (optional "region":"<where to look the key up>") or {"from":"<Region>","to":"<Region>"}, each with an optional "dryRun":true"#;
 
+/// What is wrong with a request. Every message says what is wrong and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the input is not a JSON object; {usage}", usage = USAGE)]
+    NotAnObject,
+    /// The input does not deserialise (unknown field, wrong type, missing `to`...).
+    #[error("{0}; {usage}", usage = USAGE)]
+    Invalid(String),
+    #[error("\"{field}\": '{value}' is not an AWS Region name")]
+    NotARegion { field: &'static str, value: String },
+    #[error(
+        "\"to\": Region {to} is not in ALLOWED_REGIONS ({allowed}); the replicator never writes \
+         outside them"
+    )]
+    NotAllowed { to: String, allowed: String },
+    #[error(
+        "give either \"key\" (one key) or \"from\" (every managed key whose primary is in that \
+         Region), not both; {usage}",
+        usage = USAGE
+    )]
+    KeyAndFrom,
+    #[error(
+        "give \"key\" (one key) or \"from\" (every managed key whose primary is in that \
+         Region); {usage}",
+        usage = USAGE
+    )]
+    NeitherKeyNorFrom,
+    #[error("\"region\" only goes with \"key\"; {usage}", usage = USAGE)]
+    RegionWithoutKey,
+    #[error("\"from\" and \"to\" are both {0}: there is nothing to promote")]
+    SameRegion(String),
+    #[error("\"key\" is empty; {usage}", usage = USAGE)]
+    EmptyKey,
+    #[error("\"key\": '{0}' is not a KMS key or alias ARN")]
+    NotAKmsArn(String),
+    #[error("\"key\" is an ARN in {arn_region} but \"region\" says {given}; give one")]
+    RegionMismatch { arn_region: String, given: String },
+}
+
 /// Which keys a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -47,59 +86,49 @@ pub struct FailoverPlan {
     pub dry_run: bool,
 }
 
-fn region_field(field: &str, value: &str) -> Result<String, String> {
+fn region_field(field: &'static str, value: &str) -> Result<String, RequestError> {
     let v = value.trim();
     if is_region_name(v) {
         Ok(v.to_string())
     } else {
-        Err(format!("\"{field}\": '{value}' is not an AWS Region name"))
+        Err(RequestError::NotARegion {
+            field,
+            value: value.to_string(),
+        })
     }
 }
 
 /// Validates the invocation payload. Every error says what is wrong and what is expected.
-pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, String> {
+pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, RequestError> {
     if !input.is_object() {
-        return Err(format!("the input is not a JSON object; {USAGE}"));
+        return Err(RequestError::NotAnObject);
     }
     let req: FailoverRequest =
-        serde_json::from_value(input.clone()).map_err(|e| format!("{e}; {USAGE}"))?;
+        serde_json::from_value(input.clone()).map_err(|e| RequestError::Invalid(e.to_string()))?;
     let to = region_field("to", &req.to)?;
     if !cfg.is_allowed(&to) {
-        return Err(format!(
-            "\"to\": Region {to} is not in ALLOWED_REGIONS ({}); the replicator never writes \
-             outside them",
-            cfg.allowed_regions.join(" ")
-        ));
+        return Err(RequestError::NotAllowed {
+            to,
+            allowed: cfg.allowed_regions.join(" "),
+        });
     }
     let target = match (req.key, req.from) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "give either \"key\" (one key) or \"from\" (every managed key whose primary is \
-                 in that Region), not both; {USAGE}"
-            ))
-        }
-        (None, None) => {
-            return Err(format!(
-                "give \"key\" (one key) or \"from\" (every managed key whose primary is in that \
-                 Region); {USAGE}"
-            ))
-        }
+        (Some(_), Some(_)) => return Err(RequestError::KeyAndFrom),
+        (None, None) => return Err(RequestError::NeitherKeyNorFrom),
         (None, Some(from)) => {
             if req.region.is_some() {
-                return Err(format!("\"region\" only goes with \"key\"; {USAGE}"));
+                return Err(RequestError::RegionWithoutKey);
             }
             let from = region_field("from", &from)?;
             if from == to {
-                return Err(format!(
-                    "\"from\" and \"to\" are both {to}: there is nothing to promote"
-                ));
+                return Err(RequestError::SameRegion(to));
             }
             Target::Region { from }
         }
         (Some(key), None) => {
             let key = key.trim().to_string();
             if key.is_empty() {
-                return Err(format!("\"key\" is empty; {USAGE}"));
+                return Err(RequestError::EmptyKey);
             }
             let given = req
                 .region
@@ -109,12 +138,13 @@ pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, String
             let region = if key.starts_with("arn:") {
                 let arn = kms_replicator::arn::parse_kms_arn(&key)
                     .filter(|a| a.resource.starts_with("key/") || a.resource.starts_with("alias/"))
-                    .ok_or_else(|| format!("\"key\": '{key}' is not a KMS key or alias ARN"))?;
+                    .ok_or_else(|| RequestError::NotAKmsArn(key.clone()))?;
                 let arn_region = region_field("key", arn.region)?;
                 if let Some(g) = given.filter(|g| *g != arn_region) {
-                    return Err(format!(
-                        "\"key\" is an ARN in {arn_region} but \"region\" says {g}; give one"
-                    ));
+                    return Err(RequestError::RegionMismatch {
+                        arn_region,
+                        given: g,
+                    });
                 }
                 Some(arn_region)
             } else {
@@ -138,11 +168,6 @@ pub struct FailoverSettings {
     /// The first pause between two DescribeKey polls; it doubles up to `max_poll`.
     pub first_poll: Duration,
     pub max_poll: Duration,
-    /// UpdatePrimaryRegion calls allowed per `window` across a batch (the KMS quota is 5 per
-    /// second, and each call counts in both Regions).
-    pub calls_per_window: usize,
-    /// A second, plus a margin for the distance between this clock and KMS's.
-    pub window: Duration,
     /// Keys handled at once in bulk mode.
     pub concurrency: usize,
 }
@@ -153,8 +178,6 @@ impl Default for FailoverSettings {
             wait: Duration::from_secs(120),
             first_poll: Duration::from_millis(250),
             max_poll: Duration::from_secs(5),
-            calls_per_window: 5,
-            window: Duration::from_millis(1050),
             concurrency: 10,
         }
     }
@@ -219,7 +242,7 @@ mod tests {
     }
 
     fn parse(v: Value) -> Result<FailoverPlan, String> {
-        parse_request(&v, &cfg())
+        parse_request(&v, &cfg()).map_err(|e| e.to_string())
     }
 
     #[test]
