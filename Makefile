@@ -28,8 +28,6 @@ sam-build:
 ## twin (release), then runs them end to end (tests/twin-server/src/bin/kms-demo.rs).
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
-# The failover function is part of the demo when its crate is in the tree.
-FAILOVER_PKG := $(if $(wildcard functions/failover/Cargo.toml),-p failover,)
 
 .PHONY: demo demo-build twin
 
@@ -37,14 +35,14 @@ demo: demo-build
 	$(TARGET_DIR)/release/kms-demo --template template.yaml --bin-dir $(TARGET_DIR)/release
 
 demo-build:
-	$(CARGO) build --release -p replicate $(FAILOVER_PKG) -p twin-server
+	$(CARGO) build --release -p replicate -p failover -p twin-server
 
 ## The KMS twin on a loopback port with the functions wired to it, for the AWS CLI
 ## (it prints the endpoint and the variables to export; Ctrl-C stops it).
 twin: demo-build
 	$(TARGET_DIR)/release/kms-twin --template template.yaml \
 		--function replicate=$(TARGET_DIR)/release/replicate \
-		$(if $(FAILOVER_PKG),--function failover=$(TARGET_DIR)/release/failover,) \
+		--function failover=$(TARGET_DIR)/release/failover \
 		--env "ALLOWED_REGIONS=us-east-1 us-west-2 eu-west-1 ap-southeast-2" \
 		--env IGNORE_CALLER_ARNS=arn:aws:iam::111122223333:role/kms-replicator-function \
 		--log-dir $(TARGET_DIR)/kms-twin

@@ -1,10 +1,12 @@
-//! The KMS multi-Region key replicator: domain, ports, AWS adapters and an in-memory twin of
-//! KMS. The Lambda functions in `functions/` are thin shells around this crate.
+//! The KMS multi-Region key replicator's shared library: the domain, the ports and their AWS
+//! adapters. The Lambda functions in `functions/` are thin shells around this crate; the
+//! in-memory KMS twin the tests use is the `twin` crate in `tests/twin`.
 //!
 //! - [`event`]: EventBridge/CloudTrail intake.
-//! - [`region`], [`policy`], [`sync`]: the desired state and the level-triggered sync.
-//! - [`port`]: the KMS and audit ports; [`aws`] implements them on the AWS SDK, [`twin`] in
-//!   memory.
+//! - [`region`], [`policy`], [`desired`], [`sync`]: the desired state and the level-triggered
+//!   sync; [`report`] and [`audit`] say what a sync did.
+//! - [`discover`]: finding the managed primaries; [`limit`]: staying within the KMS quotas.
+//! - [`port`]: the KMS, tag index and audit ports; [`aws`] implements them on the AWS SDK.
 
 pub mod arn;
 pub mod audit;
@@ -15,7 +17,6 @@ pub mod discover;
 pub mod error;
 pub mod event;
 pub mod explain;
-pub mod failover;
 pub mod limit;
 pub mod metrics;
 pub mod model;

@@ -6,6 +6,7 @@ use crate::policy::Rewrite;
 use crate::policy_diff::PolicyChange;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::{debug, info};
 
 /// The result for one key, or for one Region of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -335,4 +336,24 @@ pub fn change_lines(report: &SyncReport) -> Vec<String> {
         lines.extend(r.conflicts.iter().map(|c| format!("! {at}: conflict: {c}")));
     }
     lines
+}
+/// The structured log lines of one sync, as both functions write them: a key in sync is one
+/// debug line (a sweep meets thousands); otherwise one line per Region, or one for the key when
+/// no Region was reached.
+pub fn log_report(report: &SyncReport) {
+    let key_id = report.key_id.as_deref().unwrap_or(&report.requested);
+    let primary = report.primary_region.as_deref().unwrap_or("");
+    if report.outcome == Outcome::InSync {
+        debug!(key_id, primary_region = primary, "in sync");
+        return;
+    }
+    if report.regions.is_empty() {
+        info!(key_id, primary_region = primary, outcome = report.outcome.name(),
+              detail = ?report.outcome, "key outcome");
+    }
+    for r in &report.regions {
+        let actions: Vec<&str> = r.actions.iter().map(|a| a.op()).collect();
+        info!(key_id, primary_region = primary, region = %r.region, outcome = r.outcome.name(),
+              detail = ?r.outcome, actions = ?actions, rewrites = r.rewrites.len(), "region outcome");
+    }
 }

@@ -2,10 +2,11 @@
 //! the replicator are promoted with UpdatePrimaryRegion, checked before and after, and
 //! replication goes on from the new primary.
 
-use failover::Failover;
+use failover::FailoverSettings;
+use failover::{quotas, Failover};
 use integration_tests::{config, primary_policy, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
-use kms_replicator::failover::FailoverSettings;
+use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
 use kms_replicator::{Config, Kms, Syncer};
@@ -39,8 +40,10 @@ async fn run_with(
     settings: FailoverSettings,
     input: Value,
 ) -> Result<Value, String> {
+    // As in the function's main: UpdatePrimaryRegion within its quota.
+    let kms = RateLimitedKms::new(twin.clone(), quotas());
     let f = Failover {
-        kms: twin,
+        kms: &kms,
         audit: twin,
         config: cfg,
         settings,

@@ -7,9 +7,9 @@
 //! operation added to an adapter but missed by the journeys fails here too.
 
 use failover::Failover;
+use failover::FailoverSettings;
 use integration_tests::{config, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
-use kms_replicator::failover::FailoverSettings;
 use kms_replicator::model::Tag;
 use kms_replicator::{Config, Kms};
 use reconcile::{Reconciler, Settings};

@@ -675,7 +675,10 @@ async fn with_retain_a_region_removed_from_the_tag_is_left_alone() {
         .filter(|c| c.region == "eu-west-1")
         .map(|c| c.op)
         .collect();
-    assert_eq!(in_eu, ["DescribeKey"], "eu-west-1 is only read");
+    assert!(
+        !in_eu.is_empty() && in_eu.iter().all(|op| *op == "DescribeKey"),
+        "eu-west-1 is only described: {in_eu:?}"
+    );
     assert_eq!(
         twin.key("eu-west-1", &key_id).unwrap().state,
         KeyState::Enabled

@@ -7,24 +7,31 @@
 //! Looking a key up: an ARN names its Region; otherwise the request's `region`; otherwise the
 //! managed Regions in order, then the target Region. A replica found anywhere leads to its
 //! primary, since DescribeKey names the primary's Region.
+//!
+//! [`request`](parse_request) validates the input and holds the settings, [`report`](KeyReport)
+//! what a person reads and the audit events; both are pure. The procedure for one key is in
+//! `steps`, one function per step. UpdatePrimaryRegion calls stay within their quota through
+//! the shared rate limiter ([`quotas`]).
 
-mod limiter;
+mod report;
+mod request;
+mod steps;
 
-pub use limiter::CallWindow;
+pub use report::{
+    audit_events, explain, summarise, Cause, Check, FailoverReport, KeyOutcome, KeyReport,
+};
+pub use request::{
+    parse_request, poll_delays, tag_value_with, FailoverPlan, FailoverRequest, FailoverSettings,
+    RequestError, Target, USAGE,
+};
 
 use futures::StreamExt;
-use kms_replicator::desired::{desired_replica, PrimaryState};
 use kms_replicator::discover::managed_primaries;
 use kms_replicator::error::FunctionError;
-use kms_replicator::failover::{
-    audit_events, explain, parse_request, poll_delays, summarise, tag_value_with, Cause, Check,
-    FailoverPlan, FailoverReport, FailoverSettings, KeyOutcome, KeyReport, Target,
-};
-use kms_replicator::model::{is_aws_managed_alias, KeyInfo, KeyState, MultiRegionKeyType, Tag};
-use kms_replicator::policy::same_policy;
+use kms_replicator::limit::{Quotas, KMS_WRITE_QUOTAS};
+use kms_replicator::model::{KeyInfo, MultiRegionKeyType};
 use kms_replicator::port::{ErrorKind, KmsError};
-use kms_replicator::report::Outcome;
-use kms_replicator::{AuditSink, Config, Kms, Syncer};
+use kms_replicator::{AuditSink, Config, Kms};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -57,19 +64,33 @@ enum Found {
     NotLookedUp(KeyReport),
 }
 
+/// The request quotas the function keeps: UpdatePrimaryRegion at its KMS quota (5 per second,
+/// counted in both Regions) across every key of a batch; nothing else is limited. Wrap the
+/// [`Kms`] in a [`kms_replicator::limit::RateLimitedKms`] with these, one per process.
+pub fn quotas() -> Quotas {
+    let op = "UpdatePrimaryRegion";
+    let (_, per_second) = KMS_WRITE_QUOTAS
+        .iter()
+        .find(|(name, _)| *name == op)
+        .expect("UpdatePrimaryRegion has a KMS quota");
+    Quotas::unlimited().with(op, *per_second)
+}
+
 /// What the handler needs, built once per cold start.
 pub struct Failover<'a> {
+    /// Rate limited with [`quotas`], so that a bulk failover stays within the
+    /// UpdatePrimaryRegion quota.
     pub kms: &'a dyn Kms,
     pub audit: &'a dyn AuditSink,
     pub config: &'a Config,
     pub settings: FailoverSettings,
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
+pub(crate) fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
     if n == 1 {
         one
     } else {
@@ -77,25 +98,15 @@ fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
     }
 }
 
-fn is_unreachable(e: &KmsError) -> bool {
+pub(crate) fn is_unreachable(e: &KmsError) -> bool {
     matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Internal)
 }
 
-fn key_type(k: &KeyInfo) -> &'static str {
+pub(crate) fn key_type(k: &KeyInfo) -> &'static str {
     match k.multi_region.as_ref().map(|m| m.key_type) {
         Some(MultiRegionKeyType::Primary) => "PRIMARY",
         Some(MultiRegionKeyType::Replica) => "REPLICA",
         None => "single-Region",
-    }
-}
-
-/// Ends a key's report on its first blocking check.
-fn stop(r: &mut KeyReport) {
-    if let Some(c) = r.blocking_failure() {
-        r.outcome = KeyOutcome::Failed {
-            reason: c.detail.clone(),
-            cause: c.cause.unwrap_or(Cause::Other),
-        };
     }
 }
 
@@ -120,18 +131,16 @@ impl Failover<'_> {
     pub async fn run(&self, input: &Value) -> Result<FailoverReport, FunctionError> {
         let plan = parse_request(input, self.config).map_err(|e| {
             warn!(error = %e, "rejecting invalid failover input");
-            FunctionError::InvalidInput(e)
+            FunctionError::InvalidInput(e.to_string())
         })?;
         let started = Instant::now();
-        let limiter = CallWindow::new(self.settings.calls_per_window, self.settings.window);
         let mut from = None;
         let mut error = None;
         let keys = match &plan.target {
             Target::Key { key, region } => {
                 let report = match self.find_key(key, region.as_deref(), &plan.to).await? {
                     Found::Key { info, unanswered } => {
-                        self.fail_over(key, info, &plan, &limiter, &unanswered)
-                            .await
+                        self.fail_over(key, info, &plan, &unanswered).await
                     }
                     Found::NotLookedUp(report) => report,
                 };
@@ -141,9 +150,9 @@ impl Failover<'_> {
                 from = Some(source.clone());
                 match managed_primaries(self.kms, self.config, source).await {
                     Ok(primaries) => {
-                        let (plan, limiter) = (&plan, &limiter);
+                        let plan = &plan;
                         futures::stream::iter(primaries)
-                            .map(|info| self.fail_over_listed(info, plan, limiter))
+                            .map(|info| self.fail_over_listed(info, plan))
                             .buffered(self.settings.concurrency.max(1))
                             .collect()
                             .await
@@ -249,20 +258,13 @@ impl Failover<'_> {
     }
 
     /// A key found by bulk discovery: skipped when it has no replica in the target Region.
-    async fn fail_over_listed(
-        &self,
-        info: KeyInfo,
-        plan: &FailoverPlan,
-        limiter: &CallWindow,
-    ) -> KeyReport {
+    async fn fail_over_listed(&self, info: KeyInfo, plan: &FailoverPlan) -> KeyReport {
         let has_replica = info
             .multi_region
             .as_ref()
             .is_some_and(|m| m.replica_regions.iter().any(|r| r == &plan.to));
         if has_replica {
-            return self
-                .fail_over(&info.key_id.clone(), info, plan, limiter, &[])
-                .await;
+            return self.fail_over(&info.key_id.clone(), info, plan, &[]).await;
         }
         let mut r = KeyReport::new(&info.key_id);
         r.key_id = Some(info.key_id.clone());
@@ -280,506 +282,5 @@ impl Failover<'_> {
         };
         info!(key_id = %info.key_id, outcome = "skipped", to = %plan.to, "no replica in the target Region");
         r
-    }
-
-    /// Checks, promotes, waits and checks again, for one key found in some Region.
-    /// `unanswered` are the Regions that did not answer while the key was looked up: they are
-    /// not asked again, since each attempt costs the SDK's retries.
-    async fn fail_over(
-        &self,
-        requested: &str,
-        found: KeyInfo,
-        plan: &FailoverPlan,
-        limiter: &CallWindow,
-        unanswered: &[KmsError],
-    ) -> KeyReport {
-        let started = Instant::now();
-        let mut r = KeyReport::new(requested);
-        self.fail_over_inner(&mut r, found, plan, limiter, unanswered)
-            .await;
-        r.duration_ms = millis(started.elapsed());
-        let failed: Vec<&str> = r
-            .checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.name)
-            .collect();
-        info!(key_id = r.key_id.as_deref().unwrap_or(requested),
-              before = r.primary_region_before.as_deref().unwrap_or(""),
-              after = r.primary_region_after.as_deref().unwrap_or("unknown"),
-              outcome = r.outcome.name(), detail = ?r.outcome, failed_checks = ?failed,
-              duration_ms = r.duration_ms, "key failover outcome");
-        r
-    }
-
-    async fn fail_over_inner(
-        &self,
-        r: &mut KeyReport,
-        found: KeyInfo,
-        plan: &FailoverPlan,
-        limiter: &CallWindow,
-        unanswered: &[KmsError],
-    ) {
-        let to = plan.to.as_str();
-        let id = found.key_id.clone();
-        r.key_id = Some(id.clone());
-        let Some(mr) = found.multi_region.clone() else {
-            r.primary_region_before = Some(found.region.clone());
-            r.primary_region_after = Some(found.region.clone());
-            r.checks.push(Check::fail(
-                MULTI_REGION,
-                format!(
-                    "{} is a single-Region key: it has no replicas, and a single-Region key \
-                     cannot become multi-Region. Nothing was changed.",
-                    found.arn
-                ),
-                Cause::NotMultiRegion,
-            ));
-            return stop(r);
-        };
-        r.checks.push(Check::pass(
-            MULTI_REGION,
-            format!("{id} is a multi-Region key"),
-        ));
-        let p = mr.primary_region.clone();
-        r.primary_region_before = Some(p.clone());
-        r.primary_region_after = Some(p.clone());
-
-        // Before: the primary, in its own Region.
-        let described = match unanswered.iter().find(|e| e.region == p) {
-            Some(e) => Err(e.clone()),
-            None => self.kms.describe_key(&p, &id).await,
-        };
-        let primary = match described {
-            Ok(k) => {
-                r.checks.push(Check::pass(
-                    PRIMARY_REGION_ANSWERS,
-                    format!("KMS in {p} answered"),
-                ));
-                Some(k)
-            }
-            Err(e) => {
-                r.checks.push(Check::fail(
-                    PRIMARY_REGION_ANSWERS,
-                    explain(&e, &p, to),
-                    Cause::of(&e),
-                ));
-                None
-            }
-        };
-        if let Some(k) = &primary {
-            if !k.is_primary() {
-                r.checks.push(Check::fail(
-                    IS_PRIMARY,
-                    format!(
-                        "the key in {p} is reported as {} and {}, not as the primary: a primary \
-                         Region update is probably in progress. Describe the key in a few \
-                         seconds and run this again. Nothing was changed.",
-                        key_type(k),
-                        k.state
-                    ),
-                    Cause::NotPrimary,
-                ));
-            } else if p == to {
-                r.checks.push(Check::pass(
-                    IS_PRIMARY,
-                    format!("the primary is already in {to}"),
-                ));
-                r.outcome = KeyOutcome::AlreadyPrimary;
-                return;
-            } else {
-                r.checks.push(Check::pass(
-                    IS_PRIMARY,
-                    format!("the key in {p} is the primary"),
-                ));
-                r.checks.push(if k.state == KeyState::Enabled {
-                    Check::pass(PRIMARY_ENABLED, "Enabled")
-                } else {
-                    Check::fail(
-                        PRIMARY_ENABLED,
-                        format!(
-                            "the primary in {p} is {}: UpdatePrimaryRegion needs both keys \
-                             Enabled. Nothing was changed.",
-                            k.state
-                        ),
-                        Cause::KeyState,
-                    )
-                });
-            }
-        }
-
-        // Before: the replica, in the target Region.
-        match self.kms.describe_key(to, &id).await {
-            Ok(k) => {
-                r.checks.push(Check::pass(
-                    REPLICA_IN_TARGET,
-                    format!("{} is a {} of the key", k.arn, key_type(&k)),
-                ));
-                r.checks.push(if k.state == KeyState::Enabled {
-                    Check::pass(
-                        REPLICA_ENABLED,
-                        format!("Enabled: it serves cryptographic requests in {to}"),
-                    )
-                } else {
-                    Check::fail(
-                        REPLICA_ENABLED,
-                        format!(
-                            "the replica in {to} is {}: UpdatePrimaryRegion needs both keys \
-                             Enabled. Nothing was changed.",
-                            k.state
-                        ),
-                        Cause::KeyState,
-                    )
-                });
-            }
-            Err(e) if e.kind == ErrorKind::NotFound => r.checks.push(Check::fail(
-                REPLICA_IN_TARGET,
-                format!(
-                    "no replica of {id} in {to}: UpdatePrimaryRegion promotes an existing \
-                     replica and never creates one. Add {to} to the key's {} tag first. \
-                     Nothing was changed.",
-                    self.config.tag_key
-                ),
-                Cause::NoReplica,
-            )),
-            Err(e) => r.checks.push(Check::fail(
-                REPLICA_IN_TARGET,
-                explain(&e, &p, to),
-                Cause::of(&e),
-            )),
-        }
-        let Some(primary) = primary.filter(|_| r.blocking_failure().is_none()) else {
-            return stop(r);
-        };
-
-        // Before: what the checks after the promotion compare with.
-        let old = match self.read_primary(primary).await {
-            Ok(s) => {
-                r.checks.push(Check::pass(
-                    PRIMARY_SETTINGS_READ,
-                    format!(
-                        "policy, {} tags and {} aliases read in {p}",
-                        s.tags.len(),
-                        s.aliases.len()
-                    ),
-                ));
-                s
-            }
-            Err(e) => {
-                r.checks.push(Check::fail(
-                    PRIMARY_SETTINGS_READ,
-                    explain(&e, &p, to),
-                    Cause::of(&e),
-                ));
-                return stop(r);
-            }
-        };
-        if !self.keep_old_region_in_tag(r, &old, to, plan.dry_run).await {
-            return stop(r);
-        }
-        if plan.dry_run {
-            r.outcome = KeyOutcome::DryRunOk;
-            return;
-        }
-
-        // The promotion, in the primary's Region.
-        limiter.acquire().await;
-        match self.kms.update_primary_region(&p, &id, to).await {
-            Ok(()) => r.checks.push(Check::pass(
-                UPDATE_PRIMARY_REGION,
-                format!("UpdatePrimaryRegion accepted in {p}"),
-            )),
-            Err(e) => {
-                // No answer does not prove the request was lost: look at the target.
-                let under_way = is_unreachable(&e)
-                    && matches!(self.kms.describe_key(to, &id).await,
-                                Ok(k) if k.state == KeyState::Updating || k.is_primary());
-                if !under_way {
-                    r.checks.push(Check::fail(
-                        UPDATE_PRIMARY_REGION,
-                        explain(&e, &p, to),
-                        Cause::of(&e),
-                    ));
-                    return stop(r);
-                }
-                r.checks.push(Check::pass(
-                    UPDATE_PRIMARY_REGION,
-                    format!("no answer from KMS in {p} ({e}), but {to} shows the update under way"),
-                ));
-            }
-        }
-
-        // The wait.
-        match self.wait_for_primary(to, &id).await {
-            Ok((waited, polls)) => {
-                r.checks.push(Check::pass(
-                    NEW_PRIMARY_REPORTED,
-                    format!(
-                        "{to} reports the key as PRIMARY and Enabled after {} ms ({polls} \
-                         DescribeKey {})",
-                        millis(waited),
-                        plural(polls, "call", "calls")
-                    ),
-                ));
-                r.primary_region_after = Some(to.to_string());
-            }
-            Err(last) => {
-                let reason = format!(
-                    "UpdatePrimaryRegion was accepted in {p}, but {to} did not report the key \
-                     as PRIMARY and Enabled within {} ms (last seen: {last}). KMS is probably \
-                     still updating: check with `aws kms describe-key --region {to} --key-id \
-                     {id}` and do not run the failover again until it settles. Aliases, \
-                     policy and sync were not checked.",
-                    millis(self.settings.wait)
-                );
-                r.checks
-                    .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));
-                r.primary_region_after = None;
-                r.outcome = KeyOutcome::TimedOut { reason };
-                return;
-            }
-        }
-
-        // After: aliases and policy in the new primary's Region, then sync from there.
-        let after_start = r.checks.len();
-        r.checks.push(self.check_aliases(&old, to, &id).await);
-        r.checks.push(self.check_policy(&old, to, &id).await);
-        let managed = old.tags.iter().any(|t| t.key == self.config.tag_key);
-        if managed {
-            let report = Syncer::new(self.kms, self.config)
-                .sync(to, &id, false)
-                .await;
-            r.checks.push(match &report.outcome {
-                Outcome::Failed { reason, .. } => Check::warn(
-                    SYNC_FROM_NEW_PRIMARY,
-                    format!(
-                        "sync from the new primary in {to} failed: {reason}. The reconcile \
-                         sweep retries it."
-                    ),
-                ),
-                o => Check::pass(
-                    SYNC_FROM_NEW_PRIMARY,
-                    format!(
-                        "sync from {to}: {} ({} {})",
-                        o.name(),
-                        report.write_count(),
-                        plural(report.write_count(), "write", "writes")
-                    ),
-                ),
-            });
-            r.sync = Some(report);
-        } else {
-            r.checks.push(Check::pass(
-                SYNC_FROM_NEW_PRIMARY,
-                format!(
-                    "no {} tag: the key is not managed, nothing to sync",
-                    self.config.tag_key
-                ),
-            ));
-        }
-        let warnings: Vec<String> = r.checks[after_start..]
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect();
-        r.outcome = if warnings.is_empty() {
-            KeyOutcome::Promoted
-        } else {
-            KeyOutcome::PromotedWithWarnings {
-                reason: warnings.join("; "),
-            }
-        };
-    }
-
-    async fn read_primary(&self, info: KeyInfo) -> Result<PrimaryState, KmsError> {
-        let (region, id) = (info.region.clone(), info.key_id.clone());
-        let (policy, tags, aliases) = tokio::join!(
-            self.kms.get_key_policy(&region, &id),
-            self.kms.list_resource_tags(&region, &id),
-            self.kms.list_aliases(&region, Some(&id)),
-        );
-        Ok(PrimaryState {
-            info,
-            policy: policy?,
-            tags: tags?,
-            aliases: aliases?
-                .into_iter()
-                .map(|a| a.name)
-                .filter(|n| !is_aws_managed_alias(n))
-                .collect(),
-        })
-    }
-
-    /// The new primary's replication tag must list the old primary's Region, or sync from
-    /// the new primary would stop managing it (or schedule its deletion). The tag is set on
-    /// both keys before the promotion: a primary's own Region in its tag is ignored, so the
-    /// value is right on both sides of it. Returns false when the promotion must not go on.
-    async fn keep_old_region_in_tag(
-        &self,
-        r: &mut KeyReport,
-        old: &PrimaryState,
-        to: &str,
-        dry_run: bool,
-    ) -> bool {
-        let tag_key = &self.config.tag_key;
-        let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
-        let Some(value) = old
-            .tags
-            .iter()
-            .find(|t| &t.key == tag_key)
-            .map(|t| t.value.clone())
-        else {
-            r.checks.push(Check::pass(
-                REPLICATION_TAG,
-                format!("no {tag_key} tag: the key is not managed by the replicator"),
-            ));
-            return true;
-        };
-        let Some(new_value) = tag_value_with(&value, p) else {
-            r.checks.push(Check::pass(
-                REPLICATION_TAG,
-                format!(
-                    "'{value}' lists {p}: after the promotion {p} stays a managed replica Region"
-                ),
-            ));
-            return true;
-        };
-        if dry_run {
-            r.checks.push(Check::pass(
-                REPLICATION_TAG,
-                format!(
-                    "would be set to '{new_value}' on the key in {p} and in {to} before the \
-                     promotion, so that {p} stays a managed replica Region after it"
-                ),
-            ));
-            return true;
-        }
-        let tag = [Tag::new(tag_key.clone(), new_value.clone())];
-        for region in [p, to] {
-            if let Err(e) = self.kms.tag_resource(region, id, &tag).await {
-                r.checks.push(Check::fail(
-                    REPLICATION_TAG,
-                    format!(
-                        "could not add {p} to the {tag_key} tag in {region} ({e}); without it \
-                         the new primary would stop managing {p}, or schedule its deletion. \
-                         Nothing was promoted."
-                    ),
-                    Cause::TagUpdate,
-                ));
-                return false;
-            }
-        }
-        r.checks.push(Check::pass(
-            REPLICATION_TAG,
-            format!(
-                "set to '{new_value}' on the key in {p} and in {to}, so that {p} stays a \
-                 managed replica Region after the promotion"
-            ),
-        ));
-        true
-    }
-
-    /// Polls DescribeKey in `to` with backoff until the key is PRIMARY and Enabled there.
-    /// Returns how long it took and how many polls, or what was last seen at the deadline.
-    async fn wait_for_primary(&self, to: &str, id: &str) -> Result<(Duration, usize), String> {
-        let started = Instant::now();
-        let deadline = started + self.settings.wait;
-        let mut delays = poll_delays(self.settings.first_poll, self.settings.max_poll);
-        let mut polls = 0;
-        loop {
-            polls += 1;
-            let last = match tokio::time::timeout_at(deadline, self.kms.describe_key(to, id)).await
-            {
-                Ok(Ok(k)) if k.is_primary() && k.state == KeyState::Enabled => {
-                    return Ok((started.elapsed(), polls))
-                }
-                Ok(Ok(k)) => format!("{} and {}", key_type(&k), k.state),
-                Ok(Err(e)) => format!("DescribeKey failed: {e}"),
-                Err(_) => "DescribeKey did not answer".to_string(),
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(last);
-            }
-            let pause = delays.next().unwrap_or(self.settings.max_poll);
-            tokio::time::sleep(pause.min(deadline - now)).await;
-        }
-    }
-
-    async fn check_aliases(&self, old: &PrimaryState, to: &str, id: &str) -> Check {
-        let p = &old.info.region;
-        match self.kms.list_aliases(to, Some(id)).await {
-            Ok(list) => {
-                let have: Vec<String> = list.into_iter().map(|a| a.name).collect();
-                let missing: Vec<&str> = old
-                    .aliases
-                    .iter()
-                    .filter(|a| !have.contains(a))
-                    .map(String::as_str)
-                    .collect();
-                if missing.is_empty() && old.aliases.is_empty() {
-                    Check::pass(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
-                        format!("the key had no aliases in {p}"),
-                    )
-                } else if missing.is_empty() {
-                    Check::pass(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
-                        format!(
-                            "{} point to the new primary in {to}",
-                            old.aliases.join(", ")
-                        ),
-                    )
-                } else {
-                    Check::warn(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
-                        format!(
-                            "{} had these aliases in {p} but not in {to}: {}. Applications that \
-                             use them in {to} fail; create them with `aws kms create-alias \
-                             --region {to} --alias-name <alias> --target-key-id {id}`",
-                            id,
-                            missing.join(", ")
-                        ),
-                    )
-                }
-            }
-            Err(e) => Check::warn(
-                ALIASES_IN_NEW_PRIMARY_REGION,
-                format!("could not list the aliases in {to}: {e}"),
-            ),
-        }
-    }
-
-    async fn check_policy(&self, old: &PrimaryState, to: &str, id: &str) -> Check {
-        let p = &old.info.region;
-        let actual = match self.kms.get_key_policy(to, id).await {
-            Ok(policy) => policy,
-            Err(e) => {
-                return Check::warn(
-                    POLICY_IN_NEW_PRIMARY_REGION,
-                    format!("could not read the key policy in {to}: {e}"),
-                )
-            }
-        };
-        match desired_replica(self.config, old, to).map(|d| d.policy) {
-            Ok(None) => Check::pass(
-                POLICY_IN_NEW_PRIMARY_REGION,
-                format!("readable in {to}; policies are not managed (POLICY_MODE=off)"),
-            ),
-            Ok(Some(want)) if same_policy(&want, &actual) => Check::pass(
-                POLICY_IN_NEW_PRIMARY_REGION,
-                format!("matches the policy of the old primary in {p}, mirrored for {to}"),
-            ),
-            Ok(Some(_)) => Check::warn(
-                POLICY_IN_NEW_PRIMARY_REGION,
-                format!(
-                    "differs from the policy of the old primary in {p} mirrored for {to}. The \
-                     new primary's policy is now the one mirrored to every replica: review it \
-                     with `aws kms get-key-policy --region {to} --key-id {id} --policy-name \
-                     default`"
-                ),
-            ),
-            Err(e) => Check::warn(POLICY_IN_NEW_PRIMARY_REGION, e.to_string()),
-        }
     }
 }

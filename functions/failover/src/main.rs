@@ -1,6 +1,11 @@
-use failover::Failover;
-use kms_replicator::aws::{AwsKms, EventBridgeAudit};
-use kms_replicator::failover::FailoverSettings;
+//! The failover function's Lambda entry point: reads the configuration, wraps the AWS KMS
+//! adapter in the shared rate limiter (UpdatePrimaryRegion at its quota) and serves each
+//! invocation with [`failover::Failover`].
+
+use failover::FailoverSettings;
+use failover::{quotas, Failover};
+use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -11,12 +16,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let settings = FailoverSettings::from_env()?;
     let sdk = aws_config::load_from_env().await;
-    let kms = AwsKms::new(&sdk);
-    let audit = EventBridgeAudit::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
-        &config.audit_bus,
-        &config.audit_source,
-    );
+    // One limiter per process: its permits keep a bulk failover within the
+    // UpdatePrimaryRegion quota.
+    let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas());
+    let audit = audit_sink(&sdk, &config);
     let failover = Failover {
         kms: &kms,
         audit: &audit,

@@ -1,4 +1,8 @@
-use kms_replicator::aws::{AwsKms, AwsTagIndex, EventBridgeAudit};
+//! The reconcile function's Lambda entry point: reads the configuration, wraps the AWS KMS
+//! and tagging adapters in one rate limiter per process, and runs a sweep per invocation with
+//! [`reconcile::Reconciler`] against the invocation's deadline.
+
+use kms_replicator::aws::{audit_sink, AwsKms, AwsTagIndex};
 use kms_replicator::limit::{Quotas, RateLimitedKms};
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -16,11 +20,7 @@ async fn main() -> Result<(), Error> {
     let quotas = Quotas::kms(settings.read_rate);
     let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas.clone());
     let tags = RateLimitedKms::new(AwsTagIndex::new(&sdk), quotas);
-    let audit = EventBridgeAudit::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
-        &config.audit_bus,
-        &config.audit_source,
-    );
+    let audit = audit_sink(&sdk, &config);
     let reconciler = Reconciler {
         kms: &kms,
         tags: &tags,

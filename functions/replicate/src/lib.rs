@@ -4,7 +4,7 @@
 use kms_replicator::audit::{audit_events, AuditContext};
 use kms_replicator::error::FunctionError;
 use kms_replicator::event::{parse_event, Intake};
-use kms_replicator::report::SyncReport;
+use kms_replicator::report::log_report;
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
@@ -58,20 +58,5 @@ impl Replicator<'_> {
             ));
         }
         Ok(json!({"action": "synced", "report": report}))
-    }
-}
-
-/// One structured log line per key and Region.
-pub fn log_report(report: &SyncReport) {
-    let key_id = report.key_id.as_deref().unwrap_or(&report.requested);
-    let primary = report.primary_region.as_deref().unwrap_or("");
-    if report.regions.is_empty() {
-        info!(key_id, primary_region = primary, outcome = report.outcome.name(),
-              detail = ?report.outcome, "key outcome");
-    }
-    for r in &report.regions {
-        let actions: Vec<&str> = r.actions.iter().map(|a| a.op()).collect();
-        info!(key_id, primary_region = primary, region = %r.region, outcome = r.outcome.name(),
-              detail = ?r.outcome, actions = ?actions, rewrites = r.rewrites.len(), "region outcome");
     }
 }

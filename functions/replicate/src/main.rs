@@ -1,4 +1,8 @@
-use kms_replicator::aws::{AwsKms, EventBridgeAudit};
+//! The replicate function's Lambda entry point: reads the configuration, builds the AWS KMS
+//! adapter and the audit sink, and handles each EventBridge event with
+//! [`replicate::Replicator`].
+
+use kms_replicator::aws::{audit_sink, AwsKms};
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use replicate::Replicator;
@@ -10,11 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let kms = AwsKms::new(&sdk);
-    let audit = EventBridgeAudit::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
-        &config.audit_bus,
-        &config.audit_source,
-    );
+    let audit = audit_sink(&sdk, &config);
     let replicator = Replicator {
         kms: &kms,
         audit: &audit,

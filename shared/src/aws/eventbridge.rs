@@ -1,5 +1,6 @@
 //! The audit port on aws-sdk-eventbridge.
 
+use crate::config::Config;
 use crate::port::{AuditError, AuditEvent, AuditSink};
 use async_trait::async_trait;
 use aws_sdk_eventbridge::error::DisplayErrorContext;
@@ -23,6 +24,12 @@ impl EventBridgeAudit {
             source: source.to_string(),
         }
     }
+}
+
+/// The audit sink every function publishes to: the bus and source of `config`
+/// (`AUDIT_EVENT_BUS`, `AUDIT_SOURCE`), through an EventBridge client of `sdk`.
+pub fn audit_sink(sdk: &aws_config::SdkConfig, config: &Config) -> EventBridgeAudit {
+    EventBridgeAudit::new(Client::new(sdk), &config.audit_bus, &config.audit_source)
 }
 
 #[async_trait]

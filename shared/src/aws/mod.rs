@@ -4,7 +4,7 @@ mod eventbridge;
 mod kms;
 mod tagging;
 
-pub use eventbridge::EventBridgeAudit;
+pub use eventbridge::{audit_sink, EventBridgeAudit};
 pub use kms::AwsKms;
 pub use tagging::AwsTagIndex;
 

@@ -1,0 +1,357 @@
+//! The run: the [`Reconciler`] handles an invocation, discovers the managed primaries, syncs
+//! each with bounded concurrency until done or until the deadline margin, and publishes the
+//! keys' audit events.
+
+use crate::report::Sweep;
+use crate::request::{parse_request, rotation, Invocation, Request, Scope};
+use crate::settings::Settings;
+use futures::stream::{FuturesUnordered, StreamExt};
+use kms_replicator::audit::{audit_events, AuditContext, REPLICATION_SKIPPED};
+use kms_replicator::discover::{tagged_candidates, Discovery};
+use kms_replicator::error::FunctionError;
+use kms_replicator::limit::LimiterStats;
+use kms_replicator::model::MultiRegionKeyType;
+use kms_replicator::port::{ErrorKind, KmsError};
+use kms_replicator::report::{log_report, Outcome, SyncReport};
+use kms_replicator::sync::{index_aliases, AliasIndex};
+use kms_replicator::{AuditSink, Config, Kms, Syncer, TagIndex};
+use serde_json::Value;
+use std::collections::HashSet;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// One unit of work: a key to describe, and the Regions to look for it in, in order.
+#[derive(Debug, Clone)]
+struct Work {
+    requested: String,
+    key: String,
+    regions: Vec<String>,
+}
+
+/// What the handler needs, built once per cold start.
+pub struct Reconciler<'a> {
+    /// Wrap it in `kms_replicator::limit::RateLimitedKms` to stay within the KMS quotas.
+    pub kms: &'a dyn Kms,
+    pub tags: &'a dyn TagIndex,
+    pub audit: &'a dyn AuditSink,
+    pub config: &'a Config,
+    pub settings: &'a Settings,
+    /// The limiter's counters, for the metrics.
+    pub limiter: Option<&'a dyn LimiterStats>,
+}
+
+impl Reconciler<'_> {
+    /// Handles one invocation that must answer by `deadline`. Returns the run's report; an
+    /// error for bad input (before any call), or, for a real (not dry) run, when some key
+    /// failed in a way worth retrying, so that the run shows up in the function's errors.
+    pub async fn handle(&self, event: &Value, deadline: Instant) -> Result<Value, FunctionError> {
+        let request = parse_request(event, self.config).map_err(|e| {
+            warn!(error = %e, "rejecting the invocation's input");
+            FunctionError::InvalidInput(e.to_string())
+        })?;
+        let sweep = self.run(&request, deadline).await;
+        sweep.metrics(&self.settings.metrics_namespace).emit();
+        let c = sweep.counts();
+        info!(
+            dry_run = sweep.dry_run,
+            complete = sweep.complete(),
+            scanned = c.scanned,
+            in_sync = c.in_sync,
+            repaired = c.repaired,
+            planned = c.planned,
+            failed = c.failed,
+            remaining = c.remaining,
+            duration_ms = sweep.duration.as_millis() as u64,
+            "reconcile finished"
+        );
+        let body = sweep.to_json();
+        if !sweep.dry_run && sweep.retryable_failures() > 0 {
+            // The header and the failures; the whole report is in the logs.
+            let summary = sweep.summary();
+            let mut lines = summary.lines();
+            let header = lines.next().unwrap_or_default();
+            let failures: Vec<&str> = lines.filter(|l| l.starts_with('!')).take(50).collect();
+            return Err(FunctionError::Retryable(format!(
+                "{} key(s) or Region(s) failed in a way worth retrying; the next sweep retries \
+                 them. {header}\n{}",
+                sweep.retryable_failures(),
+                failures.join("\n")
+            )));
+        }
+        Ok(body)
+    }
+
+    /// The run itself: discovery, then every key with bounded concurrency until done or until
+    /// the deadline margin.
+    pub async fn run(&self, request: &Request, deadline: Instant) -> Sweep {
+        let started = Instant::now();
+        let (throttles0, waited0) = self
+            .limiter
+            .map(|l| (l.throttles(), l.waited()))
+            .unwrap_or_default();
+        let margin = self.settings.deadline_margin;
+        let stop_starting = deadline.checked_sub(margin).unwrap_or(started);
+        let hard_stop = deadline.checked_sub(margin / 2).unwrap_or(started);
+
+        let (regions, mut work, index, discovery) = match &request.scope {
+            Scope::Regions(regions) => {
+                let d = tokio::time::timeout_at(stop_starting, self.discover(regions)).await;
+                let (work, index, discovery) = d.unwrap_or_else(|_| {
+                    let failed = regions
+                        .iter()
+                        .map(|r| {
+                            KmsError::new(
+                                ErrorKind::Unreachable,
+                                "GetResources",
+                                r,
+                                "DeadlineReached",
+                                "discovery did not finish before the deadline margin",
+                            )
+                        })
+                        .collect();
+                    let d = Discovery {
+                        failed,
+                        ..Discovery::default()
+                    };
+                    (Vec::new(), None, d)
+                });
+                (regions.clone(), work, index, discovery)
+            }
+            Scope::Keys(keys) => {
+                let regions = self.config.managed_regions.clone();
+                let work = keys
+                    .iter()
+                    .map(|k| Work {
+                        requested: k.clone(),
+                        key: k.clone(),
+                        regions: match kms_replicator::arn::region_of(k) {
+                            Some(r) => vec![r.to_string()],
+                            None => regions.clone(),
+                        },
+                    })
+                    .collect();
+                (regions, work, None, Discovery::default())
+            }
+        };
+        if let Invocation::Schedule {
+            time: Some(secs), ..
+        } = request.trigger
+        {
+            let start = rotation(work.len(), secs / 60);
+            work.rotate_left(start);
+        }
+        let mut reports: Vec<SyncReport> = discovery
+            .single_region
+            .iter()
+            .map(|k| {
+                let mut r = SyncReport::key_level(
+                    &k.arn,
+                    Outcome::skipped(
+                        "single-Region key: it carries the replication tag, but KMS can only \
+                         replicate multi-Region keys and a key cannot be converted",
+                    ),
+                );
+                r.managed = true;
+                r.dry_run = request.dry_run;
+                r
+            })
+            .collect();
+
+        let ctx = AuditContext {
+            trigger_event: Some(match &request.trigger {
+                Invocation::Schedule { .. } => "Scheduled Event".to_string(),
+                Invocation::Direct => "Reconcile".to_string(),
+            }),
+            trigger_event_id: match &request.trigger {
+                Invocation::Schedule { event_id, .. } => Some(event_id.clone()),
+                Invocation::Direct => None,
+            },
+            trigger_region: None,
+        };
+        let mut pending = work.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        let mut running: HashSet<String> = HashSet::new();
+        let mut interrupted = Vec::new();
+        loop {
+            while in_flight.len() < self.settings.concurrency.max(1)
+                && Instant::now() < stop_starting
+            {
+                let Some(w) = pending.next() else { break };
+                running.insert(w.requested.clone());
+                let (regions, index, ctx) = (&regions, index.as_ref(), &ctx);
+                in_flight.push(async move {
+                    let report = self.process(&w, regions, index, request.dry_run).await;
+                    self.publish(&report, ctx).await;
+                    (w.requested, report)
+                });
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some((requested, report)) = in_flight.next() => {
+                    running.remove(&requested);
+                    log_report(&report);
+                    reports.push(report);
+                }
+                _ = tokio::time::sleep_until(hard_stop) => {
+                    interrupted.extend(running.drain());
+                    interrupted.sort();
+                    warn!(count = interrupted.len(), "deadline: abandoning keys in flight");
+                    break;
+                }
+            }
+        }
+        drop(in_flight);
+        let not_started: Vec<String> = pending.map(|w| w.requested).collect();
+        if !not_started.is_empty() {
+            warn!(
+                count = not_started.len(),
+                "deadline: keys left for the next run"
+            );
+        }
+        reports.sort_by(|a, b| {
+            let key = |r: &SyncReport| r.key_id.clone().unwrap_or_else(|| r.requested.clone());
+            key(a).cmp(&key(b))
+        });
+        let (throttles1, waited1) = self
+            .limiter
+            .map(|l| (l.throttles(), l.waited()))
+            .unwrap_or_default();
+        Sweep {
+            dry_run: request.dry_run,
+            regions,
+            reports,
+            not_started,
+            interrupted,
+            discovery_errors: discovery.failed,
+            duration: started.elapsed(),
+            throttles: throttles1.saturating_sub(throttles0),
+            rate_limit_wait: waited1.saturating_sub(waited0),
+        }
+    }
+
+    /// The tag index of each swept Region and the aliases of every Region the sweep reads,
+    /// concurrently.
+    async fn discover(&self, regions: &[String]) -> (Vec<Work>, Option<AliasIndex>, Discovery) {
+        let mut alias_regions: Vec<String> = regions.to_vec();
+        for r in &self.config.allowed_regions {
+            if !alias_regions.contains(r) {
+                alias_regions.push(r.clone());
+            }
+        }
+        let (discovery, aliases) = tokio::join!(
+            tagged_candidates(self.tags, &self.config.tag_key, regions),
+            futures::future::join_all(alias_regions.iter().map(|r| self.kms.list_aliases(r, None))),
+        );
+        let mut index = AliasIndex::new();
+        for (region, answer) in alias_regions.iter().zip(aliases) {
+            match answer {
+                Ok(entries) => {
+                    index.insert(region.clone(), index_aliases(entries));
+                }
+                // Keys in that Region fall back to one ListAliases each.
+                Err(e) => warn!(region = %region, error = %e, "aliases not indexed"),
+            }
+        }
+        let work = discovery
+            .candidates
+            .iter()
+            .map(|c| Work {
+                requested: c.key_id.clone(),
+                key: c.key_id.clone(),
+                regions: vec![c.region.clone()],
+            })
+            .collect();
+        debug!(candidates = discovery.candidates.len(), "tag index read");
+        (work, Some(index), discovery)
+    }
+
+    /// One key: describe it where it most likely is the primary, check it cheaply against
+    /// the alias index, and sync it from fresh reads only if that shows something to do.
+    async fn process(
+        &self,
+        w: &Work,
+        sweep_regions: &[String],
+        index: Option<&AliasIndex>,
+        dry_run: bool,
+    ) -> SyncReport {
+        let mut last_error = None;
+        let mut info = None;
+        for region in &w.regions {
+            match self.kms.describe_key(region, &w.key).await {
+                Ok(i) => {
+                    info = Some(i);
+                    break;
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => {
+                    last_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let Some(info) = info else {
+            let outcome = match last_error {
+                Some(e) => Outcome::failed(kms_replicator::explain::explain(&e), e.is_retryable()),
+                None => Outcome::skipped(format!("{} not found in {}", w.key, w.regions.join(" "))),
+            };
+            let mut r = SyncReport::key_level(&w.requested, outcome);
+            r.dry_run = dry_run;
+            return r;
+        };
+        if let Some(mr) = &info.multi_region {
+            if mr.key_type == MultiRegionKeyType::Replica
+                && !sweep_regions.contains(&mr.primary_region)
+            {
+                let mut r = SyncReport::key_level(
+                    &w.requested,
+                    Outcome::skipped(format!(
+                        "a replica whose primary is in {}, which this run does not cover",
+                        mr.primary_region
+                    )),
+                );
+                r.key_id = Some(info.key_id.clone());
+                r.primary_region = Some(mr.primary_region.clone());
+                r.dry_run = dry_run;
+                return r;
+            }
+        }
+        if let Some(index) = index {
+            let quick = Syncer::new(self.kms, self.config)
+                .with_alias_index(index)
+                .sync_described(&w.requested, info.clone(), true)
+                .await;
+            if is_clean(&quick) {
+                let mut r = quick;
+                r.dry_run = dry_run;
+                return r;
+            }
+        }
+        Syncer::new(self.kms, self.config)
+            .sync_described(&w.requested, info, dry_run)
+            .await
+    }
+
+    /// The key's audit events, as the replicate function publishes them, less "Replication
+    /// Skipped": a sweep would repeat those every run for as long as the cause stands (the
+    /// plan and the logs show them).
+    async fn publish(&self, report: &SyncReport, ctx: &AuditContext) {
+        let mut events = audit_events(report, ctx);
+        events.retain(|e| e.detail_type != REPLICATION_SKIPPED);
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.audit.publish(&events).await {
+            error!(error = %e, count = events.len(), "audit events not published");
+        }
+    }
+}
+
+/// Nothing to write and nothing failed.
+fn is_clean(r: &SyncReport) -> bool {
+    matches!(r.outcome, Outcome::InSync | Outcome::Skipped { .. })
+        && r.regions.iter().all(|g| {
+            g.actions.is_empty() && matches!(g.outcome, Outcome::InSync | Outcome::Skipped { .. })
+        })
+}

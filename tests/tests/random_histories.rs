@@ -1,0 +1,836 @@
+//! Model-based random histories: what people do to multi-Region keys (create, tag, retag,
+//! untag, edit policies with Deny statements and statements naming two Regions, aliases on
+//! their own and on other teams' keys, hand-made primary-Region changes, disabling and
+//! deleting replicas, failover invocations), with events delivered late, twice, out of order
+//! or never, and two syncs of one key interleaved call by call with a person's edit between
+//! them. After every step the safety invariants I1-I7 are checked against the twin's call
+//! log; after the events run out and one sweep, the desired state holds and a second sweep
+//! writes nothing.
+//!
+//! `make test` runs a few hundred histories. The long run (documented in the README):
+//! `PROPTEST_CASES=10000 cargo test --release -p integration-tests --test random_histories`.
+
+use failover::{Failover, FailoverSettings};
+use integration_tests::primary_policy;
+use kms_replicator::config::RemovalPolicy;
+use kms_replicator::desired::DELETION_MARKER_TAG;
+use kms_replicator::model::{AliasEntry, KeyInfo, KeyState, Tag};
+use kms_replicator::policy::{rewrite_policy, same_policy};
+use kms_replicator::port::{KmsResult, ReplicaSpec};
+use kms_replicator::{Config, Kms, Syncer};
+use proptest::prelude::*;
+use replicate::Replicator;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
+
+const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+/// A real Region outside the allow-list: named in tags, never written to (I7).
+const FORBIDDEN: &str = "ap-southeast-2";
+const TEAM_B: &str = "arn:aws:iam::111122223333:role/team-b";
+const ALIASES: [&str; 3] = ["alias/app", "alias/shared", "alias/teamb"];
+const TAG_VALUES: [&str; 7] = [
+    "us-west-2",
+    "us-west-2 eu-west-1",
+    "eu-west-1",
+    "us-east-1 us-west-2 eu-west-1",
+    "us-west-2 ap-southeast-2",
+    "",
+    "  ",
+];
+
+#[derive(Debug, Clone)]
+enum Step {
+    CreateKey {
+        region: usize,
+        tag: Option<usize>,
+    },
+    CreateSingleRegionKey {
+        tag: usize,
+    },
+    TeamBKeyWithRegionalAlias {
+        alias: usize,
+    },
+    Tag {
+        key: usize,
+        value: usize,
+    },
+    Untag {
+        key: usize,
+    },
+    EditPolicy {
+        key: usize,
+        variant: usize,
+    },
+    Alias {
+        key: usize,
+        alias: usize,
+    },
+    DeleteAlias {
+        key: usize,
+        alias: usize,
+    },
+    HandAliasOnReplica {
+        key: usize,
+        region: usize,
+        alias: usize,
+    },
+    Describe {
+        key: usize,
+        n: u8,
+    },
+    PromoteByHand {
+        key: usize,
+        to: usize,
+    },
+    DisableReplica {
+        key: usize,
+        region: usize,
+    },
+    ScheduleReplicaDeletion {
+        key: usize,
+        region: usize,
+    },
+    Failover {
+        key: usize,
+        to: usize,
+    },
+    Deliver {
+        n: usize,
+        seed: u64,
+    },
+    InterleavedSyncs {
+        key: usize,
+        edit_at: usize,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let k = 0..3usize;
+    prop_oneof![
+        3 => (0..3usize, prop::option::of(0..TAG_VALUES.len())).prop_map(|(region, tag)| Step::CreateKey { region, tag }),
+        1 => (0..TAG_VALUES.len()).prop_map(|tag| Step::CreateSingleRegionKey { tag }),
+        1 => (0..ALIASES.len()).prop_map(|alias| Step::TeamBKeyWithRegionalAlias { alias }),
+        4 => (k.clone(), 0..TAG_VALUES.len()).prop_map(|(key, value)| Step::Tag { key, value }),
+        1 => k.clone().prop_map(|key| Step::Untag { key }),
+        3 => (k.clone(), 0..4usize).prop_map(|(key, variant)| Step::EditPolicy { key, variant }),
+        2 => (k.clone(), 0..ALIASES.len()).prop_map(|(key, alias)| Step::Alias { key, alias }),
+        1 => (k.clone(), 0..ALIASES.len()).prop_map(|(key, alias)| Step::DeleteAlias { key, alias }),
+        1 => (k.clone(), 0..3usize, 0..ALIASES.len()).prop_map(|(key, region, alias)| Step::HandAliasOnReplica { key, region, alias }),
+        2 => (k.clone(), any::<u8>()).prop_map(|(key, n)| Step::Describe { key, n }),
+        2 => (k.clone(), 0..3usize).prop_map(|(key, to)| Step::PromoteByHand { key, to }),
+        1 => (k.clone(), 0..3usize).prop_map(|(key, region)| Step::DisableReplica { key, region }),
+        1 => (k.clone(), 0..3usize).prop_map(|(key, region)| Step::ScheduleReplicaDeletion { key, region }),
+        1 => (k.clone(), 0..3usize).prop_map(|(key, to)| Step::Failover { key, to }),
+        6 => (1..12usize, any::<u64>()).prop_map(|(n, seed)| Step::Deliver { n, seed }),
+        2 => (k, 0..24usize).prop_map(|(key, edit_at)| Step::InterleavedSyncs { key, edit_at }),
+    ]
+}
+
+/// A tiny deterministic generator for delivery choices (drop, duplicate, reorder).
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// What the model remembers of the history, to judge the replicator's calls.
+struct World {
+    twin: Twin,
+    cfg: Config,
+    /// Multi-Region keys of the tests' own team, in creation order.
+    keys: Vec<String>,
+    queue: Vec<Value>,
+    /// (Region, key) pairs that were ever the primary.
+    ever_primary: BTreeSet<(String, String)>,
+    /// Replicas a person disabled, and replicas whose deletion a person scheduled.
+    disabled_by_person: BTreeSet<(String, String)>,
+    deleted_by_person: BTreeSet<(String, String)>,
+    /// Another team's aliases, (Region, name) -> its key (never tagged): never the
+    /// replicator's to move. A person of this team may still move or delete one.
+    team_b_aliases: BTreeMap<(String, String), String>,
+    /// How many calls the log had when the step started.
+    calls_seen: usize,
+}
+
+fn admin(w: &World) -> Twin {
+    w.twin.with_caller(ADMIN_USER)
+}
+
+impl World {
+    fn new(removal: RemovalPolicy) -> World {
+        let twin = Twin::new();
+        twin.set_creating_for(Duration::ZERO);
+        twin.set_updating_for(Duration::ZERO);
+        let mut cfg = Config::new(&REGIONS);
+        cfg.removal = removal;
+        World {
+            twin,
+            cfg,
+            keys: Vec::new(),
+            queue: Vec::new(),
+            ever_primary: BTreeSet::new(),
+            disabled_by_person: BTreeSet::new(),
+            deleted_by_person: BTreeSet::new(),
+            team_b_aliases: BTreeMap::new(),
+            calls_seen: 0,
+        }
+    }
+
+    fn key(&self, i: usize) -> Option<String> {
+        self.keys.get(i % self.keys.len().max(1)).cloned()
+    }
+
+    /// The key's current primary, as KMS reports it.
+    async fn primary(&self, key: &str) -> Option<KeyInfo> {
+        for r in REGIONS {
+            if let Some(k) = self.twin.key(r, key) {
+                if k.multi_region == Some(kms_replicator::model::MultiRegionKeyType::Primary) {
+                    return self.twin.describe_key(r, key).await.ok();
+                }
+            }
+        }
+        None
+    }
+
+    fn collect_events(&mut self) {
+        self.queue.extend(self.twin.take_trail());
+    }
+
+    async fn handle(&mut self, event: &Value) -> Result<(), String> {
+        let r = Replicator {
+            kms: &self.twin,
+            audit: &self.twin,
+            config: &self.cfg,
+        };
+        let out = r.handle(event).await;
+        let text = match &out {
+            Ok(v) => v.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.collect_events();
+        // I4: nothing the replicator sends fails KMS's validation (the policy size limit).
+        if text.contains("ValidationException") {
+            return Err(format!("a write failed validation: {text}"));
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, step: &Step) -> Result<(), String> {
+        let admin = admin(self);
+        match step.clone() {
+            Step::CreateKey { region, tag } => {
+                let tags: Vec<Tag> = tag
+                    .map(|t| vec![Tag::new("replicate-to", TAG_VALUES[t])])
+                    .unwrap_or_default();
+                let policy =
+                    primary_policy(&self.twin.account()).replace("us-east-1", REGIONS[region]);
+                let k = admin.create_key(REGIONS[region], true, Some(&policy), "d0", &tags);
+                self.ever_primary
+                    .insert((REGIONS[region].to_string(), k.key_id.clone()));
+                self.keys.push(k.key_id);
+            }
+            Step::CreateSingleRegionKey { tag } => {
+                admin.create_key(
+                    REGIONS[0],
+                    false,
+                    None,
+                    "single",
+                    &[Tag::new("replicate-to", TAG_VALUES[tag])],
+                );
+            }
+            Step::TeamBKeyWithRegionalAlias { alias } => {
+                let team_b = self.twin.with_caller(TEAM_B);
+                let k = team_b.create_key(REGIONS[0], true, None, "team b", &[]);
+                team_b
+                    .replicate_key(REGIONS[0], &k.key_id, REGIONS[1], &ReplicaSpec::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if team_b
+                    .create_alias(REGIONS[1], ALIASES[alias], &k.key_id)
+                    .await
+                    .is_ok()
+                {
+                    self.team_b_aliases.insert(
+                        (REGIONS[1].to_string(), ALIASES[alias].to_string()),
+                        k.key_id,
+                    );
+                }
+            }
+            Step::Tag { key, value } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let _ = admin
+                        .tag_resource(
+                            &p.region,
+                            &k,
+                            &[Tag::new("replicate-to", TAG_VALUES[value])],
+                        )
+                        .await;
+                }
+            }
+            Step::Untag { key } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let _ = admin
+                        .untag_resource(&p.region, &k, &["replicate-to".into()])
+                        .await;
+                }
+            }
+            Step::EditPolicy { key, variant } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let policy = policy_variant(&self.twin.account(), &p.region, variant);
+                    let _ = admin.put_key_policy(&p.region, &k, &policy).await;
+                }
+            }
+            Step::Alias { key, alias } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    if admin
+                        .create_alias(&p.region, ALIASES[alias], &k)
+                        .await
+                        .is_err()
+                        && admin
+                            .update_alias(&p.region, ALIASES[alias], &k)
+                            .await
+                            .is_ok()
+                    {
+                        // A person may move any alias, another team's included.
+                        self.team_b_aliases
+                            .remove(&(p.region.clone(), ALIASES[alias].to_string()));
+                    }
+                }
+            }
+            Step::DeleteAlias { key, alias } => {
+                if let Some((_, p)) = self.key_and_primary(key).await {
+                    if admin.delete_alias(&p.region, ALIASES[alias]).await.is_ok() {
+                        self.team_b_aliases
+                            .remove(&(p.region.clone(), ALIASES[alias].to_string()));
+                    }
+                }
+            }
+            Step::HandAliasOnReplica { key, region, alias } => {
+                if let Some(k) = self.key(key) {
+                    let name = format!("{}-local", ALIASES[alias]);
+                    let _ = admin.create_alias(REGIONS[region], &name, &k).await;
+                }
+            }
+            Step::Describe { key, n } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let _ = admin
+                        .update_key_description(&p.region, &k, &format!("d{}", n % 4))
+                        .await;
+                }
+            }
+            Step::PromoteByHand { key, to } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    if admin
+                        .update_primary_region(&p.region, &k, REGIONS[to])
+                        .await
+                        .is_ok()
+                    {
+                        self.ever_primary.insert((REGIONS[to].to_string(), k));
+                    }
+                }
+            }
+            Step::DisableReplica { key, region } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    if p.region != REGIONS[region] && admin.disable_key(REGIONS[region], &k).is_ok()
+                    {
+                        self.disabled_by_person
+                            .insert((REGIONS[region].to_string(), k));
+                    }
+                }
+            }
+            Step::ScheduleReplicaDeletion { key, region } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    if p.region != REGIONS[region]
+                        && admin
+                            .schedule_key_deletion(REGIONS[region], &k, 7)
+                            .await
+                            .is_ok()
+                    {
+                        self.deleted_by_person
+                            .insert((REGIONS[region].to_string(), k));
+                    }
+                }
+            }
+            Step::Failover { key, to } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let f = Failover {
+                        kms: &self.twin,
+                        audit: &self.twin,
+                        config: &self.cfg,
+                        settings: FailoverSettings {
+                            wait: Duration::from_secs(2),
+                            first_poll: Duration::from_millis(1),
+                            max_poll: Duration::from_millis(5),
+                            ..FailoverSettings::default()
+                        },
+                    };
+                    let input = json!({"key": k, "to": REGIONS[to]});
+                    let _ = f.handle(&input).await;
+                    if let Some(now) = self.primary(&k).await {
+                        if now.region != p.region {
+                            self.ever_primary.insert((now.region, k));
+                        }
+                    }
+                }
+            }
+            Step::Deliver { n, seed } => {
+                let mut dice = Dice(seed | 1);
+                for _ in 0..n {
+                    if self.queue.is_empty() {
+                        break;
+                    }
+                    // Out of order: any pending event may come next.
+                    let e = self.queue.remove(dice.below(self.queue.len()));
+                    match dice.below(10) {
+                        0 | 1 => continue, // lost (20%)
+                        2 => {
+                            // delivered twice
+                            self.handle(&e).await?;
+                            self.handle(&e).await?;
+                        }
+                        _ => self.handle(&e).await?,
+                    }
+                }
+            }
+            Step::InterleavedSyncs { key, edit_at } => {
+                if let Some((k, p)) = self.key_and_primary(key).await {
+                    let edit = policy_variant(&self.twin.account(), &p.region, edit_at % 4);
+                    let a = Interleaved {
+                        inner: self.twin.clone(),
+                        calls: AtomicUsize::new(0),
+                        edit: Some((edit_at, admin.clone(), p.region.clone(), k.clone(), edit)),
+                    };
+                    let b = Interleaved {
+                        inner: self.twin.clone(),
+                        calls: AtomicUsize::new(0),
+                        edit: None,
+                    };
+                    let (sa, sb) = (Syncer::new(&a, &self.cfg), Syncer::new(&b, &self.cfg));
+                    tokio::join!(sa.sync(&p.region, &k, false), sb.sync(&p.region, &k, false));
+                    self.collect_events();
+                    // One more event for the edit is in the queue; the state must converge
+                    // even if that event is lost, because the syncs re-read the primary.
+                }
+            }
+        }
+        self.collect_events();
+        Ok(())
+    }
+
+    async fn key_and_primary(&self, i: usize) -> Option<(String, KeyInfo)> {
+        let k = self.key(i)?;
+        let p = self.primary(&k).await?;
+        Some((k, p))
+    }
+
+    /// I1, I2, I3, I7 over the replicator's calls since the last check.
+    async fn check_step(&mut self) -> Result<(), String> {
+        let calls = self.twin.calls();
+        let new = &calls[self.calls_seen.min(calls.len())..];
+        self.calls_seen = calls.len();
+        for c in new.iter().filter(|c| c.caller == REPLICATOR_ROLE) {
+            // I7: only allowed Regions are written to (reads anywhere are harmless, but the
+            // replicator has no reason to make any in a forbidden Region either).
+            if c.region == FORBIDDEN {
+                return Err(format!("a call in {FORBIDDEN}: {c:?}"));
+            }
+            if c.op == "DeleteAlias" {
+                return Err("the replicator deleted an alias".into());
+            }
+        }
+        // The call log holds no key ids, so the key-level invariants are checked on state.
+        for (region, key) in &self.ever_primary {
+            let Some(k) = self.twin.key(region, key) else {
+                continue;
+            };
+            // I1: a key that was ever the primary is never pending deletion unless a person
+            // scheduled that deletion.
+            if k.state.is_pending_deletion()
+                && !self
+                    .deleted_by_person
+                    .contains(&(region.clone(), key.clone()))
+            {
+                return Err(format!(
+                    "I1: former primary {key} in {region} is {} (tags {:?})",
+                    k.state, k.tags
+                ));
+            }
+        }
+        for (region, key) in &self.deleted_by_person {
+            let k = self.twin.key(region, key).expect("never purged");
+            // I2: a deletion a person scheduled is never cancelled by the replicator.
+            if !k.state.is_pending_deletion() {
+                return Err(format!("I2: {key} in {region} was revived ({})", k.state));
+            }
+        }
+        for (region, key) in &self.disabled_by_person {
+            let k = self.twin.key(region, key).expect("never purged");
+            // I2: a key a person disabled is never enabled by the replicator.
+            if k.state == KeyState::Enabled {
+                return Err(format!("I2: {key} in {region} was re-enabled"));
+            }
+        }
+        // I3: another team's aliases stay where that team put them.
+        for ((region, name), owner) in &self.team_b_aliases {
+            let now = self.twin.aliases(region).get(name).cloned();
+            if now.as_ref() != Some(owner) {
+                return Err(format!(
+                    "I3: {name} in {region} moved from team B's {owner} to {now:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every event delivered once, then a sweep: the desired state holds.
+    async fn quiesce_and_check(&mut self) -> Result<(), String> {
+        for _ in 0..20 {
+            if self.queue.is_empty() {
+                break;
+            }
+            let events = std::mem::take(&mut self.queue);
+            for e in &events {
+                self.handle(e).await?;
+            }
+        }
+        self.sweep().await;
+        self.check_step().await?;
+        for key in self.keys.clone() {
+            let Some(p) = self.primary(&key).await else {
+                continue;
+            };
+            self.check_desired(&key, &p).await?;
+        }
+        let before = self.twin.calls().len();
+        self.sweep().await;
+        let writes: Vec<_> = self.twin.calls()[before..]
+            .iter()
+            .filter(|c| !READS.contains(&c.op))
+            .cloned()
+            .collect();
+        if !writes.is_empty() {
+            return Err(format!("a second sweep wrote: {writes:?}"));
+        }
+        Ok(())
+    }
+
+    async fn sweep(&mut self) {
+        for key in self.keys.clone() {
+            if let Some(p) = self.primary(&key).await {
+                Syncer::new(&self.twin, &self.cfg)
+                    .sync(&p.region, &key, false)
+                    .await;
+            }
+        }
+        self.twin.take_trail();
+    }
+
+    async fn check_desired(&self, key: &str, p: &KeyInfo) -> Result<(), String> {
+        let primary = self.twin.key(&p.region, key).unwrap();
+        let Some(value) = primary
+            .tags
+            .get("replicate-to")
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        if !matches!(primary.state, KeyState::Enabled) {
+            return Ok(());
+        }
+        let primary_aliases: Vec<String> = self
+            .twin
+            .aliases(&p.region)
+            .into_iter()
+            .filter(|(_, k)| k == key)
+            .map(|(a, _)| a)
+            .collect();
+        for region in value.split_whitespace() {
+            if region == p.region || !REGIONS.contains(&region) {
+                continue;
+            }
+            let at = (region.to_string(), key.to_string());
+            if self.deleted_by_person.contains(&at) {
+                continue;
+            }
+            let Some(replica) = self.twin.key(region, key) else {
+                return Err(format!("no replica of {key} in {region} (tag {value:?})"));
+            };
+            let (want, _) =
+                rewrite_policy(&primary.policy, &p.region, region).map_err(|e| e.to_string())?;
+            if !same_policy(&replica.policy, &want) {
+                return Err(format!("policy of {key} in {region} is not the primary's"));
+            }
+            // I5 on the real result: a Deny of the primary is a Deny of the replica with at
+            // least the same values.
+            deny_not_narrowed(&primary.policy, &replica.policy)
+                .map_err(|e| format!("I5 {key} in {region}: {e}"))?;
+            if replica.description != primary.description {
+                return Err(format!("description of {key} in {region}"));
+            }
+            let mut tags = replica.tags.clone();
+            tags.remove(DELETION_MARKER_TAG);
+            if tags != primary.tags {
+                return Err(format!(
+                    "tags of {key} in {region}: {tags:?} vs {:?}",
+                    primary.tags
+                ));
+            }
+            let here = self.twin.aliases(region);
+            for a in &primary_aliases {
+                match here.get(a) {
+                    Some(k) if k == key => {}
+                    Some(_) => {} // held by another key: a reported conflict, never taken
+                    None => return Err(format!("alias {a} of {key} missing in {region}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const READS: &[&str] = &[
+    "DescribeKey",
+    "GetKeyPolicy",
+    "ListResourceTags",
+    "ListAliases",
+    "ListKeys",
+];
+
+/// Policies a person might write at a primary in `region`.
+fn policy_variant(account: &str, region: &str, variant: usize) -> String {
+    let base: Value = serde_json::from_str(&primary_policy(account).replace("us-east-1", region))
+        .expect("example policy");
+    let mut p = base;
+    let stmts = p["Statement"].as_array_mut().unwrap();
+    match variant {
+        0 => stmts.push(json!({
+            "Sid": "NoExporter", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContext:aws:lambda:FunctionArn":
+                format!("arn:aws:lambda:{region}:{account}:function:exporter")}}
+        })),
+        1 => stmts.push(json!({
+            "Sid": "ViaS3TwoRegions", "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account}:role/replication")},
+            "Action": "kms:Decrypt", "Resource": "*",
+            "Condition": {"StringEquals": {"kms:ViaService": ["s3.us-east-1.amazonaws.com", "s3.us-west-2.amazonaws.com"]}}
+        })),
+        2 => {
+            // A revocation: the application role is replaced.
+            let text = serde_json::to_string(&p).unwrap().replace("payments-app", "payments-app-v2");
+            return text;
+        }
+        _ => {}
+    }
+    serde_json::to_string(&p).unwrap()
+}
+
+/// Every positive value of every Deny statement of `source` is in the same statement of
+/// `mirrored`.
+fn deny_not_narrowed(source: &str, mirrored: &str) -> Result<(), String> {
+    let (s, m): (Value, Value) = (
+        serde_json::from_str(source).unwrap(),
+        serde_json::from_str(mirrored).unwrap(),
+    );
+    let values = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(x) => vec![x.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    for st in s["Statement"].as_array().into_iter().flatten() {
+        if st["Effect"] != "Deny" {
+            continue;
+        }
+        let Some(other) = m["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["Sid"] == st["Sid"])
+        else {
+            return Err(format!("Deny {} missing", st["Sid"]));
+        };
+        for (op, block) in st["Condition"].as_object().into_iter().flatten() {
+            if op.contains("Not") {
+                continue;
+            }
+            for (k, v) in block.as_object().into_iter().flatten() {
+                let have = values(&other["Condition"][op][k]);
+                for x in values(v) {
+                    if !have.contains(&x) {
+                        return Err(format!("{op}.{k} lost {x}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The twin, yielding before every call so that two syncs joined on one thread interleave
+/// call by call; optionally a person's policy edit lands just before call number `n`.
+struct Interleaved {
+    inner: Twin,
+    calls: AtomicUsize,
+    edit: Option<(usize, Twin, String, String, String)>,
+}
+
+impl Interleaved {
+    async fn turn(&self) {
+        tokio::task::yield_now().await;
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some((at, admin, region, key, policy)) = &self.edit {
+            if n == *at {
+                let _ = admin.put_key_policy(region, key, policy).await;
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Kms for Interleaved {
+    async fn describe_key(&self, r: &str, k: &str) -> KmsResult<KeyInfo> {
+        self.turn().await;
+        self.inner.describe_key(r, k).await
+    }
+    async fn get_key_policy(&self, r: &str, k: &str) -> KmsResult<String> {
+        self.turn().await;
+        self.inner.get_key_policy(r, k).await
+    }
+    async fn list_resource_tags(&self, r: &str, k: &str) -> KmsResult<Vec<Tag>> {
+        self.turn().await;
+        self.inner.list_resource_tags(r, k).await
+    }
+    async fn list_aliases(&self, r: &str, k: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
+        self.turn().await;
+        self.inner.list_aliases(r, k).await
+    }
+    async fn replicate_key(
+        &self,
+        p: &str,
+        k: &str,
+        r: &str,
+        s: &ReplicaSpec,
+    ) -> KmsResult<KeyInfo> {
+        self.turn().await;
+        self.inner.replicate_key(p, k, r, s).await
+    }
+    async fn put_key_policy(&self, r: &str, k: &str, p: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.put_key_policy(r, k, p).await
+    }
+    async fn create_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.create_alias(r, a, k).await
+    }
+    async fn update_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.update_alias(r, a, k).await
+    }
+    async fn tag_resource(&self, r: &str, k: &str, t: &[Tag]) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.tag_resource(r, k, t).await
+    }
+    async fn untag_resource(&self, r: &str, k: &str, t: &[String]) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.untag_resource(r, k, t).await
+    }
+    async fn update_key_description(&self, r: &str, k: &str, d: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.update_key_description(r, k, d).await
+    }
+    async fn schedule_key_deletion(&self, r: &str, k: &str, d: i32) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.schedule_key_deletion(r, k, d).await
+    }
+    async fn cancel_key_deletion(&self, r: &str, k: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.cancel_key_deletion(r, k).await
+    }
+    async fn enable_key(&self, r: &str, k: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.enable_key(r, k).await
+    }
+    async fn list_keys(&self, r: &str) -> KmsResult<Vec<String>> {
+        self.turn().await;
+        self.inner.list_keys(r).await
+    }
+    async fn update_primary_region(&self, r: &str, k: &str, n: &str) -> KmsResult<()> {
+        self.turn().await;
+        self.inner.update_primary_region(r, k, n).await
+    }
+}
+
+fn run_history(steps: &[Step], removal: RemovalPolicy) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut w = World::new(removal);
+        for (i, s) in steps.iter().enumerate() {
+            w.apply(s)
+                .await
+                .map_err(|e| format!("step {i} {s:?}: {e}"))?;
+            w.check_step()
+                .await
+                .map_err(|e| format!("after step {i} {s:?}: {e}"))?;
+        }
+        w.quiesce_and_check()
+            .await
+            .map_err(|e| format!("at rest: {e}"))
+    })
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_history_makes_the_replicator_destroy_revive_take_or_widen(
+        steps in prop::collection::vec(step(), 1..40),
+        schedule_deletion in any::<bool>(),
+    ) {
+        let removal = if schedule_deletion {
+            RemovalPolicy::ScheduleDeletion { pending_window_days: 7 }
+        } else {
+            RemovalPolicy::Retain
+        };
+        if let Err(e) = run_history(&steps, removal) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+}
+
+#[test]
+fn deliver_drops_duplicates_and_reorders() {
+    // The delivery dice are what make the histories hard: check they really vary.
+    let mut d = Dice(7);
+    let picks: BTreeMap<usize, usize> = (0..1000).fold(BTreeMap::new(), |mut m, _| {
+        *m.entry(d.below(10)).or_default() += 1;
+        m
+    });
+    assert_eq!(picks.len(), 10);
+    assert!(picks.values().all(|n| (50..150).contains(n)), "{picks:?}");
+}
