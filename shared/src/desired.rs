@@ -16,6 +16,17 @@ use thiserror::Error;
 /// restore brings back.
 pub const DELETION_MARKER_TAG: &str = "kms-replicator:deletion-scheduled";
 
+/// The tag the replicator keeps on every replica (and the failover function on both keys
+/// of a promotion): the Regions that have held the primary, space-separated. A replica whose
+/// Region is listed was the primary once and is never deleted by the replicator, whoever
+/// changed the primary Region since. KMS itself keeps no such history.
+pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
+
+/// Tags the replicator owns: never mirrored from the primary as they are.
+pub fn is_replicator_tag(key: &str) -> bool {
+    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG
+}
+
 /// Why no desired state can be derived for a Region.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DesiredError {
@@ -41,6 +52,27 @@ impl PrimaryState {
             .find(|t| t.key == tag_key)
             .map(|t| t.value.as_str())
             .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The Regions that have held this key's primary: those its history tag lists, and its
+    /// own.
+    pub fn primary_history(&self) -> std::collections::BTreeSet<String> {
+        let mut regions: std::collections::BTreeSet<String> = self
+            .tags
+            .iter()
+            .filter(|t| t.key == PRIMARY_HISTORY_TAG)
+            .flat_map(|t| t.value.split_whitespace().map(str::to_string))
+            .collect();
+        regions.insert(self.info.region.clone());
+        regions
+    }
+
+    /// The history tag's value as it should be written.
+    pub fn primary_history_value(&self) -> String {
+        self.primary_history()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Whether `other` describes the same primary content as `self` (the check that a sync
@@ -129,9 +161,13 @@ pub fn desired_replica(
     let mut tags: Vec<Tag> = primary
         .tags
         .iter()
-        .filter(|t| t.key != DELETION_MARKER_TAG)
+        .filter(|t| !is_replicator_tag(&t.key))
         .cloned()
         .collect();
+    tags.push(Tag::new(
+        PRIMARY_HISTORY_TAG,
+        primary.primary_history_value(),
+    ));
     tags.sort();
     Ok(DesiredReplica {
         region: region.to_string(),
@@ -479,6 +515,24 @@ mod tests {
             desired_replica(&cfg, &p, "us-west-2"),
             Err(DesiredError::Policy(PolicyError::TooLarge { .. }))
         ));
+    }
+
+    #[test]
+    fn replicas_carry_the_regions_that_held_the_primary() {
+        let mut p = primary(ROOT_POLICY, &[("replicate-to", "us-west-2")], &[]);
+        let cfg = Config::new(&["us-west-2"]);
+        let history = |p: &PrimaryState| {
+            let d = desired_replica(&cfg, p, "us-west-2").unwrap();
+            d.tags
+                .into_iter()
+                .find(|t| t.key == PRIMARY_HISTORY_TAG)
+                .map(|t| t.value)
+        };
+        assert_eq!(history(&p).as_deref(), Some("us-east-1"));
+        // Promoted from a replica that carried the tag: the history grows, sorted.
+        p.info.region = "eu-west-1".into();
+        p.tags.push(Tag::new(PRIMARY_HISTORY_TAG, "us-east-1"));
+        assert_eq!(history(&p).as_deref(), Some("eu-west-1 us-east-1"));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Shared helpers for the end-to-end tests: real fixtures, a seeded KMS twin, and the
 //! replicate handler wired to it.
 
+use kms_replicator::desired::is_replicator_tag;
 use kms_replicator::model::Tag;
 use kms_replicator::Config;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use twin::{Twin, ADMIN_USER};
 
@@ -29,6 +31,15 @@ pub fn fixtures() -> Vec<(String, Value)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// A key's tags as people see them: without the replicator's own bookkeeping tags (the
+/// Regions that held the primary, the deletion marker), which are not mirrored.
+pub fn people_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter(|(k, _)| !is_replicator_tag(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The deployment's configuration in these tests: three allowed Regions.

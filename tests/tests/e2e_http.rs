@@ -8,7 +8,7 @@
 //! The binaries are built first with `cargo build --workspace --bins` (a no-op when they are up
 //! to date; set `KMS_E2E_SKIP_BUILD=1` to use what is in the target folder as it is).
 
-use integration_tests::{primary_policy, PRIMARY_REGION};
+use integration_tests::{people_tags, primary_policy, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::rewrite_policy;
 use serde_json::{json, Value};
@@ -195,7 +195,11 @@ fn assert_mirrored(cloud: &LocalCloud, key: &str, region: &str) {
     assert_eq!(replica.primary_region, PRIMARY_REGION);
     let (expected, _) = rewrite_policy(&primary.policy, PRIMARY_REGION, region).unwrap();
     assert_eq!(replica.policy, expected, "policy in {region}");
-    assert_eq!(replica.tags, primary.tags, "tags in {region}");
+    assert_eq!(
+        people_tags(&replica.tags),
+        people_tags(&primary.tags),
+        "tags in {region}"
+    );
     assert_eq!(replica.description, primary.description);
     let aliases: Vec<String> = twin
         .aliases(region)

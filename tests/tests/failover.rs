@@ -324,7 +324,7 @@ async fn a_dry_run_runs_every_check_and_writes_nothing() {
     assert!(check(key, "replication_tag")["detail"]
         .as_str()
         .unwrap()
-        .starts_with("would be set to 'us-west-2 eu-west-1 us-east-1'"));
+        .starts_with("would set replicate-to 'us-west-2 eu-west-1 us-east-1'"));
     assert!(writes(&twin.calls()).is_empty(), "{:?}", twin.calls());
     assert!(twin.trail().is_empty());
     assert!(twin.audit_events().is_empty());

@@ -11,7 +11,7 @@ use crate::{
     PRIMARY_REGION_ANSWERS, PRIMARY_SETTINGS_READ, REPLICATION_TAG, REPLICA_ENABLED,
     REPLICA_IN_TARGET, SYNC_FROM_NEW_PRIMARY, UPDATE_PRIMARY_REGION,
 };
-use kms_replicator::desired::{desired_replica, PrimaryState};
+use kms_replicator::desired::{desired_replica, PrimaryState, PRIMARY_HISTORY_TAG};
 use kms_replicator::model::{KeyInfo, KeyState, Tag};
 use kms_replicator::policy::same_policy;
 use kms_replicator::port::{ErrorKind, KmsError};
@@ -306,34 +306,35 @@ impl Failover<'_> {
             ));
             return true;
         };
-        let Some(new_value) = tag_value_with(&value, p) else {
-            r.checks.push(Check::pass(
-                REPLICATION_TAG,
-                format!(
-                    "'{value}' lists {p}: after the promotion {p} stays a managed replica Region"
-                ),
-            ));
-            return true;
+        // The history tag records that the key in the old primary's Region held the primary,
+        // so that no later sync deletes it, whatever happens to the replication tag.
+        let history = old.primary_history_value();
+        let mut tags = vec![Tag::new(PRIMARY_HISTORY_TAG, history.clone())];
+        let new_value = tag_value_with(&value, p);
+        if let Some(v) = &new_value {
+            tags.push(Tag::new(tag_key.clone(), v.clone()));
+        }
+        let what = match &new_value {
+            Some(v) => format!("{tag_key} '{v}' and {PRIMARY_HISTORY_TAG} '{history}'"),
+            None => format!("{PRIMARY_HISTORY_TAG} '{history}' ('{value}' lists {p} already)"),
         };
         if dry_run {
             r.checks.push(Check::pass(
                 REPLICATION_TAG,
                 format!(
-                    "would be set to '{new_value}' on the key in {p} and in {to} before the \
-                     promotion, so that {p} stays a managed replica Region after it"
+                    "would set {what} on the key in {p} and in {to} before the promotion, so \
+                     that {p} stays a managed replica Region after it"
                 ),
             ));
             return true;
         }
-        let tag = [Tag::new(tag_key.clone(), new_value.clone())];
         for region in [p, to] {
-            if let Err(e) = self.kms.tag_resource(region, id, &tag).await {
+            if let Err(e) = self.kms.tag_resource(region, id, &tags).await {
                 r.checks.push(Check::fail(
                     REPLICATION_TAG,
                     format!(
-                        "could not add {p} to the {tag_key} tag in {region} ({e}); without it \
-                         the new primary would stop managing {p}, or schedule its deletion. \
-                         Nothing was promoted."
+                        "could not set {what} in {region} ({e}); without it the new primary \
+                         could stop managing {p}. Nothing was promoted."
                     ),
                     Cause::TagUpdate,
                 ));
@@ -343,8 +344,8 @@ impl Failover<'_> {
         r.checks.push(Check::pass(
             REPLICATION_TAG,
             format!(
-                "set to '{new_value}' on the key in {p} and in {to}, so that {p} stays a \
-                 managed replica Region after the promotion"
+                "set {what} on the key in {p} and in {to}, so that {p} stays a managed \
+                 replica Region after the promotion"
             ),
         ));
         true

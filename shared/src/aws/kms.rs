@@ -95,10 +95,11 @@ fn key_info(region: &str, m: &KeyMetadata) -> KeyInfo {
             .unwrap_or(KeyState::Unavailable),
         description: m.description().unwrap_or_default().to_string(),
         multi_region,
-        creation_date: m
-            .creation_date()
-            .and_then(|d| d.to_millis().ok())
-            .and_then(|ms| u64::try_from(ms).ok()),
+        // Rounded to the millisecond: the wire format is seconds as a decimal number.
+        creation_date: m.creation_date().and_then(|d| {
+            let ms = d.secs() * 1000 + i64::from((d.subsec_nanos() + 500_000) / 1_000_000);
+            u64::try_from(ms).ok()
+        }),
     }
 }
 

@@ -11,6 +11,7 @@
 
 use aws_sdk_kms::types::Tag as SdkTag;
 use kms_replicator::aws::AwsKms;
+use kms_replicator::desired::is_replicator_tag;
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::{rewrite_policy, same_policy};
 use kms_replicator::Kms;
@@ -254,6 +255,8 @@ impl Demo {
             let info = self.reader.describe_key(region, key).await?;
             let policy = self.reader.get_key_policy(region, key).await?;
             let mut tags = self.reader.list_resource_tags(region, key).await?;
+            // The replicator's own tags (the Regions that held the primary) are not mirrored.
+            tags.retain(|t| !is_replicator_tag(&t.key));
             tags.sort();
             let mut aliases: Vec<String> = self
                 .reader
@@ -266,6 +269,7 @@ impl Demo {
             let p_policy = self.reader.get_key_policy(&primary_region, key).await?;
             let p_info = self.reader.describe_key(&primary_region, key).await?;
             let mut p_tags = self.reader.list_resource_tags(&primary_region, key).await?;
+            p_tags.retain(|t| !is_replicator_tag(&t.key));
             p_tags.sort();
             let mut p_aliases: Vec<String> = self
                 .reader

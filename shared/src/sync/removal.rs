@@ -1,0 +1,107 @@
+//! Replicas in Regions the tag does not list: kept managed when they held the primary or
+//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`.
+
+use super::{failed, Syncer};
+use crate::config::RemovalPolicy;
+use crate::desired::{predates_primary, PrimaryState, DELETION_MARKER_TAG};
+use crate::model::{KeyState, Tag};
+use crate::report::{Action, Outcome, RegionReport};
+use tracing::info;
+
+impl Syncer<'_> {
+    /// A replica in an allowed Region that the tag does not list. One whose Region held the
+    /// primary (the history tag), or created no later than the primary (so it was the primary
+    /// once, or predates it), stays managed, synced like a target, and is never deleted (I1). Any other is removed under
+    /// `RemovalPolicy=ScheduleDeletion` (if it carries the replication tag, that is, if the
+    /// replicator made or adopted it), or left alone under `Retain`.
+    pub(super) async fn unlisted_replica(
+        &self,
+        primary: &PrimaryState,
+        region: &str,
+        dry_run: bool,
+    ) -> Option<RegionReport> {
+        let key_id = primary.info.key_id.as_str();
+        let info = match self.kms.describe_key(region, key_id).await {
+            Ok(i) => i,
+            Err(e) => return Some(RegionReport::new(region, failed(&e))),
+        };
+        let held_primary = primary.primary_history().contains(region);
+        if held_primary || predates_primary(&primary.info, &info) {
+            let mut report = self.sync_region(primary, region, true, dry_run).await?;
+            let why = if held_primary {
+                "it held the primary once"
+            } else {
+                "its replica is older than the primary, so it was the primary or predates it"
+            };
+            report.notes.push(format!(
+                "{region} is not in the tag, but {why}: it stays managed and is never deleted"
+            ));
+            return Some(report);
+        }
+        let RemovalPolicy::ScheduleDeletion {
+            pending_window_days,
+        } = self.cfg.removal
+        else {
+            return None;
+        };
+        self.remove_replica(region, key_id, info.state, pending_window_days, dry_run)
+            .await
+    }
+
+    /// Schedules the deletion of a replica whose Region left the tag, after writing the
+    /// deletion marker that lets a later sync tell this deletion from a person's (I2).
+    async fn remove_replica(
+        &self,
+        region: &str,
+        key_id: &str,
+        state: KeyState,
+        pending_window_days: i32,
+        dry_run: bool,
+    ) -> Option<RegionReport> {
+        if state.is_pending_deletion() {
+            return None;
+        }
+        let tags = match self.kms.list_resource_tags(region, key_id).await {
+            Ok(t) => t,
+            Err(e) => return Some(RegionReport::new(region, failed(&e))),
+        };
+        if !tags.iter().any(|t| t.key == self.cfg.tag_key) {
+            return None;
+        }
+        let mut plan = Vec::new();
+        if !tags.iter().any(|t| t.key == DELETION_MARKER_TAG) {
+            let before = if state == KeyState::Disabled {
+                KeyState::Disabled
+            } else {
+                KeyState::Enabled
+            };
+            plan.push(Action::TagResource {
+                tags: vec![Tag::new(DELETION_MARKER_TAG, before.as_str())],
+            });
+        }
+        plan.push(Action::ScheduleKeyDeletion {
+            pending_window_days,
+        });
+        let mut report = RegionReport::new(region, Outcome::Planned);
+        if dry_run {
+            report.actions = plan;
+            return Some(report);
+        }
+        info!(
+            region,
+            key_id, "scheduling deletion of a replica whose Region left the tag"
+        );
+        // The marker must be in place before the deletion: stop at the first failure.
+        for action in plan {
+            if let Some(failure) = self
+                .apply(region, key_id, vec![action], false, &mut report)
+                .await
+            {
+                report.outcome = failure;
+                return Some(report);
+            }
+        }
+        report.outcome = Outcome::Updated;
+        Some(report)
+    }
+}

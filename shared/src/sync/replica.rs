@@ -1,0 +1,287 @@
+//! Bringing one replica in line with its primary: create it, or observe it, plan and apply
+//! the writes, and settle alias names that another key holds.
+
+use super::{failed, Syncer};
+use crate::desired::{desired_replica, plan_replica, PrimaryState};
+use crate::explain::explain;
+use crate::model::{KeyState, MultiRegionKeyType, Tag};
+use crate::policy_diff::policy_diff;
+use crate::port::{ErrorKind, KmsError, ReplicaSpec};
+use crate::report::{Action, Outcome, RegionReport};
+use tracing::debug;
+
+impl Syncer<'_> {
+    pub(super) async fn sync_region(
+        &self,
+        primary: &PrimaryState,
+        target: &str,
+        exists: bool,
+        dry_run: bool,
+    ) -> Option<RegionReport> {
+        let key_id = primary.info.key_id.as_str();
+        let desired = match desired_replica(self.cfg, primary, target) {
+            Ok(d) => d,
+            Err(e) => {
+                return Some(RegionReport::new(
+                    target,
+                    Outcome::failed(e.to_string(), false),
+                ))
+            }
+        };
+        let mut report = RegionReport::new(target, Outcome::InSync);
+        report.rewrites = desired.rewrites.clone();
+        if desired.policy.is_none() && !exists {
+            report.notes.push(
+                "POLICY_MODE=off: the new replica gets KMS's default key policy, which gives \
+                 the whole account (through IAM) full use of the key; set its policy yourself"
+                    .into(),
+            );
+        }
+        if !exists {
+            let mut plan = vec![Action::ReplicateKey {
+                policy: desired.policy.clone(),
+                description: desired.description.clone(),
+                tags: desired.tags.clone(),
+            }];
+            plan.extend(
+                desired
+                    .aliases
+                    .iter()
+                    .map(|a| Action::CreateAlias { alias: a.clone() }),
+            );
+            if dry_run {
+                report.outcome = Outcome::Planned;
+                report.actions = plan;
+                return Some(report);
+            }
+            let spec = ReplicaSpec {
+                policy: desired.policy.clone(),
+                description: desired.description.clone(),
+                tags: desired.tags.clone(),
+            };
+            match self
+                .kms
+                .replicate_key(&primary.info.region, key_id, target, &spec)
+                .await
+            {
+                Ok(_) => {
+                    let problems = self.apply(target, key_id, plan, false, &mut report).await;
+                    report.outcome = match problems {
+                        None => Outcome::Created,
+                        Some(f) => f,
+                    };
+                    return Some(report);
+                }
+                // Another sync got there first, or the primary's replica list lagged: converge
+                // the replica that exists.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    debug!(
+                        region = target,
+                        key_id, "replica already exists; converging it"
+                    );
+                }
+                Err(e) => {
+                    report.outcome = failed(&e);
+                    return Some(report);
+                }
+            }
+        }
+        let observed = match self.observe(target, key_id).await {
+            Ok((_, o)) => o,
+            Err(e) => {
+                report.outcome = failed(&e);
+                return Some(report);
+            }
+        };
+        // A `Creating` replica can be managed already; only `Updating` refuses management calls.
+        if observed.state == KeyState::Updating {
+            report.outcome = Outcome::failed(
+                format!(
+                    "the replica in {target} is {}; retry shortly",
+                    observed.state
+                ),
+                true,
+            );
+            return Some(report);
+        }
+        let plan = plan_replica(&desired, &observed);
+        report.conflicts = plan.conflicts;
+        report.notes.extend(plan.extra_aliases.iter().map(|a| {
+            format!("{a} exists only here (made for this Region, not on the primary); kept")
+        }));
+        if plan.actions.is_empty() {
+            if observed.state.is_pending_deletion() {
+                report.outcome = Outcome::skipped(format!(
+                    "the replica is {} by someone other than the replicator",
+                    observed.state
+                ));
+            }
+            return Some(report);
+        }
+        if let Some(policy) = desired.policy.as_deref() {
+            if plan.actions.iter().any(|a| a.op() == "PutKeyPolicy") {
+                report.policy_diff = policy_diff(&observed.policy, policy);
+            }
+        }
+        if dry_run {
+            report.outcome = Outcome::Planned;
+            report.actions = plan.actions;
+            return Some(report);
+        }
+        report.outcome = match self
+            .apply(target, key_id, plan.actions, true, &mut report)
+            .await
+        {
+            None if report.actions.is_empty() => Outcome::InSync,
+            None => Outcome::Updated,
+            Some(f) => f,
+        };
+        Some(report)
+    }
+
+    /// Makes the writes in order. A failed write does not stop the independent ones after it,
+    /// but a failed restore step (CancelKeyDeletion, EnableKey) stops the plan, so that the
+    /// deletion marker is removed only after the restore it records. With `existing`, an
+    /// alias name is looked up before it is created, so that a name held by another key costs
+    /// a read on every later sync rather than a refused write. Returns the failure outcome,
+    /// if any write failed.
+    pub(super) async fn apply(
+        &self,
+        region: &str,
+        key_id: &str,
+        plan: Vec<Action>,
+        existing: bool,
+        report: &mut RegionReport,
+    ) -> Option<Outcome> {
+        let mut problems: Vec<(String, bool)> = Vec::new();
+        for action in plan {
+            let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
+            match self.apply_one(region, key_id, action, existing).await {
+                Ok(Some(done)) => report.actions.push(done),
+                Ok(None) => {}
+                Err(problem) => {
+                    problems.push(problem);
+                    if restore {
+                        break;
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            return None;
+        }
+        let retryable = problems.iter().any(|(_, r)| *r);
+        let reason = problems
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(Outcome::failed(reason, retryable))
+    }
+
+    /// One write. `Ok(Some(action))` is the write made, `Ok(None)` means nothing was needed
+    /// after all, `Err` is a reason and whether it is retryable.
+    async fn apply_one(
+        &self,
+        region: &str,
+        key_id: &str,
+        action: Action,
+        existing: bool,
+    ) -> Result<Option<Action>, (String, bool)> {
+        let kms = self.kms;
+        let result = match &action {
+            // Made by the caller, which needs its result first.
+            Action::ReplicateKey { .. } => Ok(()),
+            Action::CancelKeyDeletion => kms.cancel_key_deletion(region, key_id).await,
+            Action::EnableKey => kms.enable_key(region, key_id).await,
+            Action::PutKeyPolicy { policy } => kms.put_key_policy(region, key_id, policy).await,
+            Action::UpdateKeyDescription { description } => {
+                kms.update_key_description(region, key_id, description)
+                    .await
+            }
+            Action::TagResource { tags } => kms.tag_resource(region, key_id, tags).await,
+            Action::UntagResource { keys } => kms.untag_resource(region, key_id, keys).await,
+            Action::CreateAlias { alias } if existing => {
+                match kms.describe_key(region, alias).await {
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        kms.create_alias(region, alias, key_id).await
+                    }
+                    Err(e) => Err(e),
+                    Ok(_) => return self.claim_alias(region, alias, key_id).await,
+                }
+            }
+            Action::CreateAlias { alias } => match kms.create_alias(region, alias, key_id).await {
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    return self.claim_alias(region, alias, key_id).await;
+                }
+                other => other,
+            },
+            Action::UpdateAlias { alias, .. } => kms.update_alias(region, alias, key_id).await,
+            Action::ScheduleKeyDeletion {
+                pending_window_days,
+            } => {
+                kms.schedule_key_deletion(region, key_id, *pending_window_days)
+                    .await
+            }
+        };
+        result
+            .map(|()| Some(action))
+            .map_err(|e| (explain(&e), e.is_retryable()))
+    }
+
+    /// CreateAlias found the name taken in `region`. If it already points at our replica,
+    /// nothing is left to do. The alias is re-pointed only when it really moved (I3): its
+    /// holder is a replica of a key this replicator manages (its primary carries a non-empty
+    /// replication tag), and that primary no longer holds the alias. Anything else, another
+    /// team's key above all, is a conflict: reported, never taken.
+    async fn claim_alias(
+        &self,
+        region: &str,
+        alias: &str,
+        key_id: &str,
+    ) -> Result<Option<Action>, (String, bool)> {
+        let why = |e: KmsError| (explain(&e), e.is_retryable());
+        let holder = self.kms.describe_key(region, alias).await.map_err(why)?;
+        if holder.key_id == key_id {
+            return Ok(None);
+        }
+        let conflict = |detail: &str| {
+            Err((
+                format!(
+                    "alias conflict: {alias} in {region} belongs to another key ({}), {detail}; \
+                     it is left as it is",
+                    holder.key_id
+                ),
+                false,
+            ))
+        };
+        let holder_primary_region = match &holder.multi_region {
+            Some(m) if m.key_type == MultiRegionKeyType::Replica => m.primary_region.clone(),
+            _ => return conflict("which is not a replica of a managed key"),
+        };
+        let (tags, aliases) = tokio::join!(
+            self.kms
+                .list_resource_tags(&holder_primary_region, &holder.key_id),
+            self.kms
+                .list_aliases(&holder_primary_region, Some(&holder.key_id)),
+        );
+        let managed = tags
+            .map_err(why)?
+            .iter()
+            .any(|t: &Tag| t.key == self.cfg.tag_key && !t.value.trim().is_empty());
+        if !managed {
+            return conflict("a key this replicator does not manage");
+        }
+        if aliases.map_err(why)?.iter().any(|a| a.name == alias) {
+            return conflict("whose primary still holds that alias");
+        }
+        self.kms
+            .update_alias(region, alias, key_id)
+            .await
+            .map_err(why)?;
+        Ok(Some(Action::UpdateAlias {
+            alias: alias.to_string(),
+            from_key: holder.key_id,
+        }))
+    }
+}
