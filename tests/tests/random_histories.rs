@@ -428,15 +428,66 @@ impl World {
                         calls: AtomicUsize::new(0),
                         edit: None,
                     };
+                    let calls_before = self.twin.calls().len();
                     let (sa, sb) = (Syncer::new(&a, &self.cfg), Syncer::new(&b, &self.cfg));
                     tokio::join!(sa.sync(&p.region, &k, false), sb.sync(&p.region, &k, false));
                     self.collect_events();
-                    // One more event for the edit is in the queue; the state must converge
-                    // even if that event is lost, because the syncs re-read the primary.
+                    // I6: the person's edit landed while both syncs ran. A replica a sync
+                    // wrote to after the edit was written last by a sync that then re-read the
+                    // primary, so it already has the new policy, with no event (the edit's may
+                    // be lost) and no sweep. (One no sync wrote to after the edit waits for
+                    // the edit's event or the sweep, like any change.)
+                    let calls = self.twin.calls();
+                    let step_calls = &calls[calls_before..];
+                    let edit_index = step_calls
+                        .iter()
+                        .position(|c| c.caller == ADMIN_USER && c.op == "PutKeyPolicy");
+                    let written: BTreeSet<String> = edit_index
+                        .map(|i| &step_calls[i..])
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|c| c.caller == REPLICATOR_ROLE)
+                        .filter(|c| c.op == "PutKeyPolicy" || c.op == "ReplicateKey")
+                        .map(|c| c.region.clone())
+                        .collect();
+                    self.check_policies_are_current(&k, &written).await?;
                 }
             }
         }
         self.collect_events();
+        Ok(())
+    }
+
+    /// Every replica in a Region the tag lists, that the last step wrote a policy to, holds
+    /// the primary's current policy. (ReplicateKey is logged in the primary's Region.)
+    async fn check_policies_are_current(
+        &self,
+        key: &str,
+        written: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let Some(p) = self.primary(key).await else {
+            return Ok(());
+        };
+        let primary = self.twin.key(&p.region, key).unwrap();
+        let Some(value) = primary.tags.get("replicate-to") else {
+            return Ok(());
+        };
+        for region in value.split_whitespace() {
+            let Some(replica) = self.twin.key(region, key) else {
+                continue;
+            };
+            if region == p.region
+                || replica.state.is_pending_deletion()
+                || !written.iter().any(|w| w == region || w == &p.region)
+            {
+                continue;
+            }
+            let (want, _) =
+                rewrite_policy(&primary.policy, &p.region, region).map_err(|e| e.to_string())?;
+            if !same_policy(&replica.policy, &want) {
+                return Err(format!("I6: {key} in {region} kept a stale policy"));
+            }
+        }
         Ok(())
     }
 
