@@ -4,6 +4,7 @@
 //! AWS record must never become an error, or it would be retried into the dead-letter queue.
 
 use crate::arn::{parse_kms_arn, region_of};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
@@ -111,20 +112,21 @@ pub fn parse_event(
     if !event.is_object() {
         return Err(MalformedEvent("the event is not a JSON object".into()));
     }
-    let source = str_at(event, &["source"]).ok_or_else(|| {
-        MalformedEvent("the event has no 'source'; not an EventBridge event".into())
-    })?;
+    // The typed envelope checks the EventBridge fields; the CloudTrail record inside stays
+    // untyped, because real records lack fields that strict record types require.
+    let envelope: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
+        .map_err(|e| MalformedEvent(format!("not an EventBridge event: {e}")))?;
+    let source = envelope.source.as_str();
     if source != "aws.kms" {
         return ignore(format!("source {source} is not aws.kms"));
     }
-    let detail_type = str_at(event, &["detail-type"]).unwrap_or("");
+    let detail_type = envelope.detail_type.as_str();
     if detail_type != CLOUDTRAIL_DETAIL_TYPE {
         return ignore(format!(
             "detail-type '{detail_type}' is not a CloudTrail API call"
         ));
     }
-    let detail = event
-        .get("detail")
+    let detail = Some(&envelope.detail)
         .filter(|d| d.is_object())
         .ok_or_else(|| MalformedEvent("a CloudTrail event without a 'detail' object".into()))?;
     let event_name = str_at(detail, &["eventName"]).unwrap_or("");
@@ -175,7 +177,7 @@ pub fn parse_event(
     };
     let region = region_of(&key)
         .or_else(|| str_at(detail, &["awsRegion"]))
-        .or_else(|| str_at(event, &["region"]))
+        .or_else(|| envelope.region.as_deref())
         .map(str::to_string);
     let Some(region) = region else {
         return ignore(format!("{event_name} record names no Region"));
@@ -185,7 +187,7 @@ pub fn parse_event(
         key,
         event_name: event_name.to_string(),
         event_id: str_at(detail, &["eventID"])
-            .or_else(|| str_at(event, &["id"]))
+            .or_else(|| envelope.id.as_deref())
             .unwrap_or("")
             .to_string(),
         caller,

@@ -2,6 +2,7 @@
 //! or `regions`), validated before anything is read or written; and where a scheduled sweep
 //! starts in its list of keys ([`rotation`]).
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use kms_replicator::region::is_region_name;
 use kms_replicator::Config;
 use serde::Deserialize;
@@ -85,20 +86,14 @@ const USAGE: &str = r#"expected {"dryRun": true|false} with at most one of "keys
 /// Reads the invocation payload: the EventBridge Scheduled Event, or a direct request. Any
 /// problem is an error that says what is wrong, found before anything is read or written.
 pub fn parse_request(event: &Value, cfg: &Config) -> Result<Request, RequestError> {
-    if event.get("source").and_then(Value::as_str) == Some("aws.events")
-        && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
-    {
-        let event_id = event
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let time = event
-            .get("time")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
+    // The schedule's event, in the runtime's typed EventBridge envelope; anything else is a
+    // direct request.
+    let schedule = serde_json::from_value::<EventBridgeEvent<Value>>(event.clone())
+        .ok()
+        .filter(|e| e.source == "aws.events" && e.detail_type == "Scheduled Event");
+    if let Some(e) = schedule {
+        let event_id = e.id.unwrap_or_default();
+        let time = e.time.and_then(|t| u64::try_from(t.timestamp()).ok());
         return Ok(Request {
             trigger: Invocation::Schedule { event_id, time },
             dry_run: false,
