@@ -177,7 +177,7 @@ pub fn parse_event(
     };
     let region = region_of(&key)
         .or_else(|| str_at(detail, &["awsRegion"]))
-        .or_else(|| envelope.region.as_deref())
+        .or(envelope.region.as_deref())
         .map(str::to_string);
     let Some(region) = region else {
         return ignore(format!("{event_name} record names no Region"));
@@ -187,7 +187,7 @@ pub fn parse_event(
         key,
         event_name: event_name.to_string(),
         event_id: str_at(detail, &["eventID"])
-            .or_else(|| envelope.id.as_deref())
+            .or(envelope.id.as_deref())
             .unwrap_or("")
             .to_string(),
         caller,
