@@ -32,7 +32,6 @@ pub const KMS_WRITE_QUOTAS: &[(&str, u32)] = &[
     ("CreateKey", 5),
     ("CreateAlias", 5),
     ("UpdateAlias", 5),
-    ("DeleteAlias", 15),
     ("TagResource", 10),
     ("UntagResource", 5),
     ("PutKeyPolicy", 15),
