@@ -7,34 +7,70 @@
 //!   lag behind recent tag changes and includes replicas, so it yields *candidates*: sync's
 //!   own DescribeKey, its first read anyway, settles what each one is.
 //! - [`managed_primaries`] lists every key of a Region with ListKeys and describes and reads
-//!   the tags of each multi-Region one: two calls per key, exact at the moment of the call.
+//!   the tags of each multi-Region one: two calls per key, exact at the moment of the call, a
+//!   few keys at a time ([`DESCRIBE_CONCURRENCY`]) so that an impaired Region is not hammered.
+//!   A key that cannot be read (another team's key whose policy denies the caller, say) is
+//!   reported on its own and never stops the listing.
 
 use crate::arn::key_id_of;
 use crate::config::Config;
 use crate::model::KeyInfo;
 use crate::port::{Kms, KmsError, TagIndex, TaggedKey};
 use futures::future::join_all;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 
-/// The managed primaries whose primary Region is `region`.
+/// Keys described at once by [`managed_primaries`].
+pub const DESCRIBE_CONCURRENCY: usize = 4;
+
+/// The managed primaries of one Region, and the keys that could not be read.
+#[derive(Debug, Default)]
+pub struct ManagedPrimaries {
+    /// In key id order.
+    pub primaries: Vec<KeyInfo>,
+    /// Multi-Region keys whose DescribeKey or ListResourceTags failed, with the error.
+    pub unreadable: Vec<(String, KmsError)>,
+}
+
+/// The managed primaries whose primary Region is `region`. `Err` only when the Region's keys
+/// cannot be listed at all.
 pub async fn managed_primaries(
     kms: &dyn Kms,
     cfg: &Config,
     region: &str,
-) -> Result<Vec<KeyInfo>, KmsError> {
-    let mut out = Vec::new();
-    for id in kms.list_keys(region).await? {
-        // Multi-Region key ids start with "mrk-": single-Region keys need no further call.
-        if !id.starts_with("mrk-") {
-            continue;
-        }
-        let info = kms.describe_key(region, &id).await?;
+) -> Result<ManagedPrimaries, KmsError> {
+    // Multi-Region key ids start with "mrk-": single-Region keys need no further call.
+    let ids: Vec<String> = kms
+        .list_keys(region)
+        .await?
+        .into_iter()
+        .filter(|id| id.starts_with("mrk-"))
+        .collect();
+    let read = |id: String| async move {
+        let info = match kms.describe_key(region, &id).await {
+            Ok(i) => i,
+            Err(e) => return Err((id, e)),
+        };
         if !info.is_primary() || info.state.is_pending_deletion() {
-            continue;
+            return Ok(None);
         }
-        let tags = kms.list_resource_tags(region, &id).await?;
-        if tags.iter().any(|t| t.key == cfg.tag_key) {
-            out.push(info);
+        match kms.list_resource_tags(region, &id).await {
+            Ok(tags) if tags.iter().any(|t| t.key == cfg.tag_key) => Ok(Some(info)),
+            Ok(_) => Ok(None),
+            Err(e) => Err((id, e)),
+        }
+    };
+    let answers: Vec<_> = futures::stream::iter(ids)
+        .map(read)
+        .buffered(DESCRIBE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = ManagedPrimaries::default();
+    for a in answers {
+        match a {
+            Ok(Some(info)) => out.primaries.push(info),
+            Ok(None) => {}
+            Err(failure) => out.unreadable.push(failure),
         }
     }
     Ok(out)

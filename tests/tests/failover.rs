@@ -645,3 +645,123 @@ async fn invalid_input_is_an_error_and_touches_nothing() {
     assert!(writes(&twin.calls()).is_empty(), "{:?}", twin.calls());
     assert!(twin.audit_events().is_empty());
 }
+
+/// `n` managed keys in us-east-1, each with a replica in us-west-2 made by the replicator.
+async fn managed_keys(twin: &Twin, cfg: &Config, n: usize) -> Vec<String> {
+    let admin = twin.with_caller(ADMIN_USER);
+    let policy = primary_policy(&twin.account());
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let k = admin.create_key(
+            PRIMARY_REGION,
+            true,
+            Some(&policy),
+            &format!("key {i}"),
+            &[Tag::new("replicate-to", WEST)],
+        );
+        Syncer::new(twin, cfg)
+            .sync(PRIMARY_REGION, &k.key_id, false)
+            .await;
+        ids.push(k.key_id);
+    }
+    twin.take_trail();
+    twin.reset_calls();
+    ids
+}
+
+#[tokio::test]
+async fn a_bulk_failover_larger_than_its_deadline_returns_a_partial_report_in_time() {
+    let twin = Twin::new();
+    let cfg = config();
+    let ids = managed_keys(&twin, &cfg, 12).await;
+    // Each promotion keeps both keys Updating for 1.5 s: 12 keys two at a time need ~9 s.
+    twin.set_updating_for(Duration::from_millis(1500));
+    let kms = RateLimitedKms::new(twin.clone(), quotas());
+    let f = Failover {
+        kms: &kms,
+        audit: &twin,
+        config: &cfg,
+        settings: FailoverSettings {
+            concurrency: 2,
+            deadline_margin: Duration::from_secs(1),
+            ..settings()
+        },
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(4);
+
+    let out = f
+        .handle_until(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
+        .await
+        .unwrap();
+
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "answered before the deadline"
+    );
+    let keys = out["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), ids.len(), "every key is in the report");
+    let by = |name: &str| keys.iter().filter(|k| k["outcome"] == name).count();
+    let (promoted, not_started) = (by("promoted"), by("not_started"));
+    let summary = out["summary"].as_str().unwrap();
+    assert!(promoted >= 2, "{summary}");
+    assert!(not_started >= 1, "{summary}");
+    assert_eq!(
+        promoted + not_started + by("timed_out"),
+        ids.len(),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("not started before the invocation's deadline"),
+        "{summary}"
+    );
+    // Keys not started were not touched: their primary is still in us-east-1.
+    for k in keys.iter().filter(|k| k["outcome"] == "not_started") {
+        let id = k["keyId"].as_str().unwrap();
+        assert_eq!(
+            twin.key(PRIMARY_REGION, id).unwrap().multi_region,
+            Some(MultiRegionKeyType::Primary)
+        );
+    }
+    // What was done is audited, before the deadline too.
+    let audited = twin
+        .audit_events()
+        .iter()
+        .filter(|e| e.detail_type == "Primary Region Updated")
+        .count();
+    assert_eq!(audited, promoted);
+}
+
+#[tokio::test]
+async fn a_key_that_denies_the_failover_role_is_reported_and_the_others_are_promoted() {
+    let twin = Twin::new();
+    let cfg = config();
+    let ids = managed_keys(&twin, &cfg, 3).await;
+    // Another team's key: its policy denies the failover role DescribeKey.
+    twin.inject_fault(
+        Some(PRIMARY_REGION),
+        Some("DescribeKey"),
+        "AccessDeniedException",
+        1,
+    );
+
+    let out = run(&twin, &cfg, json!({"from": PRIMARY_REGION, "to": WEST})).await;
+
+    let keys = out["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), ids.len(), "{out:#}");
+    let outcomes: Vec<&str> = keys
+        .iter()
+        .map(|k| k["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "promoted").count(),
+        2,
+        "{outcomes:?}"
+    );
+    let denied = keys.iter().find(|k| k["outcome"] == "skipped").unwrap();
+    assert!(denied["reason"]
+        .as_str()
+        .unwrap()
+        .contains("may not read this key"));
+    assert!(out["error"].is_null());
+}

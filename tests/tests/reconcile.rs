@@ -516,6 +516,7 @@ async fn a_key_in_sync_costs_three_reads_per_region_it_lives_in() {
         for key in kms_replicator::discover::managed_primaries(&env.twin, &cfg, region)
             .await
             .unwrap()
+            .primaries
         {
             syncer.sync(region, &key.key_id, false).await;
         }

@@ -98,6 +98,31 @@ pub(crate) fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
     }
 }
 
+/// A key bulk discovery listed but could not read: another team's key whose policy denies
+/// the failover role is skipped; any other error is a failure of that key alone.
+fn unreadable_key(id: &str, e: &KmsError, source: &str, to: &str) -> KeyReport {
+    let mut r = KeyReport::new(id);
+    r.key_id = Some(id.to_string());
+    r.primary_region_before = Some(source.to_string());
+    let detail = explain(e, source, to);
+    r.checks
+        .push(Check::fail(KEY_FOUND, detail.clone(), Cause::of(e)));
+    r.outcome = if e.kind == ErrorKind::AccessDenied {
+        KeyOutcome::Skipped {
+            reason: format!(
+                "the failover role may not read this key in {source} (another team's key?): \
+                 {detail}"
+            ),
+        }
+    } else {
+        KeyOutcome::Failed {
+            reason: format!("the key could not be read in {source}: {detail}"),
+            cause: Cause::of(e),
+        }
+    };
+    r
+}
+
 pub(crate) fn is_unreachable(e: &KmsError) -> bool {
     matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Internal)
 }
@@ -111,10 +136,21 @@ pub(crate) fn key_type(k: &KeyInfo) -> &'static str {
 }
 
 impl Failover<'_> {
-    /// Handles one invocation. Returns the report, even when keys failed: it is the answer
-    /// for a person. Only an invalid input is an error.
+    /// Handles one invocation with no deadline (tests and tools); see [`Failover::handle_until`].
     pub async fn handle(&self, input: &Value) -> Result<Value, FunctionError> {
-        let report = self.run(input).await?;
+        self.handle_until(input, None).await
+    }
+
+    /// Handles one invocation. Returns the report, even when keys failed: it is the answer
+    /// for a person. Only an invalid input is an error. With a `deadline` (the Lambda
+    /// invocation's), keys are not started too close to it, waits end before it, and the
+    /// report and audit events of what was done go out in time.
+    pub async fn handle_until(
+        &self,
+        input: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, FunctionError> {
+        let report = self.run_until(input, deadline).await?;
         info!(summary = %report.summary, to = %report.to, dry_run = report.dry_run,
               duration_ms = report.duration_ms, "failover finished");
         let events = audit_events(&report);
@@ -127,12 +163,22 @@ impl Failover<'_> {
             .map_err(|e| FunctionError::Retryable(format!("report not serialisable: {e}")))
     }
 
-    /// Validates the input, then checks, promotes and reports.
+    /// Validates the input, then checks, promotes and reports (no deadline).
     pub async fn run(&self, input: &Value) -> Result<FailoverReport, FunctionError> {
-        let plan = parse_request(input, self.config).map_err(|e| {
+        self.run_until(input, None).await
+    }
+
+    /// Validates the input, then checks, promotes and reports, within `deadline`.
+    pub async fn run_until(
+        &self,
+        input: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<FailoverReport, FunctionError> {
+        let mut plan = parse_request(input, self.config).map_err(|e| {
             warn!(error = %e, "rejecting invalid failover input");
             FunctionError::InvalidInput(e.to_string())
         })?;
+        plan.deadline = deadline;
         let started = Instant::now();
         let mut from = None;
         let mut error = None;
@@ -149,13 +195,20 @@ impl Failover<'_> {
             Target::Region { from: source } => {
                 from = Some(source.clone());
                 match managed_primaries(self.kms, self.config, source).await {
-                    Ok(primaries) => {
+                    Ok(found) => {
                         let plan = &plan;
-                        futures::stream::iter(primaries)
+                        let mut keys: Vec<KeyReport> = futures::stream::iter(found.primaries)
                             .map(|info| self.fail_over_listed(info, plan))
                             .buffered(self.settings.concurrency.max(1))
                             .collect()
-                            .await
+                            .await;
+                        keys.extend(
+                            found
+                                .unreadable
+                                .iter()
+                                .map(|(id, e)| unreadable_key(id, e, source, &plan.to)),
+                        );
+                        keys
                     }
                     Err(e) => {
                         error = Some(format!(
@@ -257,8 +310,28 @@ impl Failover<'_> {
         Ok(Found::NotLookedUp(report))
     }
 
-    /// A key found by bulk discovery: skipped when it has no replica in the target Region.
+    /// A key found by bulk discovery: skipped when it has no replica in the target Region,
+    /// not started when the invocation's deadline is too close.
     async fn fail_over_listed(&self, info: KeyInfo, plan: &FailoverPlan) -> KeyReport {
+        if let Some(deadline) = plan.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= self.settings.deadline_margin {
+                let mut r = KeyReport::new(&info.key_id);
+                r.key_id = Some(info.key_id.clone());
+                r.primary_region_before = Some(info.region.clone());
+                r.primary_region_after = Some(info.region.clone());
+                r.outcome = KeyOutcome::NotStarted {
+                    reason: format!(
+                        "not started: {} ms were left before the invocation's deadline, less \
+                         than the {} s needed to promote, check and report a key. Nothing was \
+                         changed; run the same request again to promote the keys not started",
+                        millis(left),
+                        self.settings.deadline_margin.as_secs()
+                    ),
+                };
+                return r;
+            }
+        }
         let has_replica = info
             .multi_region
             .as_ref()

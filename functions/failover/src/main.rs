@@ -5,6 +5,7 @@
 use failover::FailoverSettings;
 use failover::{quotas, Failover};
 use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -28,7 +29,10 @@ async fn main() -> Result<(), Error> {
     };
     run(service_fn(|event: LambdaEvent<Value>| {
         let failover = &failover;
-        async move { failover.handle(&event.payload).await }
+        async move {
+            let deadline = deadline_instant(event.context.deadline);
+            failover.handle_until(&event.payload, Some(deadline)).await
+        }
     }))
     .await
 }

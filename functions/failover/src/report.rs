@@ -98,6 +98,8 @@ pub enum KeyOutcome {
     Failed { reason: String, cause: Cause },
     /// KMS accepted the call, but the target did not report PRIMARY and Enabled in time.
     TimedOut { reason: String },
+    /// Not started: the invocation's deadline was too close. Nothing was changed.
+    NotStarted { reason: String },
 }
 
 impl KeyOutcome {
@@ -110,6 +112,7 @@ impl KeyOutcome {
             KeyOutcome::Skipped { .. } => "skipped",
             KeyOutcome::Failed { .. } => "failed",
             KeyOutcome::TimedOut { .. } => "timed_out",
+            KeyOutcome::NotStarted { .. } => "not_started",
         }
     }
 
@@ -208,6 +211,10 @@ pub fn summarise(keys: &[KeyReport], to: &str, dry_run: bool) -> String {
         ("skipped", "skipped (no replica there)"),
         ("failed", if dry_run { "would fail" } else { "failed" }),
         ("timed_out", "still updating when the wait ended"),
+        (
+            "not_started",
+            "not started before the invocation's deadline (run again for those)",
+        ),
     ] {
         let c = count(name);
         if c > 0 {

@@ -84,6 +84,9 @@ pub struct FailoverPlan {
     pub target: Target,
     pub to: String,
     pub dry_run: bool,
+    /// The invocation's deadline, when it has one: no key is started within
+    /// `FailoverSettings::deadline_margin` of it, and waits end before it.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 fn region_field(field: &'static str, value: &str) -> Result<String, RequestError> {
@@ -157,6 +160,7 @@ pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, Reques
         target,
         to,
         dry_run: req.dry_run,
+        deadline: None,
     })
 }
 
@@ -170,6 +174,10 @@ pub struct FailoverSettings {
     pub max_poll: Duration,
     /// Keys handled at once in bulk mode.
     pub concurrency: usize,
+    /// No key is started this close to the invocation's deadline, and a wait for a new
+    /// primary ends half of it before the deadline: time left to check, report and publish
+    /// the audit events. A Lambda that hits its timeout reports nothing at all.
+    pub deadline_margin: Duration,
 }
 
 impl Default for FailoverSettings {
@@ -179,6 +187,7 @@ impl Default for FailoverSettings {
             first_poll: Duration::from_millis(250),
             max_poll: Duration::from_secs(5),
             concurrency: 10,
+            deadline_margin: Duration::from_secs(20),
         }
     }
 }
@@ -256,7 +265,8 @@ mod tests {
                     region: None
                 },
                 to: "us-west-2".into(),
-                dry_run: false
+                dry_run: false,
+                deadline: None
             }
         );
         let p = parse(

@@ -85,7 +85,7 @@ impl Failover<'_> {
         if !self.promote(r, &old, to).await {
             return stop(r);
         }
-        if !self.wait_for_new_primary(r, &old, to).await {
+        if !self.wait_for_new_primary(r, &old, to, plan.deadline).await {
             return;
         }
         self.post_checks(r, &old, to).await;
@@ -353,9 +353,23 @@ impl Failover<'_> {
 
     /// Polls DescribeKey in `to` with backoff until the key is PRIMARY and Enabled there.
     /// Returns how long it took and how many polls, or what was last seen at the deadline.
-    async fn wait_for_primary(&self, to: &str, id: &str) -> Result<(Duration, usize), String> {
+    async fn wait_for_primary(
+        &self,
+        to: &str,
+        id: &str,
+        invocation_deadline: Option<Instant>,
+    ) -> Result<(Duration, usize), (String, Duration, bool)> {
         let started = Instant::now();
-        let deadline = started + self.settings.wait;
+        // FAILOVER_WAIT_SECONDS, but never past the invocation's deadline less half the
+        // margin: the report must still go out.
+        let own = started + self.settings.wait;
+        let deadline = invocation_deadline
+            .map(|d| {
+                d.checked_sub(self.settings.deadline_margin / 2)
+                    .unwrap_or(d)
+            })
+            .map_or(own, |d| d.min(own));
+        let cut_short = deadline < own;
         let mut delays = poll_delays(self.settings.first_poll, self.settings.max_poll);
         let mut polls = 0;
         loop {
@@ -371,7 +385,7 @@ impl Failover<'_> {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(last);
+                return Err((last, started.elapsed(), cut_short));
             }
             let pause = delays.next().unwrap_or(self.settings.max_poll);
             tokio::time::sleep(pause.min(deadline - now)).await;
@@ -487,9 +501,15 @@ impl Failover<'_> {
 
     /// The wait for `to` to report the key as PRIMARY and Enabled. Returns false, with the
     /// outcome set, when the wait ended first.
-    async fn wait_for_new_primary(&self, r: &mut KeyReport, old: &PrimaryState, to: &str) -> bool {
+    async fn wait_for_new_primary(
+        &self,
+        r: &mut KeyReport,
+        old: &PrimaryState,
+        to: &str,
+        invocation_deadline: Option<Instant>,
+    ) -> bool {
         let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
-        match self.wait_for_primary(to, id).await {
+        match self.wait_for_primary(to, id, invocation_deadline).await {
             Ok((waited, polls)) => {
                 r.checks.push(Check::pass(
                     NEW_PRIMARY_REPORTED,
@@ -503,14 +523,19 @@ impl Failover<'_> {
                 r.primary_region_after = Some(to.to_string());
                 true
             }
-            Err(last) => {
+            Err((last, waited, cut_short)) => {
+                let bound = if cut_short {
+                    "the wait ended early to report before the invocation's deadline"
+                } else {
+                    "FAILOVER_WAIT_SECONDS"
+                };
                 let reason = format!(
                     "UpdatePrimaryRegion was accepted in {p}, but {to} did not report the key \
-                     as PRIMARY and Enabled within {} ms (last seen: {last}). KMS is probably \
-                     still updating: check with `aws kms describe-key --region {to} --key-id \
-                     {id}` and do not run the failover again until it settles. Aliases, \
-                     policy and sync were not checked.",
-                    millis(self.settings.wait)
+                     as PRIMARY and Enabled within {} ms ({bound}; last seen: {last}). KMS is \
+                     probably still updating: check with `aws kms describe-key --region {to} \
+                     --key-id {id}` and do not run the failover again until it settles. \
+                     Aliases, policy and sync were not checked.",
+                    millis(waited)
                 );
                 r.checks
                     .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));

@@ -3,12 +3,12 @@
 //! [`reconcile::Reconciler`] against the invocation's deadline.
 
 use kms_replicator::aws::{audit_sink, AwsKms, AwsTagIndex};
+use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::{Quotas, RateLimitedKms};
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use reconcile::{Reconciler, Settings};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -37,13 +37,4 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
-}
-
-/// Lambda gives the deadline in milliseconds since the epoch; the sweep works with Instants.
-fn deadline_instant(deadline_ms: u64) -> tokio::time::Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
