@@ -88,7 +88,7 @@ impl Failover<'_> {
         if !self.wait_for_new_primary(r, &old, to, plan.deadline).await {
             return;
         }
-        self.post_checks(r, &old, to).await;
+        self.post_checks(r, &old, to, plan.deadline).await;
     }
 
     /// Before: the key is multi-Region, its primary answers in its own Region, is the primary
@@ -548,14 +548,41 @@ impl Failover<'_> {
 
     /// After: aliases and policy in the new primary's Region, then sync from there. Sets the
     /// outcome: promoted, with warnings when a check failed.
-    async fn post_checks(&self, r: &mut KeyReport, old: &PrimaryState, to: &str) {
+    async fn post_checks(
+        &self,
+        r: &mut KeyReport,
+        old: &PrimaryState,
+        to: &str,
+        invocation_deadline: Option<Instant>,
+    ) {
         let id = old.info.key_id.as_str();
         let after_start = r.checks.len();
         r.checks.push(self.check_aliases(old, to, id).await);
         r.checks.push(self.check_policy(old, to, id).await);
         let managed = old.tags.iter().any(|t| t.key == self.config.tag_key);
-        if managed {
-            let report = Syncer::new(self.kms, self.config).sync(to, id, false).await;
+        // The sync touches every replica Region, and one of them may be the Region in trouble:
+        // it gets what is left before the invocation's deadline, less half the margin.
+        let sync_deadline = invocation_deadline.map(|d| {
+            d.checked_sub(self.settings.deadline_margin / 2)
+                .unwrap_or(d)
+        });
+        let sync = Syncer::new(self.kms, self.config);
+        let sync = sync.sync(to, id, false);
+        let report = match (managed, sync_deadline) {
+            (false, _) => None,
+            (true, None) => Some(sync.await),
+            (true, Some(d)) => tokio::time::timeout_at(d, sync).await.ok(),
+        };
+        if managed && report.is_none() {
+            r.checks.push(Check::warn(
+                SYNC_FROM_NEW_PRIMARY,
+                format!(
+                    "sync from the new primary in {to} did not finish before the invocation's \
+                     deadline (a replica Region is slow or not answering); the writes it made \
+                     stand, and the reconcile sweep (or the next change) completes it"
+                ),
+            ));
+        } else if let Some(report) = report {
             r.checks.push(match &report.outcome {
                 Outcome::Failed { reason, .. } => Check::warn(
                     SYNC_FROM_NEW_PRIMARY,
