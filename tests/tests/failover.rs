@@ -765,3 +765,25 @@ async fn a_key_that_denies_the_failover_role_is_reported_and_the_others_are_prom
         .contains("may not read this key"));
     assert!(out["error"].is_null());
 }
+
+#[tokio::test]
+async fn with_the_primarys_region_down_a_replica_arn_still_gets_its_replica_checked() {
+    let twin = Twin::new();
+    let cfg = config();
+    let key_id = replicated_key(&twin, &cfg, "us-west-2").await;
+    twin.set_region_down(PRIMARY_REGION, true);
+    let arn = format!("arn:aws:kms:{WEST}:{}:key/{key_id}", twin.account());
+
+    let out = run(&twin, &cfg, json!({"key": arn, "to": WEST})).await;
+
+    let key = &out["keys"][0];
+    assert_eq!(key["outcome"], "failed", "{key:#}");
+    assert_eq!(key["cause"], "region_unreachable");
+    assert_eq!(check(key, "replica_in_target")["passed"], true);
+    assert_eq!(check(key, "replica_enabled")["passed"], true);
+    assert!(key["reason"]
+        .as_str()
+        .unwrap()
+        .contains("remain usable for cryptography"));
+    assert!(writes(&twin.calls()).is_empty());
+}
