@@ -13,6 +13,7 @@
 //! `steps`, one function per step. UpdatePrimaryRegion calls stay within their quota through
 //! the shared rate limiter ([`quotas`]).
 
+mod post_checks;
 mod report;
 mod request;
 mod steps;
