@@ -456,7 +456,7 @@ impl Failover<'_> {
                      probably still updating: check with `aws kms describe-key --region {to} \
                      --key-id {id}` and do not run the failover again until it settles. \
                      Aliases, policy and sync were not checked.",
-                    millis(waited)
+                    millis(if cut_short { waited } else { self.settings.wait })
                 );
                 r.checks
                     .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));
