@@ -26,7 +26,8 @@ COMMON_KMS = {
     "KmsReplicateKey": {"kms:ReplicateKey"},
     "KmsCreateReplicaKey": {"kms:CreateKey"},
     "KmsPutKeyPolicy": {"kms:PutKeyPolicy"},
-    "KmsManageAliases": {"kms:CreateAlias", "kms:UpdateAlias"},
+    "KmsManageAliasNames": {"kms:CreateAlias", "kms:UpdateAlias"},
+    "KmsAliasReplicaKeys": {"kms:CreateAlias", "kms:UpdateAlias"},
     "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
     "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
     "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
@@ -42,7 +43,8 @@ KMS_WRITE_SIDS = {
     "KmsReplicateKey",
     "KmsCreateReplicaKey",
     "KmsPutKeyPolicy",
-    "KmsManageAliases",
+    "KmsManageAliasNames",
+    "KmsAliasReplicaKeys",
     "KmsManageTags",
     "KmsUpdateKeyDescription",
     "KmsScheduleReplicaDeletion",
@@ -353,9 +355,28 @@ def test_lockout_bypass_is_denied(resources, function):
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_kms_writes_are_limited_to_the_allowed_regions(resources, function):
+    # Where AWS documents no example of aws:RequestedRegion (the cross-Region authorizations of
+    # ReplicateKey's CreateKey and of UpdatePrimaryRegion), the condition is ...IfExists.
+    if_exists = {"KmsCreateReplicaKey", "KmsUpdatePrimaryRegion"}
     for sid, (statement, _) in by_sid(resources, function).items():
         if sid in KMS_WRITE_SIDS:
-            assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == ALLOWED_REGIONS_SPLIT, sid
+            operator = "StringEqualsIfExists" if sid in if_exists else "StringEquals"
+            assert statement["Condition"][operator]["aws:RequestedRegion"] == ALLOWED_REGIONS_SPLIT, sid
+
+
+REPLICA_ONLY = {"KmsPutKeyPolicy", "KmsUpdateKeyDescription", "KmsAliasReplicaKeys", "KmsRestoreReplica"}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_writes_to_keys_are_limited_to_replicas(resources, function):
+    # The functions write only replicas; the failover function also tags the old primary
+    # before promoting it.
+    sids = REPLICA_ONLY | ({"KmsManageTags"} if function != "FailoverFunction" else set())
+    for sid in sids:
+        statement, _ = by_sid(resources, function)[sid]
+        assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA", sid
+    alias_names, _ = by_sid(resources, function)["KmsManageAliasNames"]
+    assert "kms:MultiRegionKeyType" not in json.dumps(alias_names), "an alias carries no key type"
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
@@ -364,7 +385,7 @@ def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(resources, 
     for sid, (statement, _) in by_sid(resources, function).items():
         if not sid.startswith("Kms") or sid in unscoped:
             continue
-        expected = [ALIASES, MRK_KEYS] if sid == "KmsManageAliases" else MRK_KEYS
+        expected = ALIASES if sid == "KmsManageAliasNames" else MRK_KEYS
         if sid == "KmsDescribeKeys":
             expected = {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}
         assert statement["Resource"] == expected, sid
@@ -382,8 +403,8 @@ def test_create_key_only_creates_multi_region_replicas_in_allowed_regions(resour
     statement, _ = by_sid(resources, function)["KmsCreateReplicaKey"]
     assert statement["Resource"] == "*"
     assert statement["Condition"] == {
-        "StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "REPLICA"},
-        "Bool": {"kms:MultiRegion": "true"},
+        "StringEqualsIfExists": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "REPLICA"},
+        "BoolIfExists": {"kms:MultiRegion": "true"},
     }
 
 

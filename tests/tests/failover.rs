@@ -787,3 +787,31 @@ async fn with_the_primarys_region_down_a_replica_arn_still_gets_its_replica_chec
         .contains("remain usable for cryptography"));
     assert!(writes(&twin.calls()).is_empty());
 }
+
+#[tokio::test]
+async fn a_key_the_replicator_does_not_manage_is_left_alone_unless_asked() {
+    let twin = Twin::new();
+    let cfg = config();
+    let admin = twin.with_caller(ADMIN_USER);
+    let k = admin.create_key(PRIMARY_REGION, true, None, "another team's", &[]);
+    admin
+        .replicate_key(PRIMARY_REGION, &k.key_id, WEST, &Default::default())
+        .await
+        .unwrap();
+    twin.reset_calls();
+
+    let out = run(&twin, &cfg, json!({"key": k.key_id, "to": WEST})).await;
+    let key = &out["keys"][0];
+    assert_eq!(key["outcome"], "failed", "{key:#}");
+    assert_eq!(key["cause"], "not_managed");
+    assert!(key["reason"].as_str().unwrap().contains("includeUnmanaged"));
+    assert!(writes(&twin.calls()).is_empty());
+
+    let out = run(
+        &twin,
+        &cfg,
+        json!({"key": k.key_id, "to": WEST, "includeUnmanaged": true}),
+    )
+    .await;
+    assert_eq!(out["keys"][0]["outcome"], "promoted", "{out:#}");
+}

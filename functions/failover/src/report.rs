@@ -23,6 +23,8 @@ pub enum Cause {
     Throttled,
     /// The replication tag could not be updated before the promotion.
     TagUpdate,
+    /// The key carries no replication tag, and the request did not include unmanaged keys.
+    NotManaged,
     Other,
 }
 

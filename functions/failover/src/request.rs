@@ -24,10 +24,14 @@ pub struct FailoverRequest {
     pub to: String,
     #[serde(default)]
     pub dry_run: bool,
+    /// Promote a key even though it does not carry the replication tag (not managed by this
+    /// replicator). Off by default: the function acts on the keys the replicator manages.
+    #[serde(default)]
+    pub include_unmanaged: bool,
 }
 
 /// Shown with every input error.
-pub const USAGE: &str = r#"expected {"key":"<key id, key ARN or alias/name>","to":"<Region>"} (optional "region":"<where to look the key up>") or {"from":"<Region>","to":"<Region>"}, each with an optional "dryRun":true"#;
+pub const USAGE: &str = r#"expected {"key":"<key id, key ARN or alias/name>","to":"<Region>"} (optional "region":"<where to look the key up>") or {"from":"<Region>","to":"<Region>"}, each with an optional "dryRun":true; a key without the replication tag also needs "includeUnmanaged":true"#;
 
 /// What is wrong with a request. Every message says what is wrong and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +88,8 @@ pub struct FailoverPlan {
     pub target: Target,
     pub to: String,
     pub dry_run: bool,
+    /// Whether a key without the replication tag may be promoted (single-key requests).
+    pub include_unmanaged: bool,
     /// The invocation's deadline, when it has one: no key is started within
     /// `FailoverSettings::deadline_margin` of it, and waits end before it.
     pub deadline: Option<tokio::time::Instant>,
@@ -160,6 +166,7 @@ pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, Reques
         target,
         to,
         dry_run: req.dry_run,
+        include_unmanaged: req.include_unmanaged,
         deadline: None,
     })
 }
@@ -266,6 +273,7 @@ mod tests {
                 },
                 to: "us-west-2".into(),
                 dry_run: false,
+                include_unmanaged: false,
                 deadline: None
             }
         );

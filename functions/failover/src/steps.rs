@@ -73,7 +73,7 @@ impl Failover<'_> {
         let Some(old) = self.read_old_primary(r, primary, to).await else {
             return;
         };
-        if !self.retag(r, &old, to, plan.dry_run).await {
+        if !self.retag(r, &old, to, plan).await {
             return stop(r);
         }
         if plan.dry_run {
@@ -289,7 +289,14 @@ impl Failover<'_> {
     /// the new primary would stop managing it (or schedule its deletion). The tag is set on
     /// both keys before the promotion: a primary's own Region in its tag is ignored, so the
     /// value is right on both sides of it. Returns false when the promotion must not go on.
-    async fn retag(&self, r: &mut KeyReport, old: &PrimaryState, to: &str, dry_run: bool) -> bool {
+    async fn retag(
+        &self,
+        r: &mut KeyReport,
+        old: &PrimaryState,
+        to: &str,
+        plan: &FailoverPlan,
+    ) -> bool {
+        let dry_run = plan.dry_run;
         let tag_key = &self.config.tag_key;
         let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
         let Some(value) = old
@@ -298,9 +305,21 @@ impl Failover<'_> {
             .find(|t| &t.key == tag_key)
             .map(|t| t.value.clone())
         else {
+            if !plan.include_unmanaged {
+                r.checks.push(Check::fail(
+                    REPLICATION_TAG,
+                    format!(
+                        "no {tag_key} tag: this replicator does not manage the key, so the \
+                         failover function leaves it alone. To promote it anyway, send the same \
+                         request with \"includeUnmanaged\": true. Nothing was changed."
+                    ),
+                    Cause::NotManaged,
+                ));
+                return false;
+            }
             r.checks.push(Check::pass(
                 REPLICATION_TAG,
-                format!("no {tag_key} tag: the key is not managed by the replicator"),
+                format!("no {tag_key} tag: the key is not managed by the replicator (promoted on request)"),
             ));
             return true;
         };
@@ -456,7 +475,11 @@ impl Failover<'_> {
                      probably still updating: check with `aws kms describe-key --region {to} \
                      --key-id {id}` and do not run the failover again until it settles. \
                      Aliases, policy and sync were not checked.",
-                    millis(if cut_short { waited } else { self.settings.wait })
+                    millis(if cut_short {
+                        waited
+                    } else {
+                        self.settings.wait
+                    })
                 );
                 r.checks
                     .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));
