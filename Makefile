@@ -12,13 +12,13 @@ check-template:
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 ## The end-to-end tests run the real function binaries, so build them first; the moto check
 ## (tests/tests/moto_check.rs) must find moto_server in .venv (check-template installs it).
 test-rust:
-	cargo build --workspace --bins
-	MOTO_REQUIRED=1 cargo test --workspace
+	cargo build --workspace --bins --locked
+	MOTO_REQUIRED=1 cargo test --workspace --locked
 
 ## `sam build` for arm64 with cargo-lambda and Zig from PyPI, then checks each bootstrap.
 sam-build:
@@ -35,7 +35,7 @@ demo: demo-build
 	$(TARGET_DIR)/release/kms-demo --template template.yaml --bin-dir $(TARGET_DIR)/release
 
 demo-build:
-	$(CARGO) build --release -p replicate -p failover -p twin-server
+	$(CARGO) build --release --locked -p replicate -p failover -p twin-server
 
 ## The KMS twin on a loopback port with the functions wired to it, for the AWS CLI
 ## (it prints the endpoint and the variables to export; Ctrl-C stops it).
