@@ -94,6 +94,17 @@ impl Quotas {
         self
     }
 
+    /// This process's share when `processes` run at once (a function's reserved concurrency):
+    /// every limit divided by `processes`, rounded down, at least 1. Their sum stays within
+    /// the account's quota, except where a quota is below `processes`.
+    pub fn shared_by(mut self, processes: u32) -> Quotas {
+        let n = processes.max(1);
+        for v in self.limits.values_mut() {
+            *v = (*v / n).max(1);
+        }
+        self
+    }
+
     /// The window the limits count over (1 s, as KMS counts).
     pub fn window(&self) -> Duration {
         self.window
@@ -398,6 +409,16 @@ impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_divides_every_limit_and_never_reaches_zero() {
+        let q = Quotas::kms(50).shared_by(2);
+        assert_eq!(q.limit("ReplicateKey"), Some(2));
+        assert_eq!(q.limit("PutKeyPolicy"), Some(7));
+        assert_eq!(q.limit("DescribeKey"), Some(25));
+        assert_eq!(Quotas::kms(50).shared_by(10).limit("CreateAlias"), Some(1));
+        assert_eq!(Quotas::kms(50).shared_by(0), Quotas::kms(50));
+    }
 
     #[test]
     fn reads_are_capped_at_the_read_rate_or_their_quota_and_writes_sit_at_their_quota() {

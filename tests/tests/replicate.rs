@@ -724,3 +724,123 @@ async fn an_unreadable_audit_bus_does_not_undo_or_hide_the_work() {
     assert_eq!(out["report"]["outcome"], "created");
     assert!(twin.key("us-west-2", &key_id).is_some());
 }
+
+/// Tags `n` new keys for two Regions at once, as one Terraform apply does; returns the
+/// TagResource events.
+async fn burst_of_tags(twin: &Twin, n: usize) -> Vec<Value> {
+    let admin = twin.with_caller(ADMIN_USER);
+    let policy = primary_policy(&twin.account());
+    for i in 0..n {
+        let k = admin.create_key(PRIMARY_REGION, true, Some(&policy), &format!("k{i}"), &[]);
+        admin
+            .tag_resource(
+                PRIMARY_REGION,
+                &k.key_id,
+                &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+            )
+            .await
+            .unwrap();
+    }
+    twin.take_trail()
+        .into_iter()
+        .filter(|e| e["detail"]["eventName"] == "TagResource")
+        .collect()
+}
+
+/// `sandboxes` copies of the function, each with `quotas`, take the events off one queue
+/// at once. Returns how many invocations failed (each would be retried, and in the end
+/// dead-lettered).
+async fn run_sandboxes(
+    twin: &Twin,
+    cfg: &Config,
+    events: Vec<Value>,
+    sandboxes: usize,
+    quotas: kms_replicator::limit::Quotas,
+) -> usize {
+    use kms_replicator::limit::RateLimitedKms;
+    use std::sync::{Arc, Mutex};
+    let queue = Arc::new(Mutex::new(events));
+    let tasks: Vec<_> = (0..sandboxes)
+        .map(|_| {
+            let (twin, cfg, queue) = (twin.clone(), cfg.clone(), queue.clone());
+            let kms = RateLimitedKms::new(twin.clone(), quotas.clone());
+            tokio::spawn(async move {
+                let mut failed = 0;
+                loop {
+                    let Some(e) = queue.lock().unwrap().pop() else {
+                        return failed;
+                    };
+                    let r = Replicator {
+                        kms: &kms,
+                        audit: &twin,
+                        config: &cfg,
+                    };
+                    if r.handle(&e).await.is_err() {
+                        failed += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await.unwrap();
+    }
+    failed
+}
+
+/// From now on the twin throttles every operation beyond its KMS quota, as KMS does.
+fn enforce_kms_quotas(twin: &Twin) {
+    use kms_replicator::limit::{KMS_READ_QUOTAS, KMS_WRITE_QUOTAS};
+    for (op, n) in KMS_WRITE_QUOTAS.iter().chain(KMS_READ_QUOTAS) {
+        twin.set_rate_limit(op, *n);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_tagged_keys_is_replicated_within_the_quotas_and_nothing_is_dead_lettered() {
+    let twin = Twin::new();
+    let mut cfg = config();
+    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    let events = burst_of_tags(&twin, 20).await;
+    assert_eq!(events.len(), 20);
+    enforce_kms_quotas(&twin);
+    let keys: Vec<String> = events
+        .iter()
+        .map(|e| {
+            e["detail"]["requestParameters"]["keyId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    // Two sandboxes (the default reserved concurrency), each with its share of the quotas.
+    let share = replicate::process_quotas(|_| Some("2".into())).unwrap();
+    let failed = run_sandboxes(&twin, &cfg, events, 2, share).await;
+
+    assert_eq!(
+        failed, 0,
+        "no invocation failed, so nothing reaches the dead-letter queue"
+    );
+    assert_eq!(twin.throttled_count(), 0);
+    for key in &keys {
+        let id = kms_replicator::arn::key_id_of(key);
+        for region in ["us-west-2", "eu-west-1"] {
+            assert!(twin.key(region, id).is_some(), "{id} in {region}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_share_of_the_quotas_the_same_burst_is_throttled() {
+    let twin = Twin::new();
+    let mut cfg = config();
+    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    let events = burst_of_tags(&twin, 20).await;
+    enforce_kms_quotas(&twin);
+    // Two sandboxes that each believe they have the whole quota.
+    let whole = replicate::process_quotas(|_| Some("1".into())).unwrap();
+    let failed = run_sandboxes(&twin, &cfg, events, 2, whole).await;
+    assert!(twin.throttled_count() > 0 && failed > 0, "{failed}");
+}

@@ -2,8 +2,10 @@
 //! becomes one `sync` of the multi-Region key it touched.
 
 use kms_replicator::audit::{audit_events, AuditContext};
+use kms_replicator::config::ConfigError;
 use kms_replicator::error::FunctionError;
 use kms_replicator::event::{parse_event, Intake};
+use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
 use kms_replicator::report::log_report;
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::{json, Value};
@@ -58,5 +60,42 @@ impl Replicator<'_> {
             ));
         }
         Ok(json!({"action": "synced", "report": report}))
+    }
+}
+
+/// This process's share of the KMS quotas: `REPLICATE_RESERVED_CONCURRENCY` sandboxes (the
+/// function's reserved concurrency, default 2; 0 means none is reserved, and the process takes
+/// the whole quota) each keep 1/N of every quota, so that a burst of tagged keys waits for
+/// permits instead of being throttled into the dead-letter queue.
+pub fn process_quotas(get: impl Fn(&str) -> Option<String>) -> Result<Quotas, ConfigError> {
+    let raw = get("REPLICATE_RESERVED_CONCURRENCY").unwrap_or_default();
+    let raw = raw.trim();
+    let n: u32 = if raw.is_empty() {
+        2
+    } else {
+        raw.parse().ok().filter(|n| *n <= 1000).ok_or_else(|| {
+            ConfigError(format!(
+                "REPLICATE_RESERVED_CONCURRENCY must be a whole number from 0 to 1000, not '{raw}'"
+            ))
+        })?
+    };
+    Ok(Quotas::kms(DEFAULT_READ_RATE).shared_by(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reserved_sandbox_keeps_its_share_of_the_quotas() {
+        let q = |v: Option<&str>| process_quotas(|_| v.map(str::to_string));
+        assert_eq!(q(None).unwrap().limit("ReplicateKey"), Some(2));
+        assert_eq!(q(Some("1")).unwrap().limit("ReplicateKey"), Some(5));
+        assert_eq!(q(Some("0")).unwrap().limit("ReplicateKey"), Some(5));
+        assert_eq!(q(Some("5")).unwrap().limit("TagResource"), Some(2));
+        assert!(q(Some("many"))
+            .unwrap_err()
+            .to_string()
+            .contains("REPLICATE_RESERVED_CONCURRENCY"));
     }
 }

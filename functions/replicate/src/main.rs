@@ -3,6 +3,7 @@
 //! [`replicate::Replicator`].
 
 use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use replicate::Replicator;
@@ -13,7 +14,11 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
-    let kms = AwsKms::new(&sdk);
+    // This sandbox's share of the KMS quotas (the function's reserved concurrency).
+    let kms = RateLimitedKms::new(
+        AwsKms::new(&sdk),
+        replicate::process_quotas(|k| std::env::var(k).ok())?,
+    );
     let audit = audit_sink(&sdk, &config);
     let replicator = Replicator {
         kms: &kms,
