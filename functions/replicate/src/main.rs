@@ -2,7 +2,7 @@
 //! adapter and the audit sink, and handles each EventBridge event with
 //! [`replicate::Replicator`].
 
-use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms};
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use replicate::Replicator;
@@ -12,7 +12,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = load_sdk_config().await?;
     let kms = AwsKms::new(&sdk);
     let audit = audit_sink(&sdk, &config);
     let replicator = Replicator {
