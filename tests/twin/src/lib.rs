@@ -1403,6 +1403,21 @@ fn promotable(op: &'static str, region: &str, arn: &str, state: KeyState) -> Kms
     Err(err(kind, op, region, code, format!("{arn} {what}.")))
 }
 
+impl Twin {
+    /// The key ids of a Region as the Resource Groups Tagging API's `GetResources` sees them,
+    /// for the HTTP server's GetResources (any tag filters): recorded, stalled and failed as
+    /// the operation `GetResources`, like [`TagIndex::tagged_keys`].
+    pub async fn tag_index_key_ids(&self, region: &str) -> KmsResult<Vec<String>> {
+        self.enter(region, "GetResources").await?;
+        let s = self.lock();
+        Ok(s.keys
+            .keys()
+            .filter(|(r, _)| r == region)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
+}
+
 /// The twin's Resource Groups Tagging API: GetResources for `kms:key` with one tag key. It
 /// lists replicas as well as primaries, like the real index, and sees tag changes at once.
 #[async_trait]
