@@ -16,6 +16,8 @@ pub fn explain(e: &KmsError) -> String {
              allow {} ({detail})",
             e.operation
         ),
+        // A timeout's message already names the Region and what it means.
+        (ErrorKind::Unreachable, _) if e.message.contains("did not answer") => detail,
         (ErrorKind::Unreachable, _) => format!("KMS in {region} did not answer ({detail})"),
         (ErrorKind::Throttling, _) => format!("throttled by KMS in {region} ({detail})"),
         (ErrorKind::UnsupportedOperation, _) => {

@@ -105,7 +105,7 @@ struct LogsOnFailure<'a>(&'a LocalCloud);
 impl Drop for LogsOnFailure<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for name in ["replicate", "failover"] {
+            for name in ["replicate", "failover", "reconcile"] {
                 if let Some(f) = self.0.function(name) {
                     let log = std::fs::read_to_string(f.log_file()).unwrap_or_default();
                     let tail: Vec<&str> = log.lines().rev().take(40).collect();
@@ -629,4 +629,147 @@ async fn failover_promotes_a_replica_and_replication_continues_from_the_new_prim
         );
     }
     assert!(cloud.dead_letters().is_empty());
+}
+
+/// The functions' call bounds for the stall tests: 2 s per call, 1 s per attempt (the
+/// variables `kms_replicator::aws::load_sdk_config` reads), so that a stalled Region costs
+/// seconds, not the Lambda timeout.
+fn short_call_timeouts(b: LocalCloudBuilder) -> LocalCloudBuilder {
+    b.env("AWS_CALL_TIMEOUT_SECONDS", "2")
+        .env("AWS_ATTEMPT_TIMEOUT_SECONDS", "1")
+}
+
+#[tokio::test]
+async fn a_stalled_region_fails_alone_within_the_call_timeout_and_lambdas_retry_completes_it() {
+    let cloud = start(|b| short_call_timeouts(b).retry_delay(Duration::from_millis(600))).await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_primary(&cloud).await;
+    // Not down: eu-west-1 accepts every request and never answers.
+    cloud.twin().set_stall(Some("eu-west-1"), None, None);
+    let tagged = Instant::now();
+    tag(&cloud, &key, "us-west-2 eu-west-1").await;
+    let failed = loop {
+        if let Some(i) = cloud.invocations().into_iter().find(|i| i.result.is_err()) {
+            break i;
+        }
+        assert!(tagged.elapsed() < SETTLE, "no failed invocation");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Bounded: the call timeout (2 s), not the Lambda timeout (30 s here, 60 s deployed).
+    assert!(
+        failed.duration < Duration::from_secs(8),
+        "the stalled invocation took {:?}",
+        failed.duration
+    );
+    let e = failed.result.clone().unwrap_err();
+    assert_eq!(e.error_type, "Retryable", "{e}");
+    assert!(e.message.contains("eu-west-1"), "{e}");
+    assert!(e.message.contains("KMS in eu-west-1 did not answer"), "{e}");
+    assert!(e.message.contains("within 2 s"), "{e}");
+    // The healthy Region did not wait for the stalled one: fully mirrored already.
+    assert_mirrored(&cloud, &key, "us-west-2");
+    // ReplicateKey is called in the primary's Region, so the eu-west-1 replica may exist;
+    // what eu-west-1 itself must do (its aliases) did not happen.
+    assert!(cloud.twin().aliases("eu-west-1").is_empty());
+    let failure = cloud
+        .audit_entries()
+        .into_iter()
+        .find(|e| e["detail-type"] == "Replication Failed")
+        .expect("a Replication Failed audit event");
+    assert_eq!(failure["detail"]["region"], "eu-west-1", "{failure}");
+    assert!(
+        failure["detail"].to_string().contains("did not answer"),
+        "{failure}"
+    );
+    let west_failures = cloud
+        .audit_entries()
+        .into_iter()
+        .filter(|e| {
+            e["detail-type"] == "Replication Failed" && e["detail"]["region"] == "us-west-2"
+        })
+        .count();
+    assert_eq!(west_failures, 0, "us-west-2 did not fail");
+
+    // The Region recovers; Lambda's retry completes it.
+    cloud.twin().clear_stalls();
+    settle(&cloud).await;
+    assert_mirrored(&cloud, &key, "us-west-2");
+    assert_mirrored(&cloud, &key, "eu-west-1");
+    assert!(cloud.dead_letters().is_empty());
+    assert!(
+        cloud
+            .invocations()
+            .iter()
+            .any(|i| i.trigger == failed.trigger && i.attempt > 0 && i.result.is_ok()),
+        "Lambda retried the failed event and the retry succeeded"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_sweeps_the_other_regions_while_one_regions_tag_index_is_stalled() {
+    let reconcile = binary("reconcile").expect("target/<profile>/reconcile was built");
+    // No template: nothing is routed to replicate, so only the sweep repairs.
+    let cloud = short_call_timeouts(
+        LocalCloud::builder()
+            .function("reconcile", reconcile)
+            .env("ALLOWED_REGIONS", ALLOWED)
+            .timeout(Duration::from_secs(30)),
+    )
+    .start()
+    .await
+    .expect("local cloud starts");
+    let _logs = LogsOnFailure(&cloud);
+    // A primary in us-east-1 and one in eu-west-1, each tagged for us-west-2; no replica yet.
+    let east = create_primary(&cloud).await;
+    tag(&cloud, &east, "us-west-2").await;
+    let eu = person(&cloud, "eu-west-1")
+        .await
+        .create_key()
+        .multi_region(true)
+        .tags(sdk_tag("replicate-to", "us-west-2"))
+        .send()
+        .await
+        .expect("CreateKey in eu-west-1")
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    cloud
+        .twin()
+        .set_stall(Some("eu-west-1"), Some("GetResources"), None);
+
+    let started = Instant::now();
+    let answer = cloud.invoke("reconcile", &json!({})).await;
+    let took = started.elapsed();
+
+    // Bounded by the call timeout (2 s), not by the sweep's deadline.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // The sweep fails as retryable, so that the stalled Region shows (dead-letter queue,
+    // errors metric); its answer is the plan of what was done elsewhere.
+    let e = answer.expect_err("a stalled Region fails the sweep as retryable");
+    assert_eq!(e.error_type, "Retryable", "{e}");
+    assert!(
+        e.message.contains("Applied: 3 change(s) to 1 key(s)"),
+        "the other Regions were swept: {e}"
+    );
+    assert!(
+        e.message.contains(
+            "eu-west-1: keys not listed: GetResources TimeoutError: The Resource Groups \
+             Tagging API in eu-west-1 did not answer GetResources within 2 s"
+        ),
+        "{e}"
+    );
+    assert_mirrored(&cloud, &east, "us-west-2");
+    assert!(
+        cloud.twin().key("us-west-2", &eu).is_none(),
+        "not discovered"
+    );
+
+    // The next sweep, with the Region back, completes it.
+    cloud.twin().clear_stalls();
+    let sweep = cloud.invoke("reconcile", &json!({})).await.expect("sweep");
+    assert_eq!(sweep["discoveryErrors"], json!([]), "{sweep}");
+    assert_eq!(sweep["counts"]["repaired"], 1, "{sweep}");
+    assert_eq!(sweep["counts"]["inSync"], 1, "{sweep}");
+    assert!(cloud.twin().key("us-west-2", &eu).is_some());
 }

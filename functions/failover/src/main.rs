@@ -4,7 +4,7 @@
 
 use failover::FailoverSettings;
 use failover::{quotas, Failover};
-use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms};
 use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let settings = FailoverSettings::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = load_sdk_config().await?;
     // One limiter per process: its permits keep a bulk failover within the
     // UpdatePrimaryRegion quota.
     let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas());

@@ -2,7 +2,7 @@
 //! and tagging adapters in one rate limiter per process, and runs a sweep per invocation with
 //! [`reconcile::Reconciler`] against the invocation's deadline.
 
-use kms_replicator::aws::{audit_sink, AwsKms, AwsTagIndex};
+use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms, AwsTagIndex};
 use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::{Quotas, RateLimitedKms};
 use kms_replicator::{telemetry, Config};
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let settings = Settings::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = load_sdk_config().await?;
     // One limiter per process: its permits are what keep every invocation within the quotas.
     let quotas = Quotas::kms(settings.read_rate);
     let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas.clone());

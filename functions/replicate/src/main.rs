@@ -2,7 +2,7 @@
 //! adapter and the audit sink, and handles each EventBridge event with
 //! [`replicate::Replicator`].
 
-use kms_replicator::aws::{audit_sink, AwsKms};
+use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms};
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -13,7 +13,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = load_sdk_config().await?;
     // This sandbox's share of the KMS quotas (the function's reserved concurrency).
     let kms = RateLimitedKms::new(
         AwsKms::new(&sdk),

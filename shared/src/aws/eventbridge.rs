@@ -1,9 +1,10 @@
 //! The audit port on aws-sdk-eventbridge.
 
+use super::timeouts::{error_chain, seconds};
 use crate::config::Config;
 use crate::port::{AuditError, AuditEvent, AuditSink};
 use async_trait::async_trait;
-use aws_sdk_eventbridge::error::DisplayErrorContext;
+use aws_sdk_eventbridge::error::{DisplayErrorContext, SdkError};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
@@ -24,10 +25,32 @@ impl EventBridgeAudit {
             source: source.to_string(),
         }
     }
+
+    fn fail<E>(&self, e: SdkError<E>) -> AuditError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if !matches!(e, SdkError::TimeoutError(_)) {
+            return AuditError(DisplayErrorContext(&e).to_string());
+        }
+        let detail = error_chain(&e);
+        let conf = self.client.config();
+        let region = conf.region().map(|r| r.as_ref()).unwrap_or("its Region");
+        let within = conf
+            .timeout_config()
+            .and_then(|t| t.operation_timeout())
+            .map(|d| format!("within {}", seconds(d)))
+            .unwrap_or_else(|| "in time".to_string());
+        AuditError(format!(
+            "EventBridge in {region} did not answer PutEvents {within} (the endpoint may be \
+             impaired) [{detail}]"
+        ))
+    }
 }
 
 /// The audit sink every function publishes to: the bus and source of `config`
-/// (`AUDIT_EVENT_BUS`, `AUDIT_SOURCE`), through an EventBridge client of `sdk`.
+/// (`AUDIT_EVENT_BUS`, `AUDIT_SOURCE`), through an EventBridge client of `sdk`, whose
+/// timeouts bound PutEvents like every other call (see [`load_sdk_config`](super::load_sdk_config)).
 pub fn audit_sink(sdk: &aws_config::SdkConfig, config: &Config) -> EventBridgeAudit {
     EventBridgeAudit::new(Client::new(sdk), &config.audit_bus, &config.audit_source)
 }
@@ -53,7 +76,7 @@ impl AuditSink for EventBridgeAudit {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| AuditError(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| self.fail(e))?;
             if out.failed_entry_count() > 0 {
                 let first = out
                     .entries()

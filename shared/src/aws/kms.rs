@@ -1,7 +1,8 @@
 //! The KMS port on aws-sdk-kms: one client per Region, all built from one `SdkConfig`, so
 //! credentials, retries and `AWS_ENDPOINT_URL` apply to every Region alike.
 
-use super::RegionalClients;
+use super::timeouts::{error_chain, seconds};
+use super::{call_budget, RegionalClients};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
 use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
 use async_trait::async_trait;
@@ -10,44 +11,85 @@ use aws_sdk_kms::config::Region;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::{KeyMetadata, MultiRegionKeyType as SdkMrkType};
 use aws_sdk_kms::Client;
+use std::time::Duration;
 use tracing::instrument;
 
 #[derive(Clone)]
 pub struct AwsKms {
     clients: RegionalClients<Client>,
+    /// The SDK's operation timeout, named in the message of a call that timed out.
+    budget: Option<Duration>,
 }
 
 impl AwsKms {
+    /// Clients of `sdk`, whose timeouts bound every call (see
+    /// [`load_sdk_config`](super::load_sdk_config)).
     pub fn new(sdk: &SdkConfig) -> AwsKms {
+        let budget = call_budget(sdk);
         let sdk = sdk.clone();
-        AwsKms::with_factory(move |region| {
+        let mut kms = AwsKms::with_factory(move |region| {
             let conf = aws_sdk_kms::config::Builder::from(&sdk)
                 .region(Region::new(region.to_string()))
                 .build();
             Client::from_conf(conf)
-        })
+        });
+        kms.budget = budget;
+        kms
     }
 
     /// Builds clients with `factory` (tests pass mocked clients this way).
     pub fn with_factory(factory: impl Fn(&str) -> Client + Send + Sync + 'static) -> AwsKms {
         AwsKms {
             clients: RegionalClients::new(factory),
+            budget: None,
         }
+    }
+
+    /// The operation timeout the clients were built with, for messages (with
+    /// [`with_factory`](Self::with_factory), whose clients carry their own configuration).
+    pub fn with_call_timeout(mut self, budget: Duration) -> AwsKms {
+        self.budget = Some(budget);
+        self
     }
 
     fn client(&self, region: &str) -> Client {
         self.clients.get(region)
     }
+
+    fn fail<E>(&self, op: &'static str, region: &str, e: SdkError<E>) -> KmsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_err("KMS", self.budget, op, region, e)
+    }
 }
 
-/// Turns an SDK error into a [`KmsError`], keeping AWS's code and message.
-pub(super) fn map_err<E>(op: &'static str, region: &str, e: SdkError<E>) -> KmsError
+/// Turns an SDK error into a [`KmsError`], keeping AWS's code and message. A call that timed
+/// out (the Region accepted the connection and did not answer in time) gets a message that
+/// names the service, the Region and the time allowed, and says what it means.
+pub(super) fn map_err<E>(
+    service: &str,
+    budget: Option<Duration>,
+    op: &'static str,
+    region: &str,
+    e: SdkError<E>,
+) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let SdkError::TimeoutError(_) = &e {
+        let within = budget
+            .map(|b| format!("within {}", seconds(b)))
+            .unwrap_or_else(|| "in time".to_string());
+        let sdk = error_chain(&e);
+        let message = format!(
+            "{service} in {region} did not answer {op} {within} (the Region's endpoint may be \
+             impaired); the other Regions are not affected [{sdk}]"
+        );
+        return KmsError::new(ErrorKind::Unreachable, op, region, "TimeoutError", message);
+    }
     let status = e.raw_response().map(|r| r.status().as_u16());
     let (code, kind) = match &e {
-        SdkError::TimeoutError(_) => ("TimeoutError".to_string(), ErrorKind::Unreachable),
         SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), ErrorKind::Unreachable),
         _ => {
             let code = e.code().unwrap_or("Unknown").to_string();
@@ -125,7 +167,7 @@ impl Kms for AwsKms {
             .key_id(key)
             .send()
             .await
-            .map_err(|e| map_err("DescribeKey", region, e))?;
+            .map_err(|e| self.fail("DescribeKey", region, e))?;
         let meta = out.key_metadata().ok_or_else(|| {
             KmsError::new(
                 ErrorKind::Other,
@@ -147,7 +189,7 @@ impl Kms for AwsKms {
             .policy_name("default")
             .send()
             .await
-            .map_err(|e| map_err("GetKeyPolicy", region, e))?;
+            .map_err(|e| self.fail("GetKeyPolicy", region, e))?;
         Ok(out.policy().unwrap_or_default().to_string())
     }
 
@@ -161,7 +203,7 @@ impl Kms for AwsKms {
             .send();
         let mut tags = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ListResourceTags", region, e))?;
+            let page = page.map_err(|e| self.fail("ListResourceTags", region, e))?;
             tags.extend(
                 page.tags()
                     .iter()
@@ -181,7 +223,7 @@ impl Kms for AwsKms {
             .send();
         let mut aliases = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ListAliases", region, e))?;
+            let page = page.map_err(|e| self.fail("ListAliases", region, e))?;
             aliases.extend(page.aliases().iter().filter_map(|a| {
                 Some(AliasEntry {
                     name: a.alias_name()?.to_string(),
@@ -211,7 +253,7 @@ impl Kms for AwsKms {
             .bypass_policy_lockout_safety_check(false)
             .send()
             .await
-            .map_err(|e| map_err("ReplicateKey", primary_region, e))?;
+            .map_err(|e| self.fail("ReplicateKey", primary_region, e))?;
         let meta = out.replica_key_metadata().ok_or_else(|| {
             KmsError::new(
                 ErrorKind::Other,
@@ -234,7 +276,7 @@ impl Kms for AwsKms {
             .bypass_policy_lockout_safety_check(false)
             .send()
             .await
-            .map_err(|e| map_err("PutKeyPolicy", region, e))?;
+            .map_err(|e| self.fail("PutKeyPolicy", region, e))?;
         Ok(())
     }
 
@@ -246,7 +288,7 @@ impl Kms for AwsKms {
             .target_key_id(key_id)
             .send()
             .await
-            .map_err(|e| map_err("CreateAlias", region, e))?;
+            .map_err(|e| self.fail("CreateAlias", region, e))?;
         Ok(())
     }
 
@@ -258,7 +300,7 @@ impl Kms for AwsKms {
             .target_key_id(key_id)
             .send()
             .await
-            .map_err(|e| map_err("UpdateAlias", region, e))?;
+            .map_err(|e| self.fail("UpdateAlias", region, e))?;
         Ok(())
     }
 
@@ -270,7 +312,7 @@ impl Kms for AwsKms {
             .set_tags(Some(sdk_tags(tags)))
             .send()
             .await
-            .map_err(|e| map_err("TagResource", region, e))?;
+            .map_err(|e| self.fail("TagResource", region, e))?;
         Ok(())
     }
 
@@ -282,7 +324,7 @@ impl Kms for AwsKms {
             .set_tag_keys(Some(keys.to_vec()))
             .send()
             .await
-            .map_err(|e| map_err("UntagResource", region, e))?;
+            .map_err(|e| self.fail("UntagResource", region, e))?;
         Ok(())
     }
 
@@ -299,7 +341,7 @@ impl Kms for AwsKms {
             .description(description)
             .send()
             .await
-            .map_err(|e| map_err("UpdateKeyDescription", region, e))?;
+            .map_err(|e| self.fail("UpdateKeyDescription", region, e))?;
         Ok(())
     }
 
@@ -316,7 +358,7 @@ impl Kms for AwsKms {
             .pending_window_in_days(pending_window_days)
             .send()
             .await
-            .map_err(|e| map_err("ScheduleKeyDeletion", region, e))?;
+            .map_err(|e| self.fail("ScheduleKeyDeletion", region, e))?;
         Ok(())
     }
 
@@ -327,7 +369,7 @@ impl Kms for AwsKms {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| map_err("CancelKeyDeletion", region, e))?;
+            .map_err(|e| self.fail("CancelKeyDeletion", region, e))?;
         Ok(())
     }
 
@@ -338,7 +380,7 @@ impl Kms for AwsKms {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| map_err("EnableKey", region, e))?;
+            .map_err(|e| self.fail("EnableKey", region, e))?;
         Ok(())
     }
 
@@ -347,7 +389,7 @@ impl Kms for AwsKms {
         let mut pages = self.client(region).list_keys().into_paginator().send();
         let mut ids = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ListKeys", region, e))?;
+            let page = page.map_err(|e| self.fail("ListKeys", region, e))?;
             ids.extend(
                 page.keys()
                     .iter()
@@ -370,7 +412,7 @@ impl Kms for AwsKms {
             .primary_region(new_primary_region)
             .send()
             .await
-            .map_err(|e| map_err("UpdatePrimaryRegion", region, e))?;
+            .map_err(|e| self.fail("UpdatePrimaryRegion", region, e))?;
         Ok(())
     }
 }

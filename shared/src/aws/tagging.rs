@@ -2,13 +2,14 @@
 //! Region, like the KMS adapter.
 
 use super::kms::map_err;
-use super::RegionalClients;
+use super::{call_budget, RegionalClients};
 use crate::port::{KmsResult, TagIndex, TaggedKey};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_resourcegroupstagging::config::Region;
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 use aws_sdk_resourcegroupstagging::Client;
+use std::time::Duration;
 use tracing::instrument;
 
 /// The largest page GetResources returns.
@@ -17,24 +18,39 @@ const PAGE_SIZE: i32 = 100;
 #[derive(Clone)]
 pub struct AwsTagIndex {
     clients: RegionalClients<Client>,
+    /// The SDK's operation timeout, named in the message of a call that timed out.
+    budget: Option<Duration>,
 }
 
 impl AwsTagIndex {
+    /// Clients of `sdk`, whose timeouts bound every call (see
+    /// [`load_sdk_config`](super::load_sdk_config)).
     pub fn new(sdk: &SdkConfig) -> AwsTagIndex {
+        let budget = call_budget(sdk);
         let sdk = sdk.clone();
-        AwsTagIndex::with_factory(move |region| {
+        let mut index = AwsTagIndex::with_factory(move |region| {
             let conf = aws_sdk_resourcegroupstagging::config::Builder::from(&sdk)
                 .region(Region::new(region.to_string()))
                 .build();
             Client::from_conf(conf)
-        })
+        });
+        index.budget = budget;
+        index
     }
 
     /// Builds clients with `factory` (tests pass mocked clients this way).
     pub fn with_factory(factory: impl Fn(&str) -> Client + Send + Sync + 'static) -> AwsTagIndex {
         AwsTagIndex {
             clients: RegionalClients::new(factory),
+            budget: None,
         }
+    }
+
+    /// The operation timeout the clients were built with, for messages (with
+    /// [`with_factory`](Self::with_factory), whose clients carry their own configuration).
+    pub fn with_call_timeout(mut self, budget: Duration) -> AwsTagIndex {
+        self.budget = Some(budget);
+        self
     }
 
     fn client(&self, region: &str) -> Client {
@@ -57,7 +73,15 @@ impl TagIndex for AwsTagIndex {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("GetResources", region, e))?;
+            let page = page.map_err(|e| {
+                map_err(
+                    "The Resource Groups Tagging API",
+                    self.budget,
+                    "GetResources",
+                    region,
+                    e,
+                )
+            })?;
             keys.extend(page.resource_tag_mapping_list().iter().filter_map(|m| {
                 let value = m.tags().iter().find(|t| t.key() == tag_key)?.value();
                 Some(TaggedKey {

@@ -10,6 +10,24 @@ use crate::port::{ErrorKind, KmsError, ReplicaSpec};
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::debug;
 
+/// Why one write was not made.
+pub(super) struct WriteFailure {
+    reason: String,
+    retryable: bool,
+    /// The Region did not answer: its other writes would wait out their timeouts too.
+    unreachable: bool,
+}
+
+impl From<KmsError> for WriteFailure {
+    fn from(e: KmsError) -> WriteFailure {
+        WriteFailure {
+            reason: explain(&e),
+            retryable: e.is_retryable(),
+            unreachable: e.kind == ErrorKind::Unreachable,
+        }
+    }
+}
+
 impl Syncer<'_> {
     pub(super) async fn sync_region(
         &self,
@@ -153,15 +171,18 @@ impl Syncer<'_> {
         existing: bool,
         report: &mut RegionReport,
     ) -> Option<Outcome> {
-        let mut problems: Vec<(String, bool)> = Vec::new();
+        let mut problems: Vec<WriteFailure> = Vec::new();
         for action in plan {
             let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
             match self.apply_one(region, key_id, action, existing).await {
                 Ok(Some(done)) => report.actions.push(done),
                 Ok(None) => {}
                 Err(problem) => {
+                    // A Region that did not answer one write would make each of the others
+                    // wait out its own timeout: the retry (or the sweep) makes them later.
+                    let stop = restore || problem.unreachable;
                     problems.push(problem);
-                    if restore {
+                    if stop {
                         break;
                     }
                 }
@@ -170,10 +191,10 @@ impl Syncer<'_> {
         if problems.is_empty() {
             return None;
         }
-        let retryable = problems.iter().any(|(_, r)| *r);
+        let retryable = problems.iter().any(|p| p.retryable);
         let reason = problems
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|p| p.reason)
             .collect::<Vec<_>>()
             .join("; ");
         Some(Outcome::failed(reason, retryable))
@@ -187,7 +208,7 @@ impl Syncer<'_> {
         key_id: &str,
         action: Action,
         existing: bool,
-    ) -> Result<Option<Action>, (String, bool)> {
+    ) -> Result<Option<Action>, WriteFailure> {
         let kms = self.kms;
         let result = match &action {
             // Made by the caller, which needs its result first.
@@ -224,9 +245,7 @@ impl Syncer<'_> {
                     .await
             }
         };
-        result
-            .map(|()| Some(action))
-            .map_err(|e| (explain(&e), e.is_retryable()))
+        result.map(|()| Some(action)).map_err(WriteFailure::from)
     }
 
     /// CreateAlias found the name taken in `region`. If it already points at our replica,
@@ -239,21 +258,22 @@ impl Syncer<'_> {
         region: &str,
         alias: &str,
         key_id: &str,
-    ) -> Result<Option<Action>, (String, bool)> {
-        let why = |e: KmsError| (explain(&e), e.is_retryable());
+    ) -> Result<Option<Action>, WriteFailure> {
+        let why = WriteFailure::from;
         let holder = self.kms.describe_key(region, alias).await.map_err(why)?;
         if holder.key_id == key_id {
             return Ok(None);
         }
         let conflict = |detail: &str| {
-            Err((
-                format!(
+            Err(WriteFailure {
+                reason: format!(
                     "alias conflict: {alias} in {region} belongs to another key ({}), {detail}; \
                      it is left as it is",
                     holder.key_id
                 ),
-                false,
-            ))
+                retryable: false,
+                unreachable: false,
+            })
         };
         let holder_primary_region = match &holder.multi_region {
             Some(m) if m.key_type == MultiRegionKeyType::Replica => m.primary_region.clone(),

@@ -733,6 +733,46 @@ impl Inner {
                 self.api.twin().set_region_down(region, down);
                 ok(json!({"ok": true}))
             }
+            ("POST", "stall") => {
+                // A Regional endpoint that accepts requests and stalls: answered after
+                // `delaySeconds`, or never (null or absent). `"stalled": false` ends the stall
+                // set for that Region and operation; `DELETE /_twin/stall` ends them all.
+                let usage = "{\"region\": \"eu-west-1\"?, \"op\": \"DescribeKey\"?, \
+                             \"delaySeconds\": 5?, \"stalled\": true?}";
+                let text = |k: &str| match input.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(v)) => Ok(Some(v.as_str())),
+                    Some(_) => Err(()),
+                };
+                let (Ok(region), Ok(op), Ok(operation)) =
+                    (text("region"), text("op"), text("operation"))
+                else {
+                    return bad(usage);
+                };
+                let op = op.or(operation);
+                let delay = match input.get("delaySeconds") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => match v.as_f64() {
+                        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+                        _ => return bad(usage),
+                    },
+                };
+                let twin = self.api.twin();
+                if input
+                    .get("stalled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true)
+                {
+                    twin.set_stall(region, op, delay);
+                } else {
+                    twin.clear_stall(region, op);
+                }
+                ok(json!({"ok": true}))
+            }
+            ("DELETE", "stall") => {
+                self.api.twin().clear_stalls();
+                ok(json!({"ok": true}))
+            }
             ("POST", "latency") => {
                 let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(0);
                 self.api.twin().set_latency(Duration::from_millis(ms));
@@ -748,7 +788,8 @@ impl Inner {
                 &json!({"error": format!("{method} /_twin/{path} is not a debug endpoint"),
                         "endpoints": ["GET health", "GET trail", "GET audit", "GET invocations",
                                       "GET dead-letters", "POST settle", "POST fault", "POST region",
-                                      "POST latency", "POST page-cap"]}),
+                                      "POST stall", "DELETE stall", "POST latency",
+                                      "POST page-cap"]}),
             ),
         }
     }

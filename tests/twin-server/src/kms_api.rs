@@ -494,7 +494,8 @@ impl KmsApi {
     }
 
     /// The Resource Groups Tagging API's `GetResources` for KMS keys: the keys of a Region
-    /// whose tags pass every filter. Reads the twin's keys directly (one ListKeys call).
+    /// whose tags pass every filter. Reads the twin's keys directly (one call, recorded, faulted
+    /// and stalled as `GetResources`).
     pub async fn get_resources(&self, caller: &str, region: &str, body: &Value) -> ApiResult {
         let types: Vec<&str> = body
             .get("ResourceTypeFilters")
@@ -537,7 +538,11 @@ impl KmsApi {
             }
         }
         .min(self.page_cap.load(Ordering::Relaxed));
-        let ids = self.twin.with_caller(caller).list_keys(region).await?;
+        let ids = self
+            .twin
+            .with_caller(caller)
+            .tag_index_key_ids(region)
+            .await?;
         let account = self.twin.account();
         let items: Vec<Value> = ids
             .iter()

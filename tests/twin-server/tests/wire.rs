@@ -525,3 +525,117 @@ async fn debug_endpoints_inject_faults_and_show_what_went_through_the_bus() {
         .unwrap();
     assert_eq!(unknown.status, 404);
 }
+
+/// The functions' adapter with short call bounds (`kms_replicator::aws::CallTimeouts`).
+async fn bounded_adapter(cloud: &LocalCloud, operation_ms: u64) -> AwsKms {
+    let mut sdk = cloud
+        .sdk_config(FUNCTION_ACCESS_KEY, EAST)
+        .await
+        .into_builder();
+    let timeouts = kms_replicator::aws::CallTimeouts {
+        operation: std::time::Duration::from_millis(operation_ms),
+        attempt: std::time::Duration::from_millis(operation_ms / 2),
+        connect: std::time::Duration::from_secs(1),
+    };
+    sdk.set_timeout_config(Some(timeouts.sdk()));
+    AwsKms::new(&sdk.build())
+}
+
+#[tokio::test]
+async fn a_stalled_region_accepts_requests_and_answers_late_or_never_while_others_are_served() {
+    use std::time::{Duration, Instant};
+    let cloud = LocalCloud::builder().start().await.unwrap();
+    let id = seed(&cloud).await;
+    let ep = cloud.endpoint().to_string();
+    let http = bounded_adapter(&cloud, 600).await;
+
+    let r = client::post_json(
+        &ep,
+        "/_twin/stall",
+        &json!({"region": EAST, "op": "DescribeKey", "delaySeconds": null}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The stalled call and other calls at the same time: the others are served at once.
+    let started = Instant::now();
+    let (stalled, policy, west) = tokio::join!(
+        http.describe_key(EAST, &id),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let r = http.get_key_policy(EAST, &id).await;
+            (r, started.elapsed())
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let r = http.describe_key(WEST, &id).await;
+            (r, started.elapsed())
+        },
+    );
+    let e = stalled.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(550));
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::Unreachable, "TimeoutError")
+    );
+    assert!(
+        e.message
+            .contains("KMS in us-east-1 did not answer DescribeKey within 0.6 s"),
+        "{}",
+        e.message
+    );
+    assert!(policy.0.is_ok());
+    assert!(policy.1 < Duration::from_millis(400), "{:?}", policy.1);
+    assert_eq!(west.0.unwrap_err().kind, ErrorKind::NotFound, "answered");
+    assert!(west.1 < Duration::from_millis(400), "{:?}", west.1);
+    // The stalled requests were accepted: the twin recorded each attempt.
+    let attempts = cloud
+        .twin()
+        .calls()
+        .iter()
+        .filter(|c| c.region == EAST && c.op == "DescribeKey")
+        .count();
+    assert!(attempts >= 1);
+
+    // Late instead of never, then cleared.
+    client::post_json(
+        &ep,
+        "/_twin/stall",
+        &json!({"region": EAST, "op": "DescribeKey", "delaySeconds": 0.2}),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    assert!(http.describe_key(EAST, &id).await.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    client::post_json(
+        &ep,
+        "/_twin/stall",
+        &json!({"region": EAST, "op": "DescribeKey", "stalled": false}),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    assert!(http.describe_key(EAST, &id).await.is_ok());
+    assert!(started.elapsed() < Duration::from_millis(200));
+
+    // Every Region, every operation; DELETE ends every stall.
+    client::post_json(&ep, "/_twin/stall", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        http.get_key_policy(WEST, &id).await.unwrap_err().code,
+        "TimeoutError"
+    );
+    let r = client::request(&ep, "DELETE", "/_twin/stall", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(http.describe_key(EAST, &id).await.is_ok());
+
+    let bad = client::post_json(&ep, "/_twin/stall", &json!({"delaySeconds": "soon"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+}

@@ -76,6 +76,22 @@ struct Fault {
     remaining: usize,
 }
 
+/// A stalled endpoint: calls of `op` (any when `None`) in `region` (any when `None`) are
+/// accepted and answered after `delay`, or never when `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stall {
+    region: Option<String>,
+    op: Option<String>,
+    delay: Option<Duration>,
+}
+
+impl Stall {
+    fn matches(&self, region: &str, op: &str) -> bool {
+        self.region.as_deref().is_none_or(|r| r == region)
+            && self.op.as_deref().is_none_or(|o| o == op)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Bucket {
     window_start: Option<Instant>,
@@ -94,6 +110,9 @@ struct State {
     calls: Vec<Call>,
     faults: Vec<Fault>,
     down: Vec<String>,
+    stalls: Vec<Stall>,
+    /// Bumped whenever a stall is cleared, to wake the calls that wait for it.
+    stalls_changed: tokio::sync::watch::Sender<u64>,
     latency: Duration,
     creating_for: Duration,
     updating_for: Duration,
@@ -141,6 +160,8 @@ impl Twin {
                 calls: Vec::new(),
                 faults: Vec::new(),
                 down: Vec::new(),
+                stalls: Vec::new(),
+                stalls_changed: tokio::sync::watch::Sender::new(0),
                 latency: Duration::ZERO,
                 creating_for: Duration::ZERO,
                 updating_for: Duration::ZERO,
@@ -211,6 +232,43 @@ impl Twin {
         if down {
             s.down.push(region.to_string());
         }
+    }
+
+    /// A Regional endpoint that accepts requests and then stalls: from now on, calls of `op`
+    /// (any when `None`) in `region` (any when `None`) are recorded, then wait `delay` before
+    /// they are served (the answer is late, and a write is still applied), or, with `None`,
+    /// are never answered: they wait until the stall is cleared and then fail as
+    /// `Unreachable` without effect (over HTTP the connection is closed without an answer).
+    /// Unlike [`set_region_down`](Self::set_region_down) the caller learns nothing until its
+    /// own timeout. A second stall for the same Region and operation replaces the first.
+    pub fn set_stall(&self, region: Option<&str>, op: Option<&str>, delay: Option<Duration>) {
+        let stall = Stall {
+            region: region.map(str::to_string),
+            op: op.map(str::to_string),
+            delay,
+        };
+        let mut s = self.lock();
+        s.stalls
+            .retain(|t| !(t.region == stall.region && t.op == stall.op));
+        s.stalls.push(stall);
+        s.stalls_changed.send_modify(|g| *g += 1);
+    }
+
+    /// Ends the stall set for exactly this Region and operation (`None` as given to
+    /// [`set_stall`](Self::set_stall)); calls waiting on it that would never be answered fail
+    /// as `Unreachable`.
+    pub fn clear_stall(&self, region: Option<&str>, op: Option<&str>) {
+        let mut s = self.lock();
+        s.stalls
+            .retain(|t| !(t.region.as_deref() == region && t.op.as_deref() == op));
+        s.stalls_changed.send_modify(|g| *g += 1);
+    }
+
+    /// Ends every stall.
+    pub fn clear_stalls(&self) {
+        let mut s = self.lock();
+        s.stalls.clear();
+        s.stalls_changed.send_modify(|g| *g += 1);
     }
 
     /// At most `per_second` calls of `op` per Region per second, like the KMS request quotas.
@@ -404,28 +462,62 @@ impl Twin {
 
     // ---- the request path --------------------------------------------------------------
 
-    /// Every KMS call goes through here: latency, outages, faults, rate limits, call log.
+    /// Every KMS call goes through here: latency, outages, stalls, faults, rate limits, call
+    /// log.
     async fn enter(&self, region: &str, op: &'static str) -> Result<(), KmsError> {
         let latency = self.lock().latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        let mut s = self.lock();
-        s.calls.push(Call {
-            region: region.to_string(),
-            op,
-            caller: self.caller.clone(),
-            at: Instant::now(),
-        });
-        if s.down.iter().any(|r| r == region) {
-            return Err(err(
-                ErrorKind::Unreachable,
+        let stalled = {
+            let mut s = self.lock();
+            s.calls.push(Call {
+                region: region.to_string(),
                 op,
-                region,
-                "DispatchFailure",
-                format!("connection to kms.{region}.amazonaws.com timed out"),
-            ));
+                caller: self.caller.clone(),
+                at: Instant::now(),
+            });
+            if s.down.iter().any(|r| r == region) {
+                return Err(err(
+                    ErrorKind::Unreachable,
+                    op,
+                    region,
+                    "DispatchFailure",
+                    format!("connection to kms.{region}.amazonaws.com timed out"),
+                ));
+            }
+            let stall = s
+                .stalls
+                .iter()
+                .rev()
+                .find(|t| t.matches(region, op))
+                .cloned();
+            stall.map(|t| (t, s.stalls_changed.subscribe()))
+        };
+        // Never wait with the state locked: other calls, and the test, go on meanwhile.
+        if let Some((stall, mut changed)) = stalled {
+            match stall.delay {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => loop {
+                    if changed.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if !self.lock().stalls.contains(&stall) {
+                        return Err(err(
+                            ErrorKind::Unreachable,
+                            op,
+                            region,
+                            "TimeoutError",
+                            format!(
+                                "kms.{region}.amazonaws.com accepted the request and never \
+                                 answered (stalled)"
+                            ),
+                        ));
+                    }
+                },
+            }
         }
+        let mut s = self.lock();
         if let Some(f) = s.faults.iter_mut().find(|f| {
             f.remaining > 0
                 && f.region.as_deref().is_none_or(|r| r == region)
@@ -1309,6 +1401,21 @@ fn promotable(op: &'static str, region: &str, arn: &str, state: KeyState) -> Kms
         ),
     };
     Err(err(kind, op, region, code, format!("{arn} {what}.")))
+}
+
+impl Twin {
+    /// The key ids of a Region as the Resource Groups Tagging API's `GetResources` sees them,
+    /// for the HTTP server's GetResources (any tag filters): recorded, stalled and failed as
+    /// the operation `GetResources`, like [`TagIndex::tagged_keys`].
+    pub async fn tag_index_key_ids(&self, region: &str) -> KmsResult<Vec<String>> {
+        self.enter(region, "GetResources").await?;
+        let s = self.lock();
+        Ok(s.keys
+            .keys()
+            .filter(|(r, _)| r == region)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
 }
 
 /// The twin's Resource Groups Tagging API: GetResources for `kms:key` with one tag key. It

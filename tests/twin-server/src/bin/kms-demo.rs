@@ -603,6 +603,7 @@ async fn run(demo: &mut Demo, has_failover: bool) -> Result<(), String> {
                     "ListAliases",
                     "ListResourceTags",
                     "ListKeys",
+                    "GetResources",
                 ]
                 .contains(&c.op)
             })
