@@ -815,3 +815,72 @@ async fn a_key_the_replicator_does_not_manage_is_left_alone_unless_asked() {
     .await;
     assert_eq!(out["keys"][0]["outcome"], "promoted", "{out:#}");
 }
+
+#[tokio::test]
+async fn with_a_third_region_stalled_a_bulk_failover_of_a_healthy_pair_reports_every_key_in_time() {
+    let twin = Twin::new();
+    let cfg = config();
+    let admin = twin.with_caller(ADMIN_USER);
+    let policy = primary_policy(&twin.account());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let k = admin.create_key(
+            PRIMARY_REGION,
+            true,
+            Some(&policy),
+            &format!("key {i}"),
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        );
+        Syncer::new(&twin, &cfg)
+            .sync(PRIMARY_REGION, &k.key_id, false)
+            .await;
+        ids.push(k.key_id);
+    }
+    // eu-west-1 accepts requests and never answers (not down: stalled).
+    twin.set_stall(Some(EU), None, None);
+    let f = Failover {
+        kms: &twin,
+        audit: &twin,
+        config: &cfg,
+        settings: FailoverSettings {
+            concurrency: 3,
+            deadline_margin: Duration::from_secs(2),
+            ..settings()
+        },
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+
+    let out = f
+        .handle_until(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
+        .await
+        .unwrap();
+
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "answered before the deadline"
+    );
+    let keys = out["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3, "{out:#}");
+    for k in keys {
+        // Promoted: the pair is healthy. The sync to the stalled Region is cut short and said so.
+        assert_eq!(k["outcome"], "promoted_with_warnings", "{k:#}");
+        assert!(k["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish before the invocation's deadline"));
+    }
+    for id in &ids {
+        assert_eq!(
+            twin.key(WEST, id).unwrap().multi_region,
+            Some(MultiRegionKeyType::Primary)
+        );
+    }
+    assert_eq!(
+        twin.audit_events()
+            .iter()
+            .filter(|e| e.detail_type == "Primary Region Updated")
+            .count(),
+        3
+    );
+    twin.clear_stalls();
+}
