@@ -4,9 +4,24 @@
 //! The shape is the documented one: a root `_aws` member with `Timestamp` (ms since the epoch)
 //! and `CloudWatchMetrics` (namespace, dimension sets, metric names and units), and each
 //! dimension and metric value as a root member.
+//!
+//! Lambda's log-level filtering treats a JSON line without a `level` as INFO, so with
+//! `LogLevel` WARN or ERROR the metrics would be dropped before CloudWatch sees them. Each
+//! record is therefore stamped with the function's own application log level
+//! (`AWS_LAMBDA_LOG_LEVEL`), which always passes that filter.
 
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The CloudWatch namespace of every function's metrics: `METRICS_NAMESPACE`, default
+/// `KmsReplicator`.
+pub fn namespace() -> String {
+    std::env::var("METRICS_NAMESPACE")
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "KmsReplicator".to_string())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -100,13 +115,30 @@ impl MetricSet {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        println!("{}", self.to_json(now));
+        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+        println!("{}", self.to_json_at_level(now, level.as_deref()));
+    }
+
+    /// The EMF document with a `level` member, so that log-level filtering keeps it.
+    pub fn to_json_at_level(&self, timestamp_ms: u128, level: Option<&str>) -> Value {
+        let mut doc = self.to_json(timestamp_ms);
+        if let (Some(level), Some(root)) = (level.filter(|l| !l.is_empty()), doc.as_object_mut()) {
+            root.insert("level".into(), json!(level.to_ascii_uppercase()));
+        }
+        doc
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_carries_the_functions_log_level_so_that_filtering_keeps_it() {
+        let m = MetricSet::new("KmsReplicator").count("Writes", 1);
+        assert_eq!(m.to_json_at_level(1, Some("warn"))["level"], "WARN");
+        assert!(m.to_json_at_level(1, None).get("level").is_none());
+    }
 
     #[test]
     fn the_record_has_the_documented_embedded_metric_format_shape() {

@@ -1,6 +1,7 @@
 //! Outcomes: what a sync did (or would do) for each key and Region, and their rendering
 //! as `terraform plan`-style lines.
 
+use crate::metrics::MetricSet;
 use crate::model::Tag;
 use crate::policy::Rewrite;
 use crate::policy_diff::PolicyChange;
@@ -190,6 +191,26 @@ impl SyncReport {
                 .any(|r| r.outcome.is_retryable_failure())
     }
 
+    /// The sync's CloudWatch metrics (Embedded Metric Format), for `function`: one key synced,
+    /// the writes made, the Regions (or the key) that failed, the conflicts reported.
+    pub fn metrics(&self, namespace: &str, function: &str, duration_ms: u128) -> MetricSet {
+        let failures = self
+            .regions
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+            .count()
+            .max(usize::from(
+                self.regions.is_empty() && matches!(self.outcome, Outcome::Failed { .. }),
+            ));
+        MetricSet::new(namespace)
+            .dimension("Function", function)
+            .count("KeysSynced", usize::from(self.managed))
+            .count("Writes", if self.dry_run { 0 } else { self.write_count() })
+            .count("Failures", failures)
+            .count("Conflicts", self.conflict_count())
+            .millis("SyncDuration", duration_ms)
+    }
+
     /// Conflicts with what people did, across Regions.
     pub fn conflict_count(&self) -> usize {
         self.regions.iter().map(|r| r.conflicts.len()).sum()
@@ -355,5 +376,28 @@ pub fn log_report(report: &SyncReport) {
         let actions: Vec<&str> = r.actions.iter().map(|a| a.op()).collect();
         info!(key_id, primary_region = primary, region = %r.region, outcome = r.outcome.name(),
               detail = ?r.outcome, actions = ?actions, rewrites = r.rewrites.len(), "region outcome");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syncs_metrics_count_its_writes_failures_and_conflicts() {
+        let mut west = RegionReport::new("us-west-2", Outcome::Updated);
+        west.actions.push(Action::EnableKey);
+        west.conflicts.push("disabled by a person".into());
+        let eu = RegionReport::new("eu-west-1", Outcome::failed("timed out", true));
+        let mut r = SyncReport::key_level("mrk-1", Outcome::Updated);
+        r.managed = true;
+        r.regions = vec![west, eu];
+        let doc = r.metrics("KmsReplicator", "replicate", 42).to_json(0);
+        assert_eq!(doc["Function"], "replicate");
+        assert_eq!(doc["KeysSynced"], 1.0);
+        assert_eq!(doc["Writes"], 1.0);
+        assert_eq!(doc["Failures"], 1.0);
+        assert_eq!(doc["Conflicts"], 1.0);
+        assert_eq!(doc["SyncDuration"], 42.0);
     }
 }

@@ -152,6 +152,7 @@ impl Failover<'_> {
         deadline: Option<Instant>,
     ) -> Result<Value, FunctionError> {
         let report = self.run_until(input, deadline).await?;
+        report.metrics(&kms_replicator::metrics::namespace()).emit();
         info!(summary = %report.summary, to = %report.to, dry_run = report.dry_run,
               duration_ms = report.duration_ms, "failover finished");
         let events = audit_events(&report);

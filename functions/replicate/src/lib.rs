@@ -4,6 +4,7 @@
 use kms_replicator::audit::{audit_events, AuditContext};
 use kms_replicator::config::ConfigError;
 use kms_replicator::error::FunctionError;
+use kms_replicator::metrics;
 use kms_replicator::event::{parse_event, Intake};
 use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
 use kms_replicator::report::log_report;
@@ -37,10 +38,14 @@ impl Replicator<'_> {
         };
         info!(event = %trigger.event_name, event_id = %trigger.event_id, region = %trigger.region,
               key = %trigger.key, "syncing the key this event touched");
+        let started = std::time::Instant::now();
         let report = Syncer::new(self.kms, self.config)
             .sync(&trigger.region, &trigger.key, false)
             .await;
         log_report(&report);
+        report
+            .metrics(&metrics::namespace(), "replicate", started.elapsed().as_millis())
+            .emit();
         let ctx = AuditContext {
             trigger_event: Some(trigger.event_name.clone()),
             trigger_event_id: Some(trigger.event_id.clone()),
