@@ -184,11 +184,22 @@ pub struct FailoverReport {
 impl FailoverReport {
     /// The run's CloudWatch metrics (Embedded Metric Format).
     pub fn metrics(&self, namespace: &str) -> kms_replicator::metrics::MetricSet {
-        let count = |name: &str| self.keys.iter().filter(|k| k.outcome.name() == name).count();
+        let count = |name: &str| {
+            self.keys
+                .iter()
+                .filter(|k| k.outcome.name() == name)
+                .count()
+        };
         kms_replicator::metrics::MetricSet::new(namespace)
             .dimension("Function", "failover")
-            .count("KeysPromoted", self.keys.iter().filter(|k| k.outcome.is_promoted()).count())
-            .count("KeysFailed", count("failed") + usize::from(self.error.is_some()))
+            .count(
+                "KeysPromoted",
+                self.keys.iter().filter(|k| k.outcome.is_promoted()).count(),
+            )
+            .count(
+                "KeysFailed",
+                count("failed") + usize::from(self.error.is_some()),
+            )
             .count("KeysTimedOut", count("timed_out"))
             .count("KeysNotStarted", count("not_started"))
             .millis("FailoverDuration", u128::from(self.duration_ms))

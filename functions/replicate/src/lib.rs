@@ -4,9 +4,9 @@
 use kms_replicator::audit::{audit_events, AuditContext};
 use kms_replicator::config::ConfigError;
 use kms_replicator::error::FunctionError;
-use kms_replicator::metrics;
 use kms_replicator::event::{parse_event, Intake};
 use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
+use kms_replicator::metrics;
 use kms_replicator::report::log_report;
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::{json, Value};
@@ -44,7 +44,11 @@ impl Replicator<'_> {
             .await;
         log_report(&report);
         report
-            .metrics(&metrics::namespace(), "replicate", started.elapsed().as_millis())
+            .metrics(
+                &metrics::namespace(),
+                "replicate",
+                started.elapsed().as_millis(),
+            )
             .emit();
         let ctx = AuditContext {
             trigger_event: Some(trigger.event_name.clone()),

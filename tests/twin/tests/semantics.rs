@@ -315,3 +315,63 @@ async fn faults_outages_and_rate_limits_are_injectable() {
     assert_eq!(throttled, 3);
     assert_eq!(twin.throttled_count(), 3);
 }
+
+#[tokio::test]
+async fn a_policy_over_32768_bytes_fails_validation_as_kms_length_constraint_does() {
+    let twin = Twin::new();
+    let key = twin.create_key("us-east-1", true, None, "", &[]);
+    let pad = "x".repeat(kms_replicator::policy::MAX_POLICY_BYTES);
+    let big = twin
+        .default_policy()
+        .replace("key-default-1", &format!("key-default-1-{pad}"));
+    let put = twin
+        .put_key_policy("us-east-1", &key.key_id, &big)
+        .await
+        .unwrap_err();
+    assert_eq!(put.code, "ValidationException");
+    let replicate = twin
+        .replicate_key(
+            "us-east-1",
+            &key.key_id,
+            "eu-west-1",
+            &ReplicaSpec {
+                policy: Some(big),
+                ..spec()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(replicate.code, "ValidationException");
+    assert!(twin.key("eu-west-1", &key.key_id).is_none());
+}
+
+#[tokio::test]
+async fn a_persons_disable_key_is_recorded_with_who_made_it_and_only_enable_key_undoes_it() {
+    let twin = Twin::new();
+    let key = twin.create_key("us-east-1", true, None, "", &[]);
+    twin.take_trail();
+    let admin = twin.with_caller(ADMIN_USER);
+    admin.disable_key("us-east-1", &key.key_id).unwrap();
+    assert_eq!(
+        twin.key("us-east-1", &key.key_id).unwrap().state,
+        KeyState::Disabled
+    );
+    let trail = twin.take_trail();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0]["detail"]["eventName"], "DisableKey");
+    assert_eq!(
+        trail[0]["detail"]["userIdentity"]["arn"].as_str(),
+        Some(ADMIN_USER)
+    );
+    twin.enable_key("us-east-1", &key.key_id).await.unwrap();
+    let trail = twin.take_trail();
+    // A role's call names the role as the session's issuer.
+    assert_eq!(
+        trail[0]["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str(),
+        Some(REPLICATOR_ROLE)
+    );
+    assert_eq!(
+        twin.key("us-east-1", &key.key_id).unwrap().state,
+        KeyState::Enabled
+    );
+}
