@@ -36,7 +36,13 @@ pub struct Config {
     pub audit_source: String,
     /// Callers (IAM role ARNs) whose CloudTrail events are skipped: the replicator's own roles.
     pub ignore_callers: Vec<String>,
+    /// The IAM path of the replicator's roles in every Region and account: calls made by a
+    /// session of a role under it are skipped too. `None`: no path is ignored.
+    pub ignore_role_path: Option<String>,
 }
+
+/// The IAM path the template gives the replicator's roles.
+pub const DEFAULT_ROLE_PATH: &str = "/kms-replicator/";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("configuration: {0}")]
@@ -55,6 +61,7 @@ impl Config {
             audit_bus: "default".into(),
             audit_source: "kms-replicator".into(),
             ignore_callers: Vec::new(),
+            ignore_role_path: Some(DEFAULT_ROLE_PATH.into()),
         }
     }
 
@@ -120,6 +127,25 @@ impl Config {
         let ignore_callers = var("IGNORE_CALLER_ARNS")
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
+        // Absent: the template's path; empty: none.
+        let ignore_role_path = match get("IGNORE_CALLER_ROLE_PATH").map(|v| v.trim().to_string()) {
+            None => Some(DEFAULT_ROLE_PATH.to_string()),
+            Some(v) if v.is_empty() => None,
+            Some(v) => {
+                let valid = v.len() > 1
+                    && v.starts_with('/')
+                    && v.ends_with('/')
+                    && !v.contains("//")
+                    && v.chars().all(|c| c.is_ascii_graphic());
+                if !valid {
+                    return Err(ConfigError(format!(
+                        "IGNORE_CALLER_ROLE_PATH must be an IAM path other than '/' (such as \
+                         /kms-replicator/), or empty for none, not '{v}'"
+                    )));
+                }
+                Some(v)
+            }
+        };
         Ok(Config {
             tag_key,
             allowed_regions,
@@ -129,6 +155,7 @@ impl Config {
             audit_bus: var("AUDIT_EVENT_BUS").unwrap_or_else(|| "default".into()),
             audit_source: var("AUDIT_SOURCE").unwrap_or_else(|| "kms-replicator".into()),
             ignore_callers,
+            ignore_role_path,
         })
     }
 
@@ -187,6 +214,39 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.0.contains("between 7 and 30"));
+    }
+
+    #[test]
+    fn the_ignored_role_path_defaults_to_the_templates_and_empty_means_none() {
+        let c = Config::from_lookup(lookup(&[("ALLOWED_REGIONS", "us-east-1")])).unwrap();
+        assert_eq!(c.ignore_role_path.as_deref(), Some("/kms-replicator/"));
+        let c = Config::from_lookup(lookup(&[
+            ("ALLOWED_REGIONS", "us-east-1"),
+            ("IGNORE_CALLER_ROLE_PATH", ""),
+        ]))
+        .unwrap();
+        assert_eq!(c.ignore_role_path, None);
+        let c = Config::from_lookup(lookup(&[
+            ("ALLOWED_REGIONS", "us-east-1"),
+            ("IGNORE_CALLER_ROLE_PATH", "/team/kms/"),
+        ]))
+        .unwrap();
+        assert_eq!(c.ignore_role_path.as_deref(), Some("/team/kms/"));
+        // "/" is the path of every role without one: it would ignore nearly everybody.
+        for bad in [
+            "/",
+            "kms-replicator",
+            "/kms-replicator",
+            "kms-replicator/",
+            "/a//b/",
+        ] {
+            let err = Config::from_lookup(lookup(&[
+                ("ALLOWED_REGIONS", "us-east-1"),
+                ("IGNORE_CALLER_ROLE_PATH", bad),
+            ]))
+            .unwrap_err();
+            assert!(err.0.contains("IGNORE_CALLER_ROLE_PATH"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -78,6 +78,57 @@ pub fn caller_arn(detail: &Value) -> Option<String> {
     .map(str::to_string)
 }
 
+/// The IAM path of a role ARN, `arn:<partition>:iam::<account>:role/<path><name>`: `/` for a
+/// role without one, `/kms-replicator/` for `role/kms-replicator/Name`. `None` for anything else
+/// (users, the `arn:...:sts::...:assumed-role/...` of a session, which carries no path).
+pub fn role_path(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some("iam"), Some(""), Some(_), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let rest = resource.strip_prefix("role/")?;
+    let (path, name) = rest.rsplit_once('/').unwrap_or(("", rest));
+    if name.is_empty() {
+        return None;
+    }
+    Some(if path.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{path}/")
+    })
+}
+
+/// The role ARN (with its path) of an assumed-role session, from the record's
+/// `userIdentity.sessionContext.sessionIssuer`; `userIdentity.arn` of a session
+/// (`arn:aws:sts::<account>:assumed-role/<RoleName>/<session>`) carries no path.
+fn session_issuer_role(detail: &Value) -> Option<&str> {
+    let issuer = detail.pointer("/userIdentity/sessionContext/sessionIssuer")?;
+    if issuer
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "Role")
+    {
+        return None;
+    }
+    str_at(issuer, &["arn"])
+}
+
+/// Whether the call was made by a session of a role under `path` (an IAM path such as
+/// `/kms-replicator/`; a role under `/kms-replicator/x/` is under it too). Returns the role ARN.
+pub fn role_under_path<'a>(detail: &'a Value, path: &str) -> Option<&'a str> {
+    let role = session_issuer_role(detail)?;
+    role_path(role)
+        .is_some_and(|p| p.starts_with(path))
+        .then_some(role)
+}
+
 /// Tags given in a CreateKey request: `[{tagKey, tagValue}]`.
 fn request_has_tag(detail: &Value, tag_key: &str) -> bool {
     detail
@@ -103,11 +154,22 @@ fn key_from_resources(detail: &Value) -> Option<String> {
 }
 
 /// Classifies one event. `tag_key` is the replication tag; `ignore_callers` are the
-/// replicator's own roles.
+/// replicator's own roles, by exact ARN.
 pub fn parse_event(
     event: &Value,
     tag_key: &str,
     ignore_callers: &[String],
+) -> Result<Intake, MalformedEvent> {
+    parse_event_ignoring(event, tag_key, ignore_callers, None)
+}
+
+/// [`parse_event`], also ignoring the calls of any role under the IAM path `ignore_role_path`
+/// (the replicator's roles in every Region and account share it).
+pub fn parse_event_ignoring(
+    event: &Value,
+    tag_key: &str,
+    ignore_callers: &[String],
+    ignore_role_path: Option<&str>,
 ) -> Result<Intake, MalformedEvent> {
     if !event.is_object() {
         return Err(MalformedEvent("the event is not a JSON object".into()));
@@ -144,6 +206,13 @@ pub fn parse_event(
         if ignore_callers.iter().any(|i| i == c) {
             return ignore(format!(
                 "{event_name} was made by the replicator itself ({c})"
+            ));
+        }
+    }
+    if let Some(path) = ignore_role_path.filter(|p| !p.is_empty()) {
+        if let Some(role) = role_under_path(detail, path) {
+            return ignore(format!(
+                "{event_name} was made by the replicator itself ({role}, a role under {path})"
             ));
         }
     }

@@ -1,6 +1,6 @@
 //! Event intake on the real CloudTrail payloads: which key and Region each record names.
 
-use kms_replicator::event::{parse_event, Intake, Trigger};
+use kms_replicator::event::{parse_event, parse_event_ignoring, Intake, Trigger};
 use serde_json::Value;
 
 macro_rules! fixture {
@@ -136,4 +136,154 @@ fn a_custom_replication_tag_key_is_honoured_at_create_key() {
         parse_event(&e, "replicate-to", &[]).unwrap(),
         Intake::Ignore { .. }
     ));
+}
+
+/// A real record (the KMS Developer Guide's TagResource sample) as an assumed-role session made
+/// it: `userIdentity` in the shape CloudTrail gives a role session, whose `arn` names the role
+/// without its path, while `sessionIssuer.arn` is the role ARN with it.
+fn tag_resource_by_role(role_arn: &str) -> Value {
+    let mut e = fixture!("kms-TagResource.eventbridge.json");
+    let role_name = role_arn.rsplit('/').next().unwrap();
+    e["detail"]["userIdentity"] = serde_json::json!({
+        "type": "AssumedRole",
+        "principalId": format!("AROAEXAMPLEID:{role_name}"),
+        "arn": format!("arn:aws:sts::111122223333:assumed-role/{role_name}/{role_name}"),
+        "accountId": "111122223333",
+        "accessKeyId": "ASIAEXAMPLEKEYID",
+        "sessionContext": {
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": "AROAEXAMPLEID",
+                "arn": role_arn,
+                "accountId": "111122223333",
+                "userName": role_name
+            },
+            "attributes": {"creationDate": "2022-08-14T23:08:31Z", "mfaAuthenticated": "false"}
+        }
+    });
+    e
+}
+
+fn with_issuer(event: &Value, role_arn: &str) -> Value {
+    let mut e = event.clone();
+    e["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] = role_arn.into();
+    e
+}
+
+fn intake_with_path(event: &Value, path: Option<&str>) -> Intake {
+    parse_event_ignoring(event, "replicate-to", &[], path).unwrap()
+}
+
+#[test]
+fn a_session_of_a_role_under_the_replicators_path_is_the_replicator_in_any_account() {
+    let base = tag_resource_by_role("arn:aws:iam::111122223333:role/Alice");
+    for role in [
+        "arn:aws:iam::111122223333:role/kms-replicator/kms-replicator-ReplicateFunctionRole-ABC",
+        "arn:aws:iam::444455556666:role/kms-replicator/kms-replicator-forwarder-ForwardRole-XYZ",
+        "arn:aws:iam::111122223333:role/kms-replicator/eu/ReconcileFunctionRole",
+        "arn:aws-us-gov:iam::111122223333:role/kms-replicator/FailoverFunctionRole",
+    ] {
+        let e = with_issuer(&base, role);
+        match intake_with_path(&e, Some("/kms-replicator/")) {
+            Intake::Ignore { reason } => {
+                assert!(reason.contains("replicator itself"), "{reason}");
+                assert!(reason.contains(role), "{reason}");
+            }
+            other => panic!("{role}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn roles_outside_the_path_and_people_are_synced() {
+    let base = tag_resource_by_role("arn:aws:iam::111122223333:role/Alice");
+    for role in [
+        "arn:aws:iam::111122223333:role/Alice",
+        "arn:aws:iam::111122223333:role/kms-replicator-ReplicateFunctionRole-ABC",
+        "arn:aws:iam::111122223333:role/other/kms-replicator/Admin",
+        "arn:aws:iam::111122223333:role/kms-replicatorX/Admin",
+        "arn:aws:iam::111122223333:user/kms-replicator/Bob",
+    ] {
+        let e = with_issuer(&base, role);
+        assert!(
+            matches!(
+                intake_with_path(&e, Some("/kms-replicator/")),
+                Intake::Sync(_)
+            ),
+            "{role}"
+        );
+    }
+    // An IAM user's record has no session issuer: never taken for the replicator.
+    let alice = fixture!("kms-TagResource.eventbridge.json");
+    assert!(matches!(
+        intake_with_path(&alice, Some("/kms-replicator/")),
+        Intake::Sync(_)
+    ));
+}
+
+#[test]
+fn the_session_arn_without_the_path_is_not_what_is_matched() {
+    // userIdentity.arn of the session names the role without its path; only the issuer has it.
+    let e =
+        tag_resource_by_role("arn:aws:iam::111122223333:role/kms-replicator/ReplicateFunctionRole");
+    assert_eq!(
+        e["detail"]["userIdentity"]["arn"],
+        "arn:aws:sts::111122223333:assumed-role/ReplicateFunctionRole/ReplicateFunctionRole"
+    );
+    assert!(matches!(
+        intake_with_path(&e, Some("/kms-replicator/")),
+        Intake::Ignore { .. }
+    ));
+    // Without a path to ignore, or with the plain parse_event, the same record is synced.
+    assert!(matches!(intake_with_path(&e, None), Intake::Sync(_)));
+    assert!(matches!(
+        parse_event(&e, "replicate-to", &[]).unwrap(),
+        Intake::Sync(_)
+    ));
+}
+
+#[test]
+fn exact_caller_arns_still_work_beside_the_path() {
+    let role = "arn:aws:iam::111122223333:role/kms-replicator-function";
+    let e = tag_resource_by_role(role);
+    assert!(matches!(
+        parse_event_ignoring(
+            &e,
+            "replicate-to",
+            &[role.to_string()],
+            Some("/kms-replicator/")
+        )
+        .unwrap(),
+        Intake::Ignore { .. }
+    ));
+    assert!(matches!(
+        parse_event_ignoring(&e, "replicate-to", &[], Some("/kms-replicator/")).unwrap(),
+        Intake::Sync(_)
+    ));
+}
+
+#[test]
+fn role_paths_are_read_from_role_arns_only() {
+    use kms_replicator::event::role_path;
+    assert_eq!(
+        role_path("arn:aws:iam::111122223333:role/Name").as_deref(),
+        Some("/")
+    );
+    assert_eq!(
+        role_path("arn:aws:iam::111122223333:role/kms-replicator/Name").as_deref(),
+        Some("/kms-replicator/")
+    );
+    assert_eq!(
+        role_path("arn:aws:iam::111122223333:role/a/b/Name").as_deref(),
+        Some("/a/b/")
+    );
+    assert_eq!(
+        role_path("arn:aws:iam::111122223333:user/kms-replicator/Bob"),
+        None
+    );
+    assert_eq!(
+        role_path("arn:aws:sts::111122223333:assumed-role/Name/session"),
+        None
+    );
+    assert_eq!(role_path("not an arn"), None);
 }

@@ -9,6 +9,7 @@ from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
+FORWARDER = ROOT / "forwarder.yaml"
 FIXTURES = ROOT / "tests" / "fixtures" / "cloudtrail"
 
 FUNCTIONS = {
@@ -24,15 +25,20 @@ def plain(node):
     return json.loads(json.dumps(node))
 
 
-def load_template():
-    template, matches = decode(str(TEMPLATE))
-    assert not matches, f"template.yaml does not parse: {matches}"
+def load_template(path=TEMPLATE):
+    template, matches = decode(str(path))
+    assert not matches, f"{path.name} does not parse: {matches}"
     return plain(template)
 
 
 @pytest.fixture(scope="session")
 def template():
     return load_template()
+
+
+@pytest.fixture(scope="session")
+def forwarder():
+    return load_template(FORWARDER)
 
 
 @pytest.fixture(scope="session")

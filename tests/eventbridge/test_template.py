@@ -61,6 +61,7 @@ ENV_VARS = {
     "AUDIT_EVENT_BUS",
     "AUDIT_SOURCE",
     "IGNORE_CALLER_ARNS",
+    "IGNORE_CALLER_ROLE_PATH",
 }
 
 
@@ -218,7 +219,7 @@ def test_the_environment_variables_match_the_rust_configuration_reader(template)
     config = ROOT / "shared" / "src" / "config.rs"
     if not config.exists():
         pytest.skip("shared/src/config.rs not present")
-    read = set(re.findall(r'var\("([A-Z_]+)"\)', config.read_text(encoding="utf-8")))
+    read = set(re.findall(r'(?:var|get)\("([A-Z_]+)"\)', config.read_text(encoding="utf-8")))
     assert read, "no var(\"...\") calls found in config.rs"
     assert read <= set(template["Globals"]["Function"]["Environment"]["Variables"])
 
@@ -226,6 +227,38 @@ def test_the_environment_variables_match_the_rust_configuration_reader(template)
 def test_the_replicator_ignores_the_cloudtrail_events_of_its_own_three_roles(template):
     value = template["Globals"]["Function"]["Environment"]["Variables"]["IGNORE_CALLER_ARNS"]
     assert value == {"Fn::Sub": "${ReplicateFunctionRole.Arn} ${ReconcileFunctionRole.Arn} ${FailoverFunctionRole.Arn}"}
+
+
+def test_the_replicator_ignores_every_role_under_its_iam_path(template, resources):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["IGNORE_CALLER_ROLE_PATH"] == "/kms-replicator/"
+    for role in ROLES.values():
+        assert resources[role]["Properties"]["Path"] == variables["IGNORE_CALLER_ROLE_PATH"], role
+
+
+@pytest.mark.parametrize("role", sorted(ROLES.values()))
+def test_each_role_takes_the_optional_permissions_boundary(resources, role):
+    assert resources[role]["Properties"]["PermissionsBoundary"] == {
+        "Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_the_permissions_boundary_is_optional_and_an_iam_policy_arn(template):
+    assert template["Conditions"]["HasPermissionsBoundary"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionsBoundaryArn"}, ""]}]
+    }
+    parameter = template["Parameters"]["PermissionsBoundaryArn"]
+    assert parameter["Default"] == ""
+    for ok in ["", "arn:aws:iam::111122223333:policy/kms-replicator-boundary", "arn:aws:iam::aws:policy/PowerUserAccess"]:
+        assert full_match(parameter, ok), ok
+    for bad in ["kms-replicator-boundary", "arn:aws:iam::111122223333:role/boundary"]:
+        assert not full_match(parameter, bad), bad
+
+
+def test_the_boundary_parameter_is_the_same_in_the_forwarder(template, forwarder):
+    main = template["Parameters"]["PermissionsBoundaryArn"]
+    fwd = forwarder["Parameters"]["PermissionsBoundaryArn"]
+    assert (main["AllowedPattern"], main["Default"]) == (fwd["AllowedPattern"], fwd["Default"])
 
 
 @pytest.mark.parametrize("function, name", sorted(FUNCTIONS.items()))

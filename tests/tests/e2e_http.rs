@@ -773,3 +773,97 @@ async fn reconcile_sweeps_the_other_regions_while_one_regions_tag_index_is_stall
     assert_eq!(sweep["counts"]["inSync"], 1, "{sweep}");
     assert!(cloud.twin().key("us-west-2", &eu).is_some());
 }
+
+/// A person's multi-Region primary in `region`, tagged for `targets`: two writes whose
+/// CloudTrail events land on `region`'s default bus only.
+async fn create_tagged_primary_in(cloud: &LocalCloud, region: &str, targets: &str) -> String {
+    let kms = person(cloud, region).await;
+    let key = kms
+        .create_key()
+        .multi_region(true)
+        .policy(primary_policy(twin::DEFAULT_ACCOUNT))
+        .description("ledger key made in another Region")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id;
+    kms.tag_resource()
+        .key_id(&key)
+        .tags(sdk_tag("replicate-to", targets))
+        .send()
+        .await
+        .expect("TagResource");
+    key
+}
+
+#[tokio::test]
+async fn a_key_tagged_in_another_managed_region_is_replicated_through_the_forwarder() {
+    // The home Region (the functions' Region) is us-east-1; forwarder.yaml runs in the others.
+    let cloud = start(|b| b.forward_from(&["us-west-2", "eu-west-1"])).await;
+    let _logs = LogsOnFailure(&cloud);
+    let started = Instant::now();
+    let key = create_tagged_primary_in(&cloud, "eu-west-1", "us-west-2").await;
+    settle(&cloud).await;
+    let elapsed = started.elapsed();
+
+    let twin = cloud.twin();
+    let primary = twin.key("eu-west-1", &key).expect("primary in eu-west-1");
+    let replica = twin.key("us-west-2", &key).expect("a replica in us-west-2");
+    assert_eq!(replica.multi_region, Some(MultiRegionKeyType::Replica));
+    assert_eq!(replica.primary_region, "eu-west-1");
+    let (expected, _) = rewrite_policy(&primary.policy, "eu-west-1", "us-west-2").unwrap();
+    assert_eq!(replica.policy, expected);
+    assert_eq!(replica.description, primary.description);
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "replicated within seconds: {elapsed:?}"
+    );
+    // The TagResource record went eu-west-1's bus -> the forwarder's rule -> the home bus ->
+    // KmsApiCallRule -> replicate, with its own Region unchanged.
+    let routed = cloud.deliveries();
+    let tag_event = routed
+        .iter()
+        .find(|d| d.event_name() == "TagResource" && d.caller() == ADMIN_USER)
+        .expect("the TagResource record");
+    assert_eq!(tag_event.region(), "eu-west-1");
+    assert_eq!(
+        tag_event.forwarded_by.as_deref(),
+        Some("KmsApiCallForwardRule@eu-west-1")
+    );
+    assert_eq!(tag_event.matched, vec!["KmsApiCallRule".to_string()]);
+    assert_eq!(tag_event.delivered_to, vec!["replicate".to_string()]);
+    // The replicator's writes in us-west-2 came back through that Region's forwarder too.
+    assert!(routed.iter().any(|d| d.region() == "us-west-2"
+        && d.caller() == REPLICATOR_ROLE
+        && d.forwarded_by.as_deref() == Some("KmsApiCallForwardRule@us-west-2")));
+    assert!(cloud.invocations().iter().all(|i| i.result.is_ok()));
+    assert!(cloud.dead_letters().is_empty());
+}
+
+#[tokio::test]
+async fn an_event_of_a_region_without_the_forwarder_reaches_no_rule() {
+    // eu-west-1 runs no forwarder stack: its events stay on its own default bus.
+    let cloud = start(|b| b.forward_from(&["us-west-2"])).await;
+    let _logs = LogsOnFailure(&cloud);
+    let key = create_tagged_primary_in(&cloud, "eu-west-1", "us-west-2").await;
+    settle(&cloud).await;
+
+    assert!(
+        cloud.twin().key("us-west-2", &key).is_none(),
+        "nothing replicated"
+    );
+    let routed = cloud.deliveries();
+    assert_eq!(routed.len(), 2, "CreateKey and TagResource were recorded");
+    for d in &routed {
+        assert_eq!(d.region(), "eu-west-1");
+        assert_eq!(d.forwarded_by, None, "{}", d.event_name());
+        assert!(d.matched.is_empty() && d.delivered_to.is_empty());
+    }
+    assert!(cloud.invocations().is_empty());
+    // The same calls in the home Region are delivered as before.
+    let home = create_tagged_primary_in(&cloud, PRIMARY_REGION, "us-west-2").await;
+    settle(&cloud).await;
+    assert!(cloud.twin().key("us-west-2", &home).is_some());
+}

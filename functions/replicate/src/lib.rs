@@ -4,7 +4,7 @@
 use kms_replicator::audit::{audit_events, AuditContext};
 use kms_replicator::config::ConfigError;
 use kms_replicator::error::FunctionError;
-use kms_replicator::event::{parse_event, Intake};
+use kms_replicator::event::{parse_event_ignoring, Intake};
 use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
 use kms_replicator::metrics;
 use kms_replicator::report::log_report;
@@ -23,11 +23,16 @@ impl Replicator<'_> {
     /// Handles one event. Returns the sync report (or why the event was ignored); returns an
     /// error when the event is malformed or a retryable failure means it should be retried.
     pub async fn handle(&self, event: &Value) -> Result<Value, FunctionError> {
-        let intake = parse_event(event, &self.config.tag_key, &self.config.ignore_callers)
-            .map_err(|e| {
-                warn!(error = %e, "rejecting malformed event");
-                FunctionError::InvalidInput(e.to_string())
-            })?;
+        let intake = parse_event_ignoring(
+            event,
+            &self.config.tag_key,
+            &self.config.ignore_callers,
+            self.config.ignore_role_path.as_deref(),
+        )
+        .map_err(|e| {
+            warn!(error = %e, "rejecting malformed event");
+            FunctionError::InvalidInput(e.to_string())
+        })?;
         let trigger = match intake {
             Intake::Ignore { reason } => {
                 let event_id = event.get("id").and_then(|v| v.as_str()).unwrap_or("");

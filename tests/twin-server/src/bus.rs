@@ -2,10 +2,17 @@
 //! EventBridge event of its CloudTrail record in the twin's trail; the bus takes them, matches
 //! each against the template's rules and invokes the target function asynchronously, as
 //! EventBridge does. The function's own writes come back the same way until nothing is left.
+//!
+//! Each Region has its own default bus, and CloudTrail puts an event only on the bus of the
+//! Region of the call. The main template's rules sit on the home Region's bus; in a Region where
+//! the forwarder stack runs, its rule (read from `forwarder.yaml`) sends what it matches on to the
+//! home bus, where the main rules see it with its `region` unchanged. An event of any other
+//! Region reaches no rule.
 
 use crate::lambda::LambdaFunction;
-use crate::pattern::RuleDef;
+use crate::pattern::{ForwardRuleDef, RuleDef};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,13 +26,50 @@ pub struct Route {
     pub function: Option<Arc<LambdaFunction>>,
 }
 
+/// Where the forwarder stack (`forwarder.yaml`) is deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardRegions {
+    /// Every Region other than the home Region (the default: as one deployment per managed Region).
+    AllOthers,
+    /// Only these Regions.
+    Only(BTreeSet<String>),
+}
+
+/// The forwarder's rules, and the Regions that run them.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub rules: Vec<ForwardRuleDef>,
+    pub regions: ForwardRegions,
+}
+
+impl Forwarding {
+    /// No forwarder anywhere: only the home Region's events reach the main rules.
+    pub fn none() -> Forwarding {
+        Forwarding {
+            rules: Vec::new(),
+            regions: ForwardRegions::Only(BTreeSet::new()),
+        }
+    }
+
+    fn runs_in(&self, region: &str) -> bool {
+        match &self.regions {
+            ForwardRegions::AllOthers => true,
+            ForwardRegions::Only(set) => set.contains(region),
+        }
+    }
+}
+
 /// One event that went through the bus.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: usize,
     pub event: Value,
-    /// Rules whose pattern matched.
+    /// Rules of the home Region's bus whose pattern matched.
     pub matched: Vec<String>,
+    /// The forwarder's rule that sent it from its Region's bus to the home bus, as
+    /// `KmsApiCallForwardRule@eu-west-1`; `None` for an event of the home Region, or one that
+    /// stayed on its own Region's bus.
+    pub forwarded_by: Option<String>,
     /// Functions it was sent to.
     pub delivered_to: Vec<String>,
 }
@@ -50,6 +94,7 @@ impl Delivery {
             "eventName": self.event_name(),
             "region": self.region(),
             "caller": self.caller(),
+            "forwardedBy": self.forwarded_by,
             "matchedRules": self.matched,
             "deliveredTo": self.delivered_to,
             "event": self.event,
@@ -59,6 +104,8 @@ impl Delivery {
 
 pub struct Bus {
     twin: Twin,
+    home_region: String,
+    forwarding: Forwarding,
     routes: Vec<Route>,
     history: Mutex<Vec<Delivery>>,
     /// Asynchronous invocations in progress, plus one while a batch is being routed.
@@ -70,12 +117,16 @@ pub struct Bus {
 impl Bus {
     pub fn new(
         twin: Twin,
+        home_region: &str,
+        forwarding: Forwarding,
         routes: Vec<Route>,
         in_progress: Arc<AtomicUsize>,
         retry_delay: Duration,
     ) -> Arc<Bus> {
         Arc::new(Bus {
             twin,
+            home_region: home_region.to_string(),
+            forwarding,
             routes,
             history: Mutex::new(Vec::new()),
             in_progress,
@@ -105,13 +156,44 @@ impl Bus {
         self.routes.iter().map(|r| &r.rule).collect()
     }
 
+    pub fn home_region(&self) -> &str {
+        &self.home_region
+    }
+
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
+    /// How an event of `region` reaches the home bus: `Ok(None)` for the home Region itself,
+    /// `Ok(Some(rule@region))` through a forwarder's rule, `Err(())` when it stays on its own
+    /// Region's bus (no forwarder there, or none of its rules matched).
+    fn to_home_bus(&self, event: &Value) -> Result<Option<String>, ()> {
+        let region = event["region"].as_str().unwrap_or("");
+        if region == self.home_region {
+            return Ok(None);
+        }
+        if !self.forwarding.runs_in(region) {
+            return Err(());
+        }
+        self.forwarding
+            .rules
+            .iter()
+            .find(|r| r.pattern.matches(event))
+            .map(|r| Some(format!("{}@{region}", r.name)))
+            .ok_or(())
+    }
+
     fn route_trail(&self) {
         self.in_progress.fetch_add(1, Ordering::SeqCst);
         let events = self.twin.take_trail();
         for event in events {
             let mut matched = Vec::new();
             let mut delivered_to = Vec::new();
-            for route in &self.routes {
+            let (home, forwarded_by) = match self.to_home_bus(&event) {
+                Ok(via) => (true, via),
+                Err(()) => (false, None),
+            };
+            for route in self.routes.iter().filter(|_| home) {
                 if !route.rule.pattern.matches(&event) {
                     continue;
                 }
@@ -133,6 +215,7 @@ impl Bus {
             h.push(Delivery {
                 seq,
                 event,
+                forwarded_by,
                 matched,
                 delivered_to,
             });

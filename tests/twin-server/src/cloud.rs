@@ -4,11 +4,11 @@
 //! Lambda bus between them. Debug endpoints under `/_twin/` show what happened and inject
 //! faults.
 
-use crate::bus::{Bus, Delivery, Route};
+use crate::bus::{Bus, Delivery, ForwardRegions, Forwarding, Route};
 use crate::http::{full, json_response, read_body, spawn_server, HttpResult};
 use crate::kms_api::{credential_scope, ApiError, KmsApi};
-use crate::lambda::{FunctionSpec, InvocationRecord, InvokeError, LambdaFunction};
-use crate::pattern::rules_from_template;
+use crate::lambda::{FunctionSpec, InvocationRecord, InvokeError, LambdaFunction, LAMBDA_REGION};
+use crate::pattern::{forward_rules_from_template, forwarder_beside, rules_from_template};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -33,6 +33,8 @@ pub struct LocalCloudBuilder {
     twin: Option<Twin>,
     port: u16,
     template: Option<PathBuf>,
+    forwarder: Option<PathBuf>,
+    forward_regions: ForwardRegions,
     functions: Vec<(String, PathBuf)>,
     env: Vec<(String, String)>,
     function_env: Vec<(String, String, String)>,
@@ -59,6 +61,21 @@ impl LocalCloudBuilder {
     /// Route events with the rules of this SAM template.
     pub fn template(mut self, path: impl Into<PathBuf>) -> Self {
         self.template = Some(path.into());
+        self
+    }
+
+    /// Forward other Regions' events with the rules of this template (by default
+    /// `forwarder.yaml` beside the main template, when there is one).
+    pub fn forwarder(mut self, path: impl Into<PathBuf>) -> Self {
+        self.forwarder = Some(path.into());
+        self
+    }
+
+    /// The forwarder stack runs only in these Regions (by default in every Region other than
+    /// the home Region); events of any other Region stay on their own Region's bus.
+    pub fn forward_from(mut self, regions: &[&str]) -> Self {
+        self.forward_regions =
+            ForwardRegions::Only(regions.iter().map(|r| r.to_string()).collect());
         self
     }
 
@@ -123,6 +140,17 @@ impl LocalCloudBuilder {
             Some(t) => rules_from_template(t)?,
             None => Vec::new(),
         };
+        let forwarder = self
+            .forwarder
+            .clone()
+            .or_else(|| self.template.as_deref().and_then(forwarder_beside));
+        let forwarding = match forwarder {
+            Some(f) => Forwarding {
+                rules: forward_rules_from_template(&f)?,
+                regions: self.forward_regions.clone(),
+            },
+            None => Forwarding::none(),
+        };
         let log_dir = match self.log_dir {
             Some(d) => d,
             None => {
@@ -180,7 +208,14 @@ impl LocalCloudBuilder {
                 rule,
             })
             .collect();
-        let bus = Bus::new(twin.clone(), routes, in_progress, self.retry_delay);
+        let bus = Bus::new(
+            twin.clone(),
+            LAMBDA_REGION,
+            forwarding,
+            routes,
+            in_progress,
+            self.retry_delay,
+        );
         let mut identities = self.identities;
         identities
             .entry(ADMIN_ACCESS_KEY.to_string())
@@ -242,6 +277,8 @@ impl LocalCloud {
             twin: None,
             port: 0,
             template: None,
+            forwarder: None,
+            forward_regions: ForwardRegions::AllOthers,
             functions: Vec::new(),
             env: Vec::new(),
             function_env: Vec::new(),
@@ -675,6 +712,16 @@ impl Inner {
                     "name": r.name, "function": r.binary, "pattern": r.pattern.as_json(),
                     "maximumRetryAttempts": r.max_retry_attempts,
                 })).collect::<Vec<_>>(),
+                "homeRegion": self.bus.home_region(),
+                "forwarder": {
+                    "rules": self.bus.forwarding().rules.iter().map(|r| json!({
+                        "name": r.name, "pattern": r.pattern.as_json(),
+                    })).collect::<Vec<_>>(),
+                    "regions": match &self.bus.forwarding().regions {
+                        ForwardRegions::AllOthers => json!("every Region but the home Region"),
+                        ForwardRegions::Only(set) => json!(set),
+                    },
+                },
             })),
             ("GET", "trail") => ok(Value::Array(
                 self.bus.history().iter().map(Delivery::to_json).collect(),

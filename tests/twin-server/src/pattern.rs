@@ -225,6 +225,76 @@ pub fn rules_from_template_text(text: &str) -> Result<Vec<RuleDef>, String> {
     Ok(rules)
 }
 
+/// A rule of `forwarder.yaml`: on a Region's default bus, its target the home Region's default
+/// event bus (an event-bus ARN with the role EventBridge uses to put events on it).
+#[derive(Debug, Clone)]
+pub struct ForwardRuleDef {
+    /// The rule's logical id (e.g. `KmsApiCallForwardRule`).
+    pub name: String,
+    pub pattern: EventPattern,
+}
+
+/// The forwarding rules of a template: `AWS::Events::Rule` resources on the default bus with an
+/// `EventPattern` and a target whose `Arn` names an event bus (`...:event-bus/default`) and that
+/// has a `RoleArn`. A rule with a function target, or none, is not a forwarder.
+pub fn forward_rules_from_template(path: &Path) -> Result<Vec<ForwardRuleDef>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    forward_rules_from_template_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn forward_rules_from_template_text(text: &str) -> Result<Vec<ForwardRuleDef>, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let doc = docs.first().ok_or("empty template")?;
+    let template = yaml_to_json(doc);
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or("the template has no Resources")?;
+    let mut rules = Vec::new();
+    for (id, res) in resources {
+        if res.get("Type").and_then(Value::as_str) != Some("AWS::Events::Rule") {
+            continue;
+        }
+        let Some(pattern) = res.pointer("/Properties/EventPattern") else {
+            continue;
+        };
+        let bus = res
+            .pointer("/Properties/EventBusName")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if bus != "default" {
+            continue;
+        }
+        let targets = res
+            .pointer("/Properties/Targets")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let to_bus = targets.iter().any(|t| {
+            // `!Sub "arn:...:event-bus/default"`: the loader keeps the scalar.
+            let arn = t.get("Arn").and_then(|a| {
+                a.as_str()
+                    .or_else(|| a.get("Fn::Sub").and_then(Value::as_str))
+            });
+            arn.is_some_and(|a| a.contains(":events:") && a.ends_with(":event-bus/default"))
+                && t.get("RoleArn").is_some()
+        });
+        if !to_bus {
+            continue;
+        }
+        let pattern = EventPattern::parse(pattern).map_err(|e| format!("{id}: {e}"))?;
+        rules.push(ForwardRuleDef {
+            name: id.clone(),
+            pattern,
+        });
+    }
+    if rules.is_empty() {
+        return Err("no rule forwards events to another Region's default bus".into());
+    }
+    Ok(rules)
+}
+
 /// `!GetAtt X.Arn` (the loader keeps the scalar and drops the tag), `{"Fn::GetAtt": "X.Arn"}`
 /// or `{"Fn::GetAtt": ["X", "Arn"]}` -> `X`.
 fn get_att_target(v: &Value) -> Option<String> {
@@ -269,6 +339,12 @@ fn yaml_to_json(y: &Yaml) -> Value {
         ),
         Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
     }
+}
+
+/// The forwarder template next to a main template: `forwarder.yaml` in the same folder.
+pub fn forwarder_beside(template: &Path) -> Option<PathBuf> {
+    let p = template.parent()?.join("forwarder.yaml");
+    p.is_file().then_some(p)
 }
 
 /// The repository's `template.yaml`, found from `start` upwards.
@@ -388,6 +464,45 @@ Resources:
             rules[0].pattern.as_json(),
             json!({"source": ["aws.kms"], "detail": {"errorCode": [{"exists": false}]}})
         );
+    }
+
+    #[test]
+    fn the_repository_forwarder_has_the_main_rules_pattern_and_no_function_rule() {
+        let template = find_template(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("template.yaml");
+        let forwarder = forwarder_beside(&template).expect("forwarder.yaml beside template.yaml");
+        let forward = forward_rules_from_template(&forwarder).unwrap();
+        assert_eq!(forward.len(), 1);
+        assert_eq!(forward[0].name, "KmsApiCallForwardRule");
+        let main = rules_from_template(&template).unwrap();
+        let main = main.iter().find(|r| r.binary == "replicate").unwrap();
+        assert_eq!(forward[0].pattern, main.pattern);
+        // The forwarder invokes no function; the main template forwards nothing.
+        assert!(rules_from_template(&forwarder).unwrap().is_empty());
+        assert!(forward_rules_from_template(&template).is_err());
+    }
+
+    #[test]
+    fn a_rule_targeting_a_function_is_not_a_forwarder() {
+        let text = r#"
+Resources:
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern: {source: [aws.kms]}
+      Targets:
+        - {Id: F, Arn: !GetAtt Fn.Arn}
+  Forward:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern: {source: [aws.kms]}
+      Targets:
+        - Id: Home
+          Arn: !Sub "arn:${AWS::Partition}:events:${HomeRegion}:${AWS::AccountId}:event-bus/default"
+          RoleArn: !GetAtt Role.Arn
+"#;
+        let rules = forward_rules_from_template_text(text).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].name, "Forward");
     }
 
     #[test]

@@ -113,7 +113,11 @@ impl Record {
             json!({
                 "type": "AssumedRole",
                 "principalId": format!("AROAEXAMPLE{n:08}:{role_name}"),
-                "arn": self.caller.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/" + role_name,
+                // The session's ARN names the role without its IAM path, as AWS records it.
+                "arn": format!(
+                    "{}:assumed-role/{role_name}/{role_name}",
+                    self.caller.split(":role/").next().unwrap_or_default().replace(":iam::", ":sts::")
+                ),
                 "accountId": account,
                 "accessKeyId": "ASIAEXAMPLEKEYID",
                 "sessionContext": {

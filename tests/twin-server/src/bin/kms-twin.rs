@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! kms-twin [--port N] [--port-file FILE] [--template template.yaml]
+//!          [--forwarder forwarder.yaml] [--forward-from "REGION ..."]
 //!          [--function NAME=BINARY]... [--env KEY=VALUE]... [--log-dir DIR]
 //!          [--concurrency N] [--exit-on-stdin-close]
 //! ```
+//! The home Region is us-east-1; `--forward-from` lists the Regions that run the forwarder
+//! (every other Region by default, `""` for none).
 //! The first line on stdout is `KMS_TWIN_ENDPOINT=http://127.0.0.1:<port>`.
 
 use std::io::Write;
@@ -13,7 +16,7 @@ use std::path::PathBuf;
 use twin_server::LocalCloud;
 
 const USAGE: &str = "usage: kms-twin [--port N] [--port-file FILE] [--template template.yaml] \
-[--function NAME=BINARY]... [--env KEY=VALUE]... [--log-dir DIR] [--concurrency N] \
+[--forwarder forwarder.yaml] [--forward-from \"REGION ...\"] [--function NAME=BINARY]... [--env KEY=VALUE]... [--log-dir DIR] [--concurrency N] \
 [--exit-on-stdin-close]";
 
 fn fail(msg: &str) -> ! {
@@ -40,6 +43,11 @@ async fn main() {
             }
             "--port-file" => port_file = Some(PathBuf::from(value("--port-file"))),
             "--template" => builder = builder.template(value("--template")),
+            "--forwarder" => builder = builder.forwarder(value("--forwarder")),
+            "--forward-from" => {
+                let v = value("--forward-from");
+                builder = builder.forward_from(&v.split_whitespace().collect::<Vec<_>>());
+            }
             "--log-dir" => builder = builder.log_dir(value("--log-dir")),
             "--concurrency" => {
                 let v = value("--concurrency");
