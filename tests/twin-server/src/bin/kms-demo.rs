@@ -400,6 +400,34 @@ async fn run(demo: &mut Demo, has_failover: bool) -> Result<(), String> {
     demo.settle().await;
     demo.verify_replica(&key, "us-west-2", true).await;
     demo.verify_replica(&key, "eu-west-1", false).await;
+    // A key of another Region: its events reach the home Region's bus through the forwarder
+    // (forwarder.yaml) that runs in every other managed Region.
+    let eu = demo.kms("eu-west-1").await;
+    demo.cli("aws kms create-key --region eu-west-1 --multi-region --description 'orders data key' --tags TagKey=replicate-to,TagValue=us-west-2");
+    let eu_key = eu
+        .create_key()
+        .multi_region(true)
+        .description("orders data key")
+        .tags(tag("replicate-to", "us-west-2"))
+        .send()
+        .await
+        .map_err(|e| format!("CreateKey: {e:?}"))?
+        .key_metadata
+        .ok_or("CreateKey returned no KeyMetadata")?
+        .key_id;
+    demo.settle().await;
+    let forwarded = demo.cloud.deliveries().iter().any(|d| {
+        d.region() == "eu-west-1"
+            && d.event_name() == "CreateKey"
+            && d.forwarded_by
+                .as_deref()
+                .is_some_and(|f| f.ends_with("@eu-west-1"))
+    });
+    demo.check(
+        forwarded,
+        "eu-west-1's CreateKey event reached the home Region through the forwarder",
+    );
+    demo.verify_replica(&eu_key, "us-west-2", false).await;
     demo.end(title, s);
 
     // ---- 3 ------------------------------------------------------------------------------
@@ -703,7 +731,10 @@ async fn run(demo: &mut Demo, has_failover: bool) -> Result<(), String> {
                 .unwrap_or_default();
             all &= d == "payments data key (primary in us-west-2)";
         }
-        demo.check(all, "a change at the new primary reaches every replica");
+        demo.check(
+            all,
+            "a change at the new primary (us-west-2, through its forwarder) reaches every replica",
+        );
         demo.end(title, s);
     }
 
