@@ -2,7 +2,8 @@
 //! replicate handler wired to it.
 
 use kms_replicator::desired::is_replicator_tag;
-use kms_replicator::model::Tag;
+use kms_replicator::model::{AliasEntry, KeyInfo, Tag};
+use kms_replicator::port::{KmsResult, ReplicaSpec};
 use kms_replicator::Config;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -73,4 +74,123 @@ pub async fn seed_primary(twin: &Twin) -> String {
             .unwrap();
     }
     key.key_id
+}
+
+/// Something to run before each KMS call of a [`HookedKms`]: a test's way to interleave two
+/// syncs call by call, or to stop one before its first write.
+#[async_trait::async_trait]
+pub trait CallHook: Send + Sync {
+    /// `op` is the KMS operation about to be sent; `write` says whether it changes anything.
+    async fn before(&self, op: &'static str, write: bool);
+}
+
+/// The twin behind a [`CallHook`].
+pub struct HookedKms<H> {
+    pub inner: Twin,
+    pub hook: H,
+}
+
+macro_rules! hooked {
+    ($self:ident, $op:literal, $write:literal, $call:expr) => {{
+        $self.hook.before($op, $write).await;
+        $call.await
+    }};
+}
+
+#[async_trait::async_trait]
+impl<H: CallHook> kms_replicator::Kms for HookedKms<H> {
+    async fn describe_key(&self, r: &str, k: &str) -> KmsResult<KeyInfo> {
+        hooked!(self, "DescribeKey", false, self.inner.describe_key(r, k))
+    }
+    async fn get_key_policy(&self, r: &str, k: &str) -> KmsResult<String> {
+        hooked!(self, "GetKeyPolicy", false, self.inner.get_key_policy(r, k))
+    }
+    async fn list_resource_tags(&self, r: &str, k: &str) -> KmsResult<Vec<Tag>> {
+        hooked!(
+            self,
+            "ListResourceTags",
+            false,
+            self.inner.list_resource_tags(r, k)
+        )
+    }
+    async fn list_aliases(&self, r: &str, k: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
+        hooked!(self, "ListAliases", false, self.inner.list_aliases(r, k))
+    }
+    async fn replicate_key(
+        &self,
+        p: &str,
+        k: &str,
+        r: &str,
+        s: &ReplicaSpec,
+    ) -> KmsResult<KeyInfo> {
+        hooked!(
+            self,
+            "ReplicateKey",
+            true,
+            self.inner.replicate_key(p, k, r, s)
+        )
+    }
+    async fn put_key_policy(&self, r: &str, k: &str, p: &str) -> KmsResult<()> {
+        hooked!(
+            self,
+            "PutKeyPolicy",
+            true,
+            self.inner.put_key_policy(r, k, p)
+        )
+    }
+    async fn create_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
+        hooked!(self, "CreateAlias", true, self.inner.create_alias(r, a, k))
+    }
+    async fn update_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
+        hooked!(self, "UpdateAlias", true, self.inner.update_alias(r, a, k))
+    }
+    async fn tag_resource(&self, r: &str, k: &str, t: &[Tag]) -> KmsResult<()> {
+        hooked!(self, "TagResource", true, self.inner.tag_resource(r, k, t))
+    }
+    async fn untag_resource(&self, r: &str, k: &str, t: &[String]) -> KmsResult<()> {
+        hooked!(
+            self,
+            "UntagResource",
+            true,
+            self.inner.untag_resource(r, k, t)
+        )
+    }
+    async fn update_key_description(&self, r: &str, k: &str, d: &str) -> KmsResult<()> {
+        hooked!(
+            self,
+            "UpdateKeyDescription",
+            true,
+            self.inner.update_key_description(r, k, d)
+        )
+    }
+    async fn schedule_key_deletion(&self, r: &str, k: &str, d: i32) -> KmsResult<()> {
+        hooked!(
+            self,
+            "ScheduleKeyDeletion",
+            true,
+            self.inner.schedule_key_deletion(r, k, d)
+        )
+    }
+    async fn cancel_key_deletion(&self, r: &str, k: &str) -> KmsResult<()> {
+        hooked!(
+            self,
+            "CancelKeyDeletion",
+            true,
+            self.inner.cancel_key_deletion(r, k)
+        )
+    }
+    async fn enable_key(&self, r: &str, k: &str) -> KmsResult<()> {
+        hooked!(self, "EnableKey", true, self.inner.enable_key(r, k))
+    }
+    async fn list_keys(&self, r: &str) -> KmsResult<Vec<String>> {
+        hooked!(self, "ListKeys", false, self.inner.list_keys(r))
+    }
+    async fn update_primary_region(&self, r: &str, k: &str, n: &str) -> KmsResult<()> {
+        hooked!(
+            self,
+            "UpdatePrimaryRegion",
+            true,
+            self.inner.update_primary_region(r, k, n)
+        )
+    }
 }

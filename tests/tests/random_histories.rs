@@ -11,13 +11,13 @@
 //! `PROPTEST_CASES=10000 cargo test --release -p integration-tests --test random_histories`.
 
 use failover::{Failover, FailoverSettings};
-use integration_tests::primary_policy;
+use integration_tests::{primary_policy, CallHook, HookedKms};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::desired::is_replicator_tag;
 use kms_replicator::event::{parse_event, Intake};
-use kms_replicator::model::{AliasEntry, KeyInfo, KeyState, Tag};
+use kms_replicator::model::{KeyInfo, KeyState, Tag};
 use kms_replicator::policy::{rewrite_policy, same_policy};
-use kms_replicator::port::{KmsResult, ReplicaSpec};
+use kms_replicator::port::ReplicaSpec;
 use kms_replicator::{Config, Kms, Syncer};
 use proptest::prelude::*;
 use replicate::Replicator;
@@ -418,15 +418,19 @@ impl World {
                 if let Some((k, p)) = self.key_and_primary(key).await {
                     self.known_primary.insert((p.region.clone(), k.clone()));
                     let edit = policy_variant(&self.twin.account(), &p.region, edit_at % 4);
-                    let a = Interleaved {
+                    let a = HookedKms {
                         inner: self.twin.clone(),
-                        calls: AtomicUsize::new(0),
-                        edit: Some((edit_at, admin.clone(), p.region.clone(), k.clone(), edit)),
+                        hook: Turns {
+                            calls: AtomicUsize::new(0),
+                            edit: Some((edit_at, admin.clone(), p.region.clone(), k.clone(), edit)),
+                        },
                     };
-                    let b = Interleaved {
+                    let b = HookedKms {
                         inner: self.twin.clone(),
-                        calls: AtomicUsize::new(0),
-                        edit: None,
+                        hook: Turns {
+                            calls: AtomicUsize::new(0),
+                            edit: None,
+                        },
                     };
                     let calls_before = self.twin.calls().len();
                     let (sa, sb) = (Syncer::new(&a, &self.cfg), Syncer::new(&b, &self.cfg));
@@ -768,16 +772,16 @@ fn deny_not_narrowed(source: &str, mirrored: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The twin, yielding before every call so that two syncs joined on one thread interleave
-/// call by call; optionally a person's policy edit lands just before call number `n`.
-struct Interleaved {
-    inner: Twin,
+/// Yields before every call, so that two syncs joined on one thread interleave call by call;
+/// optionally a person's policy edit lands just before call number `n`.
+struct Turns {
     calls: AtomicUsize,
     edit: Option<(usize, Twin, String, String, String)>,
 }
 
-impl Interleaved {
-    async fn turn(&self) {
+#[async_trait::async_trait]
+impl CallHook for Turns {
+    async fn before(&self, _op: &'static str, _write: bool) {
         tokio::task::yield_now().await;
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some((at, admin, region, key, policy)) = &self.edit {
@@ -785,80 +789,6 @@ impl Interleaved {
                 let _ = admin.put_key_policy(region, key, policy).await;
             }
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl Kms for Interleaved {
-    async fn describe_key(&self, r: &str, k: &str) -> KmsResult<KeyInfo> {
-        self.turn().await;
-        self.inner.describe_key(r, k).await
-    }
-    async fn get_key_policy(&self, r: &str, k: &str) -> KmsResult<String> {
-        self.turn().await;
-        self.inner.get_key_policy(r, k).await
-    }
-    async fn list_resource_tags(&self, r: &str, k: &str) -> KmsResult<Vec<Tag>> {
-        self.turn().await;
-        self.inner.list_resource_tags(r, k).await
-    }
-    async fn list_aliases(&self, r: &str, k: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
-        self.turn().await;
-        self.inner.list_aliases(r, k).await
-    }
-    async fn replicate_key(
-        &self,
-        p: &str,
-        k: &str,
-        r: &str,
-        s: &ReplicaSpec,
-    ) -> KmsResult<KeyInfo> {
-        self.turn().await;
-        self.inner.replicate_key(p, k, r, s).await
-    }
-    async fn put_key_policy(&self, r: &str, k: &str, p: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.put_key_policy(r, k, p).await
-    }
-    async fn create_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.create_alias(r, a, k).await
-    }
-    async fn update_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.update_alias(r, a, k).await
-    }
-    async fn tag_resource(&self, r: &str, k: &str, t: &[Tag]) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.tag_resource(r, k, t).await
-    }
-    async fn untag_resource(&self, r: &str, k: &str, t: &[String]) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.untag_resource(r, k, t).await
-    }
-    async fn update_key_description(&self, r: &str, k: &str, d: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.update_key_description(r, k, d).await
-    }
-    async fn schedule_key_deletion(&self, r: &str, k: &str, d: i32) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.schedule_key_deletion(r, k, d).await
-    }
-    async fn cancel_key_deletion(&self, r: &str, k: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.cancel_key_deletion(r, k).await
-    }
-    async fn enable_key(&self, r: &str, k: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.enable_key(r, k).await
-    }
-    async fn list_keys(&self, r: &str) -> KmsResult<Vec<String>> {
-        self.turn().await;
-        self.inner.list_keys(r).await
-    }
-    async fn update_primary_region(&self, r: &str, k: &str, n: &str) -> KmsResult<()> {
-        self.turn().await;
-        self.inner.update_primary_region(r, k, n).await
     }
 }
 

@@ -2,12 +2,14 @@
 //! actions by people, then every event they and the replicator cause, delivered to the real
 //! replicate handler on the in-memory KMS twin.
 
-use integration_tests::{config, primary_policy, seed_primary, PRIMARY_REGION};
+use integration_tests::{
+    config, primary_policy, seed_primary, CallHook, HookedKms, PRIMARY_REGION,
+};
 use kms_replicator::config::{PolicyMode, RemovalPolicy};
 use kms_replicator::desired::DELETION_MARKER_TAG;
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::policy::{rewrite_policy, same_policy, MAX_POLICY_BYTES};
-use kms_replicator::port::{KmsResult, ReplicaSpec};
+use kms_replicator::port::ReplicaSpec;
 use kms_replicator::{Config, Kms, Syncer};
 use replicate::Replicator;
 use serde_json::{json, Value};
@@ -461,94 +463,21 @@ async fn a_failover_round_trip_gives_back_a_statement_that_names_both_regions() 
 
 // ---- I6: the newest state wins ------------------------------------------------------------
 
-/// The twin, with a gate before the first write: the sync using it stops there until the
-/// test opens the gate, so another sync can overtake it.
-struct GatedKms {
-    inner: Twin,
+/// A gate before the first write: the sync behind it stops there until the test opens the
+/// gate, so another sync can overtake it.
+struct Gate {
     paused: Notify,
     open: Notify,
     passed: AtomicBool,
 }
 
-impl GatedKms {
-    async fn gate(&self) {
-        if !self.passed.swap(true, Ordering::SeqCst) {
+#[async_trait::async_trait]
+impl CallHook for Gate {
+    async fn before(&self, _op: &'static str, write: bool) {
+        if write && !self.passed.swap(true, Ordering::SeqCst) {
             self.paused.notify_one();
             self.open.notified().await;
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl Kms for GatedKms {
-    async fn describe_key(&self, r: &str, k: &str) -> KmsResult<kms_replicator::model::KeyInfo> {
-        self.inner.describe_key(r, k).await
-    }
-    async fn get_key_policy(&self, r: &str, k: &str) -> KmsResult<String> {
-        self.inner.get_key_policy(r, k).await
-    }
-    async fn list_resource_tags(&self, r: &str, k: &str) -> KmsResult<Vec<Tag>> {
-        self.inner.list_resource_tags(r, k).await
-    }
-    async fn list_aliases(
-        &self,
-        r: &str,
-        k: Option<&str>,
-    ) -> KmsResult<Vec<kms_replicator::model::AliasEntry>> {
-        self.inner.list_aliases(r, k).await
-    }
-    async fn replicate_key(
-        &self,
-        p: &str,
-        k: &str,
-        r: &str,
-        s: &ReplicaSpec,
-    ) -> KmsResult<kms_replicator::model::KeyInfo> {
-        self.gate().await;
-        self.inner.replicate_key(p, k, r, s).await
-    }
-    async fn put_key_policy(&self, r: &str, k: &str, p: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.put_key_policy(r, k, p).await
-    }
-    async fn create_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.create_alias(r, a, k).await
-    }
-    async fn update_alias(&self, r: &str, a: &str, k: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.update_alias(r, a, k).await
-    }
-    async fn tag_resource(&self, r: &str, k: &str, t: &[Tag]) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.tag_resource(r, k, t).await
-    }
-    async fn untag_resource(&self, r: &str, k: &str, t: &[String]) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.untag_resource(r, k, t).await
-    }
-    async fn update_key_description(&self, r: &str, k: &str, d: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.update_key_description(r, k, d).await
-    }
-    async fn schedule_key_deletion(&self, r: &str, k: &str, d: i32) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.schedule_key_deletion(r, k, d).await
-    }
-    async fn cancel_key_deletion(&self, r: &str, k: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.cancel_key_deletion(r, k).await
-    }
-    async fn enable_key(&self, r: &str, k: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.enable_key(r, k).await
-    }
-    async fn list_keys(&self, r: &str) -> KmsResult<Vec<String>> {
-        self.inner.list_keys(r).await
-    }
-    async fn update_primary_region(&self, r: &str, k: &str, n: &str) -> KmsResult<()> {
-        self.gate().await;
-        self.inner.update_primary_region(r, k, n).await
     }
 }
 
@@ -567,11 +496,13 @@ async fn a_sync_that_read_an_older_primary_never_has_the_last_word() {
         .unwrap();
 
     // Sync A reads v1 and stops before writing.
-    let gated = Arc::new(GatedKms {
+    let gated = Arc::new(HookedKms {
         inner: twin.clone(),
-        paused: Notify::new(),
-        open: Notify::new(),
-        passed: AtomicBool::new(false),
+        hook: Gate {
+            paused: Notify::new(),
+            open: Notify::new(),
+            passed: AtomicBool::new(false),
+        },
     });
     let a = {
         let (gated, cfg, key) = (gated.clone(), cfg.clone(), key.clone());
@@ -581,7 +512,7 @@ async fn a_sync_that_read_an_older_primary_never_has_the_last_word() {
                 .await
         })
     };
-    gated.paused.notified().await;
+    gated.hook.paused.notified().await;
     // Meanwhile a person revokes payments-app-v1, and sync B mirrors that at once.
     admin
         .put_key_policy(PRIMARY_REGION, &key, &v2)
@@ -596,7 +527,7 @@ async fn a_sync_that_read_an_older_primary_never_has_the_last_word() {
         .policy
         .contains("payments-app-v2"));
     // A now writes the v1 it read, then reads the primary again and corrects it.
-    gated.open.notify_one();
+    gated.hook.open.notify_one();
     let report = a.await.unwrap();
 
     let west = twin.key(WEST, &key).unwrap().policy;
