@@ -244,7 +244,8 @@ impl Demo {
 
     /// Reads the key in `region` as a person would and checks it mirrors the primary.
     async fn verify_replica(&mut self, key: &str, region: &str, show_policy: bool) -> bool {
-        let primary_region = match self.reader.describe_key(HOME, key).await {
+        // The replica names its primary's Region (not always the home Region).
+        let primary_region = match self.reader.describe_key(region, key).await {
             Ok(i) => i
                 .multi_region
                 .map(|m| m.primary_region)
@@ -787,8 +788,8 @@ async fn run(demo: &mut Demo, has_failover: bool) -> Result<(), String> {
     }
     let count = |t: &str| audit.iter().filter(|e| e["detail-type"] == t).count();
     demo.check(
-        count("Replica Created") == 3,
-        "\"Replica Created\" for us-west-2, eu-west-1 and ap-southeast-2",
+        count("Replica Created") == 4,
+        "\"Replica Created\" for us-west-2, eu-west-1 and ap-southeast-2, and for the eu-west-1 key's us-west-2",
     );
     demo.check(
         count("Replica Synced") >= 2,
