@@ -67,6 +67,9 @@ fi
 
 echo "==> [3/4] sam build ($ARCH) into $BUILD_DIR"
 started=$SECONDS
+# SAM's cargo-lambda build takes no --locked; this refuses a Cargo.lock that is not up to date,
+# so the packages are built from exactly the versions it pins.
+cargo fetch --locked --quiet
 sam build --template-file "$TEMPLATE" --base-dir "$ROOT" --build-dir "$BUILD_DIR"
 echo "    sam build took $((SECONDS - started)) s"
 
