@@ -76,6 +76,30 @@ pub async fn seed_primary(twin: &Twin) -> String {
     key.key_id
 }
 
+/// Delivers every event in the twin's trail to the replicate handler, then the events those
+/// deliveries cause, until none is left. Returns how many rounds it took and the errors the
+/// handler returned (retryable failures are Lambda errors). Panics if it does not settle.
+pub async fn deliver_trail(twin: &Twin, cfg: &Config) -> (usize, Vec<String>) {
+    let handler = replicate::Replicator {
+        kms: twin,
+        audit: twin,
+        config: cfg,
+    };
+    let mut errors = Vec::new();
+    for round in 0..10 {
+        let events = twin.take_trail();
+        if events.is_empty() {
+            return (round, errors);
+        }
+        for e in &events {
+            if let Err(err) = handler.handle(e).await {
+                errors.push(err.to_string());
+            }
+        }
+    }
+    panic!("the replicator did not settle within 10 rounds of events");
+}
+
 /// Something to run before each KMS call of a [`HookedKms`]: a test's way to interleave two
 /// syncs call by call, or to stop one before its first write.
 #[async_trait::async_trait]

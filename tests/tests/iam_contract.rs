@@ -8,12 +8,11 @@
 
 use failover::Failover;
 use failover::FailoverSettings;
-use integration_tests::{config, seed_primary, PRIMARY_REGION};
+use integration_tests::{config, deliver_trail, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::model::Tag;
 use kms_replicator::{Config, Kms};
 use reconcile::{Reconciler, Settings};
-use replicate::Replicator;
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
@@ -117,21 +116,8 @@ async fn two_replicated_keys(twin: &Twin) -> String {
 }
 
 async fn replicate_drain(twin: &Twin, cfg: &Config) {
-    let r = Replicator {
-        kms: twin,
-        audit: twin,
-        config: cfg,
-    };
-    for _ in 0..10 {
-        let events = twin.take_trail();
-        if events.is_empty() {
-            return;
-        }
-        for e in &events {
-            r.handle(e).await.expect("handled");
-        }
-    }
-    panic!("did not settle");
+    let (_, errors) = deliver_trail(twin, cfg).await;
+    assert!(errors.is_empty(), "handled: {errors:?}");
 }
 
 async fn replicate_journeys() -> BTreeSet<String> {

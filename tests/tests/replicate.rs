@@ -2,7 +2,7 @@
 //! payloads in, replicas out, and every event the replicator itself causes fed back in.
 
 use integration_tests::{
-    config, fixtures, people_tags, primary_policy, seed_primary, PRIMARY_REGION,
+    config, deliver_trail, fixtures, people_tags, primary_policy, seed_primary, PRIMARY_REGION,
 };
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
@@ -62,18 +62,12 @@ async fn tag_for_regions(twin: &Twin, key_id: &str, regions: &str) -> Value {
 /// Feeds every event in the trail back into the handler until the trail is empty; returns
 /// how many rounds it took. Fails if it does not settle.
 async fn drain(twin: &Twin, cfg: &Config) -> usize {
-    for round in 0..10 {
-        let events = twin.take_trail();
-        if events.is_empty() {
-            return round;
-        }
-        for e in &events {
-            handle(twin, cfg, e)
-                .await
-                .expect("handler accepts its own events");
-        }
-    }
-    panic!("the replicator did not settle within 10 rounds of its own events");
+    let (rounds, errors) = deliver_trail(twin, cfg).await;
+    assert!(
+        errors.is_empty(),
+        "handler accepts its own events: {errors:?}"
+    );
+    rounds
 }
 
 /// Tags the key, handles that event, then every event that follows, until quiet.

@@ -3,7 +3,7 @@
 //! replicate handler on the in-memory KMS twin.
 
 use integration_tests::{
-    config, primary_policy, seed_primary, CallHook, HookedKms, PRIMARY_REGION,
+    config, deliver_trail, primary_policy, seed_primary, CallHook, HookedKms, PRIMARY_REGION,
 };
 use kms_replicator::config::{PolicyMode, RemovalPolicy};
 use kms_replicator::desired::DELETION_MARKER_TAG;
@@ -11,7 +11,6 @@ use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::policy::{rewrite_policy, same_policy, MAX_POLICY_BYTES};
 use kms_replicator::port::ReplicaSpec;
 use kms_replicator::{Config, Kms, Syncer};
-use replicate::Replicator;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,24 +36,10 @@ fn new_twin() -> Twin {
     twin
 }
 
-/// Delivers every event in the trail to the replicate handler until none is left.
+/// Delivers every event to the replicate handler until none is left. Retryable failures are
+/// Lambda errors: these tests look at the state, not at them.
 async fn settle(twin: &Twin, cfg: &Config) {
-    let handler = Replicator {
-        kms: twin,
-        audit: twin,
-        config: cfg,
-    };
-    for _ in 0..10 {
-        let events = twin.take_trail();
-        if events.is_empty() {
-            return;
-        }
-        for e in &events {
-            // Retryable failures are Lambda errors: the tests look at the state, not at them.
-            let _ = handler.handle(e).await;
-        }
-    }
-    panic!("did not settle within 10 rounds of events");
+    deliver_trail(twin, cfg).await;
 }
 
 async fn tagged_key(twin: &Twin, cfg: &Config, regions: &str) -> String {

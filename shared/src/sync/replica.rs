@@ -4,7 +4,7 @@
 use super::{failed, Syncer};
 use crate::desired::{desired_replica, plan_replica, PrimaryState};
 use crate::explain::explain;
-use crate::model::{KeyState, MultiRegionKeyType, Tag};
+use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError, ReplicaSpec};
 use crate::report::{Action, Outcome, RegionReport};
@@ -228,12 +228,13 @@ impl Syncer<'_> {
                         kms.create_alias(region, alias, key_id).await
                     }
                     Err(e) => Err(e),
-                    Ok(_) => return self.claim_alias(region, alias, key_id).await,
+                    Ok(holder) => return self.claim_alias(region, alias, key_id, holder).await,
                 }
             }
             Action::CreateAlias { alias } => match kms.create_alias(region, alias, key_id).await {
                 Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    return self.claim_alias(region, alias, key_id).await;
+                    let holder = kms.describe_key(region, alias).await?;
+                    return self.claim_alias(region, alias, key_id, holder).await;
                 }
                 other => other,
             },
@@ -248,7 +249,7 @@ impl Syncer<'_> {
         result.map(|()| Some(action)).map_err(WriteFailure::from)
     }
 
-    /// CreateAlias found the name taken in `region`. If it already points at our replica,
+    /// The name is taken in `region`, by `holder`. If it already points at our replica,
     /// nothing is left to do. The alias is re-pointed only when it really moved (I3): its
     /// holder is a replica of a key this replicator manages (its primary carries a non-empty
     /// replication tag), and that primary no longer holds the alias. Anything else, another
@@ -258,9 +259,9 @@ impl Syncer<'_> {
         region: &str,
         alias: &str,
         key_id: &str,
+        holder: KeyInfo,
     ) -> Result<Option<Action>, WriteFailure> {
         let why = WriteFailure::from;
-        let holder = self.kms.describe_key(region, alias).await.map_err(why)?;
         if holder.key_id == key_id {
             return Ok(None);
         }
