@@ -29,7 +29,7 @@ sam-build:
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: demo demo-build twin
+.PHONY: demo demo-build twin bench bench-quick bench-build
 
 demo: demo-build
 	$(TARGET_DIR)/release/kms-demo --template template.yaml --bin-dir $(TARGET_DIR)/release
@@ -46,3 +46,15 @@ twin: demo-build
 		--env "ALLOWED_REGIONS=us-east-1 us-west-2 eu-west-1 ap-southeast-2" \
 		--env IGNORE_CALLER_ARNS=arn:aws:iam::111122223333:role/kms-replicator-function \
 		--log-dir $(TARGET_DIR)/kms-twin
+
+## Benchmarks: every scenario with the release binaries on the twin, KMS's request quotas
+## enforced and 20 ms on every KMS call; prints the table and writes it into README.md
+## (about 15 minutes; tests/benches/replicator.rs). `make bench-quick`: the same, small.
+bench: bench-build
+	$(CARGO) bench --locked -p integration-tests --bench replicator -- --readme
+
+bench-quick: bench-build
+	$(CARGO) bench --locked -p integration-tests --bench replicator -- --quick
+
+bench-build:
+	$(CARGO) build --release --locked -p replicate -p reconcile -p failover

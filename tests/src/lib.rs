@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use twin::{Twin, ADMIN_USER};
 
+pub mod bins;
+pub mod scenarios;
+
 pub const PRIMARY_REGION: &str = "us-east-1";
 
 /// The folder of real CloudTrail/EventBridge payloads.

@@ -8,77 +8,17 @@
 //! The binaries are built first with `cargo build --workspace --bins` (a no-op when they are up
 //! to date; set `KMS_E2E_SKIP_BUILD=1` to use what is in the target folder as it is).
 
+use integration_tests::bins::{binary, root};
 use integration_tests::{people_tags, primary_policy, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::rewrite_policy;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use twin::{ADMIN_USER, REPLICATOR_ROLE};
 use twin_server::{client, LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const ALLOWED: &str = "us-east-1 us-west-2 eu-west-1";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// The folder of this profile's binaries (`target/debug`), built once per test process.
-fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // This test runs from target/<profile>/deps/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_path_buf();
-        if std::env::var_os("KMS_E2E_SKIP_BUILD").is_none() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args(["build", "--workspace", "--bins", "--quiet"])
-                .current_dir(root());
-            // What cargo sets for this test run must not reach the build: build scripts that
-            // watch these variables (ring's does) would rebuild half the dependency tree.
-            for (k, _) in std::env::vars_os() {
-                let k = k.to_string_lossy();
-                if k.starts_with("CARGO_PKG_")
-                    || k.starts_with("CARGO_BIN_EXE_")
-                    || [
-                        "CARGO_MANIFEST_DIR",
-                        "CARGO_MANIFEST_PATH",
-                        "CARGO_CRATE_NAME",
-                        "CARGO_BIN_NAME",
-                        "CARGO_PRIMARY_PACKAGE",
-                        "CARGO_TARGET_TMPDIR",
-                        "CARGO_RUSTC_CURRENT_DIR",
-                        "OUT_DIR",
-                    ]
-                    .contains(&k.as_ref())
-                {
-                    cmd.env_remove(k.as_ref());
-                }
-            }
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("cargo runs");
-            assert!(status.success(), "`cargo build --workspace --bins` failed");
-        }
-        dir
-    })
-}
-
-fn binary(name: &str) -> Option<PathBuf> {
-    let p = bin_dir().join(name);
-    p.is_file().then_some(p)
-}
 
 /// The local cloud with the replicate function (and failover, when it is built), configured
 /// as `template.yaml` deploys it: the replicator's own role in IGNORE_CALLER_ARNS.

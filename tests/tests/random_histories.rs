@@ -7,6 +7,7 @@
 //! log; after the events run out and one sweep, the desired state holds and a second sweep
 //! writes nothing.
 //!
+//! `make bench` includes this file to time the checker (`tests/benches/replicator.rs`).
 //! `make test` runs a few hundred histories. The long run (documented in the README):
 //! `PROPTEST_CASES=10000 cargo test --release -p integration-tests --test random_histories`.
 
@@ -43,7 +44,7 @@ const TAG_VALUES: [&str; 7] = [
 ];
 
 #[derive(Debug, Clone)]
-enum Step {
+pub enum Step {
     CreateKey {
         region: usize,
         tag: Option<usize>,
@@ -108,7 +109,7 @@ enum Step {
     },
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub fn step() -> impl Strategy<Value = Step> {
     let k = 0..3usize;
     prop_oneof![
         3 => (0..3usize, prop::option::of(0..TAG_VALUES.len())).prop_map(|(region, tag)| Step::CreateKey { region, tag }),
@@ -792,7 +793,7 @@ impl CallHook for Turns {
     }
 }
 
-fn run_history(steps: &[Step], removal: RemovalPolicy) -> Result<(), String> {
+pub fn run_history(steps: &[Step], removal: RemovalPolicy) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 //! The replicate function's handler, end to end on the in-memory KMS twin: real CloudTrail
 //! payloads in, replicas out, and every event the replicator itself causes fed back in.
 
+use integration_tests::scenarios::enforce_kms_quotas;
 use integration_tests::{
     config, deliver_trail, fixtures, people_tags, primary_policy, seed_primary, PRIMARY_REGION,
 };
@@ -781,14 +782,6 @@ async fn run_sandboxes(
         failed += t.await.unwrap();
     }
     failed
-}
-
-/// From now on the twin throttles every operation beyond its KMS quota, as KMS does.
-fn enforce_kms_quotas(twin: &Twin) {
-    use kms_replicator::limit::{KMS_READ_QUOTAS, KMS_WRITE_QUOTAS};
-    for (op, n) in KMS_WRITE_QUOTAS.iter().chain(KMS_READ_QUOTAS) {
-        twin.set_rate_limit(op, *n);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ pub use request::{
 use futures::StreamExt;
 use kms_replicator::discover::managed_primaries;
 use kms_replicator::error::FunctionError;
-use kms_replicator::limit::{Quotas, KMS_WRITE_QUOTAS};
+use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
 use kms_replicator::model::{KeyInfo, MultiRegionKeyType};
 use kms_replicator::port::{ErrorKind, KmsError};
 use kms_replicator::{AuditSink, Config, Kms};
@@ -65,16 +65,13 @@ enum Found {
     NotLookedUp(KeyReport),
 }
 
-/// The request quotas the function keeps: UpdatePrimaryRegion at its KMS quota (5 per second,
-/// counted in both Regions) across every key of a batch; nothing else is limited. Wrap the
-/// [`Kms`] in a [`kms_replicator::limit::RateLimitedKms`] with these, one per process.
+/// The request quotas the function keeps across every key of a batch: each write at its KMS
+/// quota (UpdatePrimaryRegion 5 per second, counted in both Regions; TagResource, which
+/// every key's promotion and sync make in both Regions, 10 per second), each read at
+/// [`DEFAULT_READ_RATE`]. Wrap the [`Kms`] in a [`kms_replicator::limit::RateLimitedKms`]
+/// with these, one per process.
 pub fn quotas() -> Quotas {
-    let op = "UpdatePrimaryRegion";
-    let (_, per_second) = KMS_WRITE_QUOTAS
-        .iter()
-        .find(|(name, _)| *name == op)
-        .expect("UpdatePrimaryRegion has a KMS quota");
-    Quotas::unlimited().with(op, *per_second)
+    Quotas::kms(DEFAULT_READ_RATE)
 }
 
 /// What the handler needs, built once per cold start.

@@ -1,5 +1,5 @@
 //! The failover function's Lambda entry point: reads the configuration, wraps the AWS KMS
-//! adapter in the shared rate limiter (UpdatePrimaryRegion at its quota) and serves each
+//! adapter in the shared rate limiter (every write at its KMS quota) and serves each
 //! invocation with [`failover::Failover`].
 
 use failover::FailoverSettings;

@@ -7,17 +7,24 @@ use crate::{
     SYNC_FROM_NEW_PRIMARY,
 };
 use kms_replicator::desired::{desired_replica, PrimaryState};
+use kms_replicator::model::KeyInfo;
 use kms_replicator::policy::same_policy;
+use kms_replicator::port::KmsError;
 use kms_replicator::report::Outcome;
 use kms_replicator::Syncer;
 use tokio::time::Instant;
 
 impl Failover<'_> {
-    async fn check_aliases(&self, old: &PrimaryState, to: &str, id: &str) -> Check {
-        let p = &old.info.region;
-        match self.kms.list_aliases(to, Some(id)).await {
-            Ok(list) => {
-                let have: Vec<String> = list.into_iter().map(|a| a.name).collect();
+    fn check_aliases(
+        &self,
+        old: &PrimaryState,
+        to: &str,
+        new: Result<&PrimaryState, &KmsError>,
+    ) -> Check {
+        let (p, id) = (&old.info.region, &old.info.key_id);
+        match new {
+            Ok(new) => {
+                let have = &new.aliases;
                 let missing: Vec<&str> = old
                     .aliases
                     .iter()
@@ -57,10 +64,15 @@ impl Failover<'_> {
         }
     }
 
-    async fn check_policy(&self, old: &PrimaryState, to: &str, id: &str) -> Check {
-        let p = &old.info.region;
-        let actual = match self.kms.get_key_policy(to, id).await {
-            Ok(policy) => policy,
+    fn check_policy(
+        &self,
+        old: &PrimaryState,
+        to: &str,
+        new: Result<&PrimaryState, &KmsError>,
+    ) -> Check {
+        let (p, id) = (&old.info.region, &old.info.key_id);
+        let actual = match new {
+            Ok(new) => &new.policy,
             Err(e) => {
                 return Check::warn(
                     POLICY_IN_NEW_PRIMARY_REGION,
@@ -73,7 +85,7 @@ impl Failover<'_> {
                 POLICY_IN_NEW_PRIMARY_REGION,
                 format!("readable in {to}; policies are not managed (POLICY_MODE=off)"),
             ),
-            Ok(Some(want)) if same_policy(&want, &actual) => Check::pass(
+            Ok(Some(want)) if same_policy(&want, actual) => Check::pass(
                 POLICY_IN_NEW_PRIMARY_REGION,
                 format!("matches the policy of the old primary in {p}, mirrored for {to}"),
             ),
@@ -90,19 +102,23 @@ impl Failover<'_> {
         }
     }
 
-    /// After: aliases and policy in the new primary's Region, then sync from there. Sets the
-    /// outcome: promoted, with warnings when a check failed.
+    /// After: aliases and policy in the new primary's Region, then sync from there. `new` is
+    /// the new primary's DescribeKey answer; its policy, tags and aliases are read once, for
+    /// the checks and the sync. Sets the outcome: promoted, with warnings when a check failed.
     pub(crate) async fn post_checks(
         &self,
         r: &mut KeyReport,
         old: &PrimaryState,
-        to: &str,
+        new: KeyInfo,
         invocation_deadline: Option<Instant>,
     ) {
-        let id = old.info.key_id.as_str();
+        let (id, to) = (old.info.key_id.clone(), new.region.clone());
+        let (id, to) = (id.as_str(), to.as_str());
         let after_start = r.checks.len();
-        r.checks.push(self.check_aliases(old, to, id).await);
-        r.checks.push(self.check_policy(old, to, id).await);
+        let sync = Syncer::new(self.kms, self.config);
+        let read = sync.read_primary(new).await;
+        r.checks.push(self.check_aliases(old, to, read.as_ref()));
+        r.checks.push(self.check_policy(old, to, read.as_ref()));
         let managed = old.tags.iter().any(|t| t.key == self.config.tag_key);
         // The sync touches every replica Region, and one of them may be the Region in trouble:
         // it gets what is left before the invocation's deadline, less half the margin.
@@ -110,8 +126,13 @@ impl Failover<'_> {
             d.checked_sub(self.settings.deadline_margin / 2)
                 .unwrap_or(d)
         });
-        let sync = Syncer::new(self.kms, self.config);
-        let sync = sync.sync(to, id, false);
+        let sync = async {
+            match read {
+                Ok(state) => sync.sync_read(id, state).await,
+                // The sync reads again, and says what failed.
+                Err(_) => sync.sync(to, id, false).await,
+            }
+        };
         let report = match (managed, sync_deadline) {
             (false, _) => None,
             (true, None) => Some(sync.await),

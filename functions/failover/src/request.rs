@@ -176,10 +176,12 @@ pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, Reques
 pub struct FailoverSettings {
     /// How long to wait for the target Region to report the key as PRIMARY and Enabled.
     pub wait: Duration,
-    /// The first pause between two DescribeKey polls; it doubles up to `max_poll`.
+    /// The first pause between two DescribeKey polls; it doubles up to `max_poll` (1 s: the
+    /// `Updating` state lasts seconds, and a longer pause would be pure wait).
     pub first_poll: Duration,
     pub max_poll: Duration,
-    /// Keys handled at once in bulk mode.
+    /// Keys handled at once in bulk mode: enough that the promotions, each waiting seconds
+    /// for `Updating` to end, keep UpdatePrimaryRegion at its quota (5 per second).
     pub concurrency: usize,
     /// No key is started this close to the invocation's deadline, and a wait for a new
     /// primary ends half of it before the deadline: time left to check, report and publish
@@ -192,8 +194,8 @@ impl Default for FailoverSettings {
         FailoverSettings {
             wait: Duration::from_secs(120),
             first_poll: Duration::from_millis(250),
-            max_poll: Duration::from_secs(5),
-            concurrency: 10,
+            max_poll: Duration::from_secs(1),
+            concurrency: 20,
             deadline_margin: Duration::from_secs(20),
         }
     }

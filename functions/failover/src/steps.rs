@@ -83,10 +83,10 @@ impl Failover<'_> {
         if !self.promote(r, &old, to).await {
             return stop(r);
         }
-        if !self.wait_for_new_primary(r, &old, to, plan.deadline).await {
+        let Some(new) = self.wait_for_new_primary(r, &old, to, plan.deadline).await else {
             return;
-        }
-        self.post_checks(r, &old, to, plan.deadline).await;
+        };
+        self.post_checks(r, &old, new, plan.deadline).await;
     }
 
     /// Before: the key is multi-Region, its primary answers in its own Region, is the primary
@@ -369,13 +369,14 @@ impl Failover<'_> {
     }
 
     /// Polls DescribeKey in `to` with backoff until the key is PRIMARY and Enabled there.
-    /// Returns how long it took and how many polls, or what was last seen at the deadline.
+    /// Returns how long it took, how many polls and the last answer, or what was last seen at
+    /// the deadline.
     async fn wait_for_primary(
         &self,
         to: &str,
         id: &str,
         invocation_deadline: Option<Instant>,
-    ) -> Result<(Duration, usize), (String, Duration, bool)> {
+    ) -> Result<(Duration, usize, KeyInfo), (String, Duration, bool)> {
         let started = Instant::now();
         // FAILOVER_WAIT_SECONDS, but never past the invocation's deadline less half the
         // margin: the report must still go out.
@@ -394,7 +395,7 @@ impl Failover<'_> {
             let last = match tokio::time::timeout_at(deadline, self.kms.describe_key(to, id)).await
             {
                 Ok(Ok(k)) if k.is_primary() && k.state == KeyState::Enabled => {
-                    return Ok((started.elapsed(), polls))
+                    return Ok((started.elapsed(), polls, k))
                 }
                 Ok(Ok(k)) => format!("{} and {}", key_type(&k), k.state),
                 Ok(Err(e)) => format!("DescribeKey failed: {e}"),
@@ -439,18 +440,18 @@ impl Failover<'_> {
         true
     }
 
-    /// The wait for `to` to report the key as PRIMARY and Enabled. Returns false, with the
-    /// outcome set, when the wait ended first.
+    /// The wait for `to` to report the key as PRIMARY and Enabled. Returns its DescribeKey
+    /// answer, or `None`, with the outcome set, when the wait ended first.
     async fn wait_for_new_primary(
         &self,
         r: &mut KeyReport,
         old: &PrimaryState,
         to: &str,
         invocation_deadline: Option<Instant>,
-    ) -> bool {
+    ) -> Option<KeyInfo> {
         let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
         match self.wait_for_primary(to, id, invocation_deadline).await {
-            Ok((waited, polls)) => {
+            Ok((waited, polls, new)) => {
                 r.checks.push(Check::pass(
                     NEW_PRIMARY_REPORTED,
                     format!(
@@ -461,7 +462,7 @@ impl Failover<'_> {
                     ),
                 ));
                 r.primary_region_after = Some(to.to_string());
-                true
+                Some(new)
             }
             Err((last, waited, cut_short)) => {
                 let bound = if cut_short {
@@ -485,7 +486,7 @@ impl Failover<'_> {
                     .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));
                 r.primary_region_after = None;
                 r.outcome = KeyOutcome::TimedOut { reason };
-                false
+                None
             }
         }
     }

@@ -151,13 +151,37 @@ impl<'a> Syncer<'a> {
             report.outcome = outcome;
             return report;
         }
-        let mut state = match self.read_primary(primary).await {
-            Ok(s) => s,
+        match self.read_primary(primary).await {
+            Ok(state) => self.sync_rounds(report, state, dry_run).await,
             Err(e) => {
                 report.outcome = failed(&e);
-                return report;
+                report
             }
-        };
+        }
+    }
+
+    /// Like [`Syncer::sync_described`], for a primary whose policy, tags and aliases the
+    /// caller has just read with [`Syncer::read_primary`] (the failover's checks of the new
+    /// primary): saves those reads too.
+    pub async fn sync_read(&self, requested: &str, state: PrimaryState) -> SyncReport {
+        let mut report = SyncReport::key_level(requested, Outcome::InSync);
+        report.key_id = Some(state.info.key_id.clone());
+        report.primary_region = Some(state.info.region.clone());
+        if let Some(outcome) = primary_not_ready(&state.info) {
+            report.outcome = outcome;
+            return report;
+        }
+        self.sync_rounds(report, state, false).await
+    }
+
+    /// The rounds of writes from the primary's `state`, each followed by a read of the primary
+    /// again, until it did not change meanwhile (at most [`MAX_ROUNDS`]).
+    async fn sync_rounds(
+        &self,
+        mut report: SyncReport,
+        mut state: PrimaryState,
+        dry_run: bool,
+    ) -> SyncReport {
         let mut merged: Vec<RegionReport> = Vec::new();
         for round in 1..=MAX_ROUNDS {
             let Some(tag_value) = state.replication_tag(&self.cfg.tag_key).map(str::to_string)

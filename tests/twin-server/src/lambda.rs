@@ -114,6 +114,8 @@ struct FnState {
     polled: Vec<bool>,
     shutting_down: bool,
     starts: u32,
+    /// Per sandbox: the process id of its current process.
+    pids: Vec<Option<u32>>,
 }
 
 pub struct LambdaFunction {
@@ -164,6 +166,7 @@ impl LambdaFunction {
             sandboxes,
             state: Mutex::new(FnState {
                 polled: vec![false; n],
+                pids: vec![None; n],
                 ..FnState::default()
             }),
             work: Notify::new(),
@@ -203,6 +206,11 @@ impl LambdaFunction {
     /// How many processes have been started (cold starts).
     pub fn starts(&self) -> u32 {
         self.lock().starts
+    }
+
+    /// The process ids of the running sandboxes (to read their memory use in `/proc`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock().pids.iter().flatten().copied().collect()
     }
 
     pub fn records(&self) -> Vec<InvocationRecord> {
@@ -420,6 +428,7 @@ impl LambdaFunction {
                 let mut s = self.lock();
                 s.polled[sandbox] = false;
                 s.starts += 1;
+                s.pids[sandbox] = child.id();
             }
             let status = tokio::select! {
                 s = child.wait() => s.ok(),
@@ -433,6 +442,7 @@ impl LambdaFunction {
                 .unwrap_or_else(|| "unknown status".into());
             let (inflight, init_victim) = {
                 let mut s = self.lock();
+                s.pids[sandbox] = None;
                 let mine: Vec<String> = s
                     .inflight
                     .iter()
