@@ -37,6 +37,14 @@ pub fn fixtures() -> Vec<(String, Value)> {
     out
 }
 
+/// The key a TagResource (or other KMS) record's request names, as the person gave it.
+pub fn requested_key(event: &Value) -> String {
+    event["detail"]["requestParameters"]["keyId"]
+        .as_str()
+        .expect("the record names a key")
+        .to_string()
+}
+
 /// A key's tags as people see them: without the replicator's own bookkeeping tags (the
 /// Regions that held the primary, the deletion marker), which are not mirrored.
 pub fn people_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {

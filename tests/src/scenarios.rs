@@ -273,9 +273,8 @@ impl Bench {
             cloud.invoke("replicate", &event).await.expect("replicate");
             walls.push(started.elapsed());
             charges = Charges::of(&twin.calls());
-            let key = event["detail"]["requestParameters"]["keyId"]
-                .as_str()
-                .expect("key id");
+            let key = crate::requested_key(&event);
+            let key = key.as_str();
             for r in &TARGETS[..regions] {
                 assert!(twin.key(r, key).is_some(), "no replica of {key} in {r}");
             }
@@ -327,15 +326,7 @@ impl Bench {
         twin.set_latency(self.latency);
         enforce_kms_quotas(&twin);
         twin.reset_calls();
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| {
-                e["detail"]["requestParameters"]["keyId"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let ids: Vec<String> = events.iter().map(crate::requested_key).collect();
         let started = Instant::now();
         for e in events {
             cloud.invoke_async("replicate", e).expect("replicate");
@@ -345,8 +336,11 @@ impl Bench {
             .flat_map(|id| [("us-west-2", id.as_str()), ("eu-west-1", id.as_str())])
             .collect();
         while !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             waiting.retain(|(r, id)| twin.key(r, id).is_none());
+            if let Some(dead) = cloud.dead_letters().first() {
+                panic!("an event was dead-lettered: {dead}");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60 + 2 * keys as u64),
                 "{} replicas still missing",
@@ -439,6 +433,7 @@ impl Bench {
 
         let mut drifted = 0;
         twin.set_latency(Duration::ZERO);
+        twin.clear_rate_limits();
         // The keys have the default policy; a person's own policy on a replica is drift.
         let policy = crate::primary_policy(&twin.account());
         for (i, (away, key)) in made.iter().enumerate().step_by(drift_every.max(1)) {
@@ -453,6 +448,7 @@ impl Bench {
         }
         twin.take_trail();
         twin.set_latency(self.latency);
+        enforce_kms_quotas(&twin);
         tokio::time::sleep(WINDOW).await;
         let repaired = self.timed_sweep(&cloud, keys, drifted).await;
         (in_sync, repaired)
@@ -522,12 +518,7 @@ impl Bench {
         for i in 0..keys {
             let e = tagged_key(&twin, to, 1, &format!("failover {i}")).await;
             replicator.handle(&e).await.expect("replicated");
-            ids.push(
-                e["detail"]["requestParameters"]["keyId"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
+            ids.push(crate::requested_key(&e));
         }
         twin.take_trail();
         twin.set_latency(self.latency);

@@ -3,7 +3,8 @@
 
 use integration_tests::scenarios::enforce_kms_quotas;
 use integration_tests::{
-    config, deliver_trail, fixtures, people_tags, primary_policy, seed_primary, PRIMARY_REGION,
+    config, deliver_trail, fixtures, people_tags, primary_policy, requested_key, seed_primary,
+    PRIMARY_REGION,
 };
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
@@ -792,15 +793,7 @@ async fn a_burst_of_tagged_keys_is_replicated_within_the_quotas_and_nothing_is_d
     let events = burst_of_tags(&twin, 20).await;
     assert_eq!(events.len(), 20);
     enforce_kms_quotas(&twin);
-    let keys: Vec<String> = events
-        .iter()
-        .map(|e| {
-            e["detail"]["requestParameters"]["keyId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let keys: Vec<String> = events.iter().map(requested_key).collect();
 
     // Two sandboxes (the default reserved concurrency), each with its share of the quotas.
     let share = replicate::process_quotas(|_| Some("2".into())).unwrap();

@@ -101,7 +101,8 @@ impl InvocationRecord {
 struct Pending {
     id: String,
     payload: Bytes,
-    deadline_ms: u64,
+    /// Told when a sandbox takes the event: the function's timeout counts from then.
+    taken: Option<oneshot::Sender<()>>,
     reply: oneshot::Sender<Result<Value, InvokeError>>,
 }
 
@@ -258,6 +259,7 @@ impl LambdaFunction {
         let started = Instant::now();
         let id = self.next_request_id();
         let (tx, rx) = oneshot::channel();
+        let (taken_tx, taken_rx) = oneshot::channel();
         {
             let mut s = self.lock();
             if s.shutting_down {
@@ -269,13 +271,15 @@ impl LambdaFunction {
             s.queue.push_back(Pending {
                 id: id.clone(),
                 payload: Bytes::from(payload.to_string()),
-                deadline_ms: epoch_ms() + self.spec.timeout.as_millis() as u64,
+                taken: Some(taken_tx),
                 reply: tx,
             });
         }
         self.work.notify_one();
-        // Lambda's timeout counts from when a sandbox takes the event; a cold start adds a
-        // little, so allow a margin on top.
+        // Lambda's timeout counts from when a sandbox takes the event, not from when it was
+        // queued (a burst waits in the queue); a cold start adds a little, so allow a margin
+        // on top. The sender is dropped unused only at shutdown, which answers `rx` itself.
+        let _ = taken_rx.await;
         let result =
             match tokio::time::timeout(self.spec.timeout + Duration::from_secs(5), rx).await {
                 Ok(Ok(r)) => r,
@@ -563,13 +567,17 @@ impl LambdaFunction {
             {
                 let mut s = self.lock();
                 s.polled[sandbox] = true;
-                if let Some(p) = s.queue.pop_front() {
+                if let Some(mut p) = s.queue.pop_front() {
+                    let deadline_ms = epoch_ms() + self.spec.timeout.as_millis() as u64;
+                    if let Some(taken) = p.taken.take() {
+                        let _ = taken.send(());
+                    }
                     let mut resp = Response::new(full(p.payload.clone()));
                     let h = resp.headers_mut();
                     let hv = |s: &str| http::HeaderValue::from_str(s).expect("ASCII header");
                     h.insert("content-type", hv("application/json"));
                     h.insert("lambda-runtime-aws-request-id", hv(&p.id));
-                    h.insert("lambda-runtime-deadline-ms", hv(&p.deadline_ms.to_string()));
+                    h.insert("lambda-runtime-deadline-ms", hv(&deadline_ms.to_string()));
                     h.insert("lambda-runtime-invoked-function-arn", hv(&self.arn()));
                     h.insert(
                         "lambda-runtime-trace-id",
