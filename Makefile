@@ -49,7 +49,7 @@ twin: demo-build
 
 ## Benchmarks: every scenario with the release binaries on the twin, KMS's request quotas
 ## enforced and 20 ms on every KMS call; prints the table and writes it into README.md
-## (about 15 minutes; tests/benches/replicator.rs). `make bench-quick`: the same, small.
+## (about 17 minutes once built; tests/benches/replicator.rs). `make bench-quick`: the same, small.
 bench: bench-build
 	$(CARGO) bench --locked -p integration-tests --bench replicator -- --readme
 

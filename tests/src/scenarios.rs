@@ -605,30 +605,22 @@ pub async fn tagged_key(twin: &Twin, regions: &str, aliases: usize, name: &str) 
         .expect("the TagResource record")
 }
 
-/// What Lambda sets for a function, pointed at the Runtime API `api`, with the deployment's
-/// settings: nothing from this machine.
+/// What Lambda sets for a function, pointed at the Runtime API `api`, with credentials (as
+/// Lambda gives them) and the deployment's settings: nothing from this machine.
 fn lambda_env(function: &str, api: &str) -> Vec<(String, String)> {
-    [
-        ("AWS_LAMBDA_RUNTIME_API", api),
-        ("AWS_LAMBDA_FUNCTION_NAME", function),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
-        ("AWS_REGION", PRIMARY_REGION),
-        ("AWS_DEFAULT_REGION", PRIMARY_REGION),
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("AWS_SESSION_TOKEN", "bench"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("ALLOWED_REGIONS", "us-east-1 us-west-2 eu-west-1"),
-        ("IGNORE_CALLER_ARNS", REPLICATOR_ROLE),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    let mut env = twin_server::lambda::runtime_env(function, api, "bench");
+    env.extend(
+        [
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_SESSION_TOKEN", "bench"),
+            ("ALLOWED_REGIONS", "us-east-1 us-west-2 eu-west-1"),
+            ("IGNORE_CALLER_ARNS", REPLICATOR_ROLE),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
 }
 
 /// A process's peak resident set (VmHWM in `/proc/<pid>/status`), KiB.

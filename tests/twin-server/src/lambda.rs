@@ -31,6 +31,42 @@ use tokio::sync::{oneshot, watch, Notify};
 pub const ACCOUNT: &str = twin::DEFAULT_ACCOUNT;
 pub const LAMBDA_REGION: &str = "us-east-1";
 
+/// What Lambda puts in a function's environment, for a function named `function` that
+/// reaches its Runtime API at `api`: only that (and `PATH`), so nothing on this machine
+/// (profiles, real credentials, proxies) changes what the function does. Start the process
+/// with an empty environment and these.
+pub fn runtime_env(function: &str, api: &str, log_stream: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_RUNTIME_API", api),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            &format!("/aws/lambda/{function}"),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        ("AWS_REGION", LAMBDA_REGION),
+        ("AWS_DEFAULT_REGION", LAMBDA_REGION),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("TZ", ":UTC"),
+        ("AWS_CONFIG_FILE", "/nonexistent/kms-twin/config"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/kms-twin/credentials",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Ok(path) = std::env::var("PATH") {
+        env.push(("PATH".into(), path));
+    }
+    env
+}
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
@@ -369,38 +405,11 @@ impl LambdaFunction {
             .append(true)
             .open(&self.spec.log_file)?;
         let mut cmd = Command::new(&self.spec.binary);
-        // Only what Lambda gives a function, so nothing on this machine (profiles, real
-        // credentials, proxies) changes what the function does.
-        cmd.env_clear()
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                self.sandboxes[sandbox].to_string(),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", self.spec.name),
-            )
-            .env(
-                "AWS_LAMBDA_LOG_STREAM_NAME",
-                format!("local/[$LATEST]{sandbox}"),
-            )
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-            .env("AWS_REGION", LAMBDA_REGION)
-            .env("AWS_DEFAULT_REGION", LAMBDA_REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("TZ", ":UTC")
-            .env("AWS_CONFIG_FILE", "/nonexistent/kms-twin/config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/kms-twin/credentials",
-            );
-        if let Ok(path) = std::env::var("PATH") {
-            cmd.env("PATH", path);
-        }
+        cmd.env_clear().envs(runtime_env(
+            &self.spec.name,
+            &self.sandboxes[sandbox].to_string(),
+            &format!("local/[$LATEST]{sandbox}"),
+        ));
         for (k, v) in &self.spec.env {
             cmd.env(k, v);
         }
