@@ -1,5 +1,6 @@
 //! Audit events: what a sync did, published to EventBridge for people and other systems.
 
+use crate::op::Op;
 use crate::port::AuditEvent;
 use crate::report::{Outcome, SyncReport};
 use serde_json::json;
@@ -69,7 +70,7 @@ pub fn audit_events(report: &SyncReport, ctx: &AuditContext) -> Vec<AuditEvent> 
     for r in &report.regions {
         let detail_type = match &r.outcome {
             Outcome::Created => REPLICA_CREATED,
-            Outcome::Updated if r.actions.iter().any(|a| a.op() == "ScheduleKeyDeletion") => {
+            Outcome::Updated if r.actions.iter().any(|a| a.op() == Op::ScheduleKeyDeletion) => {
                 REPLICA_REMOVAL
             }
             Outcome::Updated => REPLICA_SYNCED,

@@ -344,7 +344,7 @@ mod tests {
     }
 
     fn ops(plan: &ReplicaPlan) -> Vec<&'static str> {
-        plan.actions.iter().map(Action::op).collect()
+        plan.actions.iter().map(|a| a.op().name()).collect()
     }
 
     #[test]

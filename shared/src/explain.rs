@@ -1,5 +1,6 @@
 //! Sentences a person can act on, for the KMS errors a sync meets.
 
+use crate::op::Op;
 use crate::port::{ErrorKind, KmsError};
 
 /// What went wrong and what to do about it, with AWS's own code and message kept at the end.
@@ -8,7 +9,7 @@ pub fn explain(e: &KmsError) -> String {
     let region = &e.region;
     match (e.kind, e.operation) {
         (ErrorKind::MalformedPolicy, _) => explain_malformed_policy(e, &detail),
-        (ErrorKind::Disabled, "ReplicateKey") => {
+        (ErrorKind::Disabled, Op::ReplicateKey) => {
             format!("the primary key is disabled; enable it to create replicas ({detail})")
         }
         (ErrorKind::AccessDenied, _) => format!(
@@ -62,7 +63,7 @@ mod tests {
     fn malformed(message: &str) -> KmsError {
         KmsError::new(
             ErrorKind::MalformedPolicy,
-            "PutKeyPolicy",
+            Op::PutKeyPolicy,
             "us-west-2",
             "MalformedPolicyDocumentException",
             message,

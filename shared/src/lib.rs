@@ -20,6 +20,7 @@ pub mod explain;
 pub mod limit;
 pub mod metrics;
 pub mod model;
+pub mod op;
 pub mod policy;
 pub mod policy_diff;
 pub mod port;
@@ -29,5 +30,6 @@ pub mod sync;
 pub mod telemetry;
 
 pub use config::Config;
+pub use op::Op;
 pub use port::{AuditSink, Kms, TagIndex};
 pub use sync::Syncer;

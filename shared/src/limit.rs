@@ -15,6 +15,7 @@
 //! UpdatePrimaryRegion is one request in each of the two Regions.
 
 use crate::model::{AliasEntry, KeyInfo, Tag};
+use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -24,32 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-
-/// The KMS request quotas (requests per second, per account and Region) of the operations the
-/// replicator writes with, from the KMS Developer Guide's "Request quotas" table.
-pub const KMS_WRITE_QUOTAS: &[(&str, u32)] = &[
-    ("ReplicateKey", 5),
-    ("CreateKey", 5),
-    ("CreateAlias", 5),
-    ("UpdateAlias", 5),
-    ("TagResource", 10),
-    ("UntagResource", 5),
-    ("PutKeyPolicy", 15),
-    ("UpdateKeyDescription", 5),
-    ("ScheduleKeyDeletion", 15),
-    ("CancelKeyDeletion", 5),
-    ("EnableKey", 5),
-    ("UpdatePrimaryRegion", 5),
-];
-
-/// The KMS request quotas of the reads the replicator makes.
-pub const KMS_READ_QUOTAS: &[(&str, u32)] = &[
-    ("DescribeKey", 2000),
-    ("GetKeyPolicy", 1000),
-    ("ListResourceTags", 2000),
-    ("ListAliases", 500),
-    ("ListKeys", 500),
-];
 
 /// GetResources of the Resource Groups Tagging API. AWS publishes no per-operation figure for
 /// it; a sweep makes one paginated call per Region, so a low limit costs nothing.
@@ -62,7 +37,7 @@ pub const DEFAULT_READ_RATE: u32 = 50;
 /// Requests allowed per window for each operation; operations not listed are not limited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quotas {
-    limits: HashMap<String, u32>,
+    limits: HashMap<Op, u32>,
     window: Duration,
 }
 
@@ -79,18 +54,20 @@ impl Quotas {
     /// is lower, GetResources at [`GET_RESOURCES_RATE`].
     pub fn kms(read_rate: u32) -> Quotas {
         let mut q = Quotas::unlimited();
-        for (op, n) in KMS_WRITE_QUOTAS {
-            q = q.with(op, *n);
+        for &op in Op::ALL {
+            let limit = match op.kms_quota() {
+                Some(n) if op.is_write() => n,
+                Some(n) => read_rate.min(n),
+                None => GET_RESOURCES_RATE,
+            };
+            q = q.with(op, limit);
         }
-        for (op, n) in KMS_READ_QUOTAS {
-            q = q.with(op, read_rate.min(*n));
-        }
-        q.with("GetResources", GET_RESOURCES_RATE)
+        q
     }
 
     /// Sets the limit of `op` (at least 1).
-    pub fn with(mut self, op: &str, per_window: u32) -> Quotas {
-        self.limits.insert(op.to_string(), per_window.max(1));
+    pub fn with(mut self, op: Op, per_window: u32) -> Quotas {
+        self.limits.insert(op, per_window.max(1));
         self
     }
 
@@ -110,8 +87,8 @@ impl Quotas {
         self.window
     }
 
-    pub fn limit(&self, op: &str) -> Option<u32> {
-        self.limits.get(op).copied()
+    pub fn limit(&self, op: Op) -> Option<u32> {
+        self.limits.get(&op).copied()
     }
 }
 
@@ -123,7 +100,7 @@ pub trait LimiterStats: Send + Sync {
     fn waited(&self) -> Duration;
 }
 
-type BucketKey = (String, &'static str);
+type BucketKey = (String, Op);
 
 /// A [`Kms`] and [`TagIndex`] that waits for a permit of the call's (Region, operation) before
 /// delegating to `inner`. Share one per process: the permits are what keep the quotas.
@@ -154,7 +131,7 @@ impl<K> RateLimitedKms<K> {
         &self.quotas
     }
 
-    fn bucket(&self, region: &str, op: &'static str, limit: u32) -> Arc<Semaphore> {
+    fn bucket(&self, region: &str, op: Op, limit: u32) -> Arc<Semaphore> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets
             .entry((region.to_string(), op))
@@ -164,10 +141,10 @@ impl<K> RateLimitedKms<K> {
 
     /// Takes `n` permits of each (Region, operation), always in the same global order so that
     /// two callers needing the same two buckets cannot hold one each and wait forever.
-    async fn acquire(&self, charges: &[(&str, &'static str, u32)]) -> Vec<OwnedSemaphorePermit> {
+    async fn acquire(&self, charges: &[(&str, Op, u32)]) -> Vec<OwnedSemaphorePermit> {
         let mut charges: Vec<_> = charges
             .iter()
-            .filter_map(|(r, op, n)| self.quotas.limit(op).map(|l| (*r, *op, (*n).min(l), l)))
+            .filter_map(|(r, op, n)| self.quotas.limit(*op).map(|l| (*r, *op, (*n).min(l), l)))
             .collect();
         charges.sort();
         let started = Instant::now();
@@ -189,7 +166,7 @@ impl<K> RateLimitedKms<K> {
     /// the answer (or after the call was abandoned, since the request may have gone out).
     async fn call<T>(
         &self,
-        charges: &[(&str, &'static str, u32)],
+        charges: &[(&str, Op, u32)],
         call: impl Future<Output = KmsResult<T>>,
     ) -> KmsResult<T> {
         let _held = Held {
@@ -240,7 +217,7 @@ impl<K: Send + Sync> LimiterStats for RateLimitedKms<K> {
 impl<K: Kms> Kms for RateLimitedKms<K> {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
         self.call(
-            &[(region, "DescribeKey", 1)],
+            &[(region, Op::DescribeKey, 1)],
             self.inner.describe_key(region, key),
         )
         .await
@@ -248,7 +225,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
         self.call(
-            &[(region, "GetKeyPolicy", 1)],
+            &[(region, Op::GetKeyPolicy, 1)],
             self.inner.get_key_policy(region, key_id),
         )
         .await
@@ -256,7 +233,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
         self.call(
-            &[(region, "ListResourceTags", 1)],
+            &[(region, Op::ListResourceTags, 1)],
             self.inner.list_resource_tags(region, key_id),
         )
         .await
@@ -264,7 +241,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
         self.call(
-            &[(region, "ListAliases", 1)],
+            &[(region, Op::ListAliases, 1)],
             self.inner.list_aliases(region, key_id),
         )
         .await
@@ -279,8 +256,8 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     ) -> KmsResult<KeyInfo> {
         self.call(
             &[
-                (primary_region, "ReplicateKey", 1),
-                (replica_region, "CreateKey", 2),
+                (primary_region, Op::ReplicateKey, 1),
+                (replica_region, Op::CreateKey, 2),
             ],
             self.inner
                 .replicate_key(primary_region, key_id, replica_region, spec),
@@ -290,7 +267,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
         self.call(
-            &[(region, "PutKeyPolicy", 1)],
+            &[(region, Op::PutKeyPolicy, 1)],
             self.inner.put_key_policy(region, key_id, policy),
         )
         .await
@@ -298,7 +275,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
         self.call(
-            &[(region, "CreateAlias", 1)],
+            &[(region, Op::CreateAlias, 1)],
             self.inner.create_alias(region, alias, key_id),
         )
         .await
@@ -306,7 +283,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
         self.call(
-            &[(region, "UpdateAlias", 1)],
+            &[(region, Op::UpdateAlias, 1)],
             self.inner.update_alias(region, alias, key_id),
         )
         .await
@@ -314,7 +291,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
         self.call(
-            &[(region, "TagResource", 1)],
+            &[(region, Op::TagResource, 1)],
             self.inner.tag_resource(region, key_id, tags),
         )
         .await
@@ -322,7 +299,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
         self.call(
-            &[(region, "UntagResource", 1)],
+            &[(region, Op::UntagResource, 1)],
             self.inner.untag_resource(region, key_id, keys),
         )
         .await
@@ -335,7 +312,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         description: &str,
     ) -> KmsResult<()> {
         self.call(
-            &[(region, "UpdateKeyDescription", 1)],
+            &[(region, Op::UpdateKeyDescription, 1)],
             self.inner
                 .update_key_description(region, key_id, description),
         )
@@ -349,7 +326,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         pending_window_days: i32,
     ) -> KmsResult<()> {
         self.call(
-            &[(region, "ScheduleKeyDeletion", 1)],
+            &[(region, Op::ScheduleKeyDeletion, 1)],
             self.inner
                 .schedule_key_deletion(region, key_id, pending_window_days),
         )
@@ -358,7 +335,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
         self.call(
-            &[(region, "CancelKeyDeletion", 1)],
+            &[(region, Op::CancelKeyDeletion, 1)],
             self.inner.cancel_key_deletion(region, key_id),
         )
         .await
@@ -366,14 +343,14 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
         self.call(
-            &[(region, "EnableKey", 1)],
+            &[(region, Op::EnableKey, 1)],
             self.inner.enable_key(region, key_id),
         )
         .await
     }
 
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
-        self.call(&[(region, "ListKeys", 1)], self.inner.list_keys(region))
+        self.call(&[(region, Op::ListKeys, 1)], self.inner.list_keys(region))
             .await
     }
 
@@ -385,8 +362,8 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     ) -> KmsResult<()> {
         self.call(
             &[
-                (region, "UpdatePrimaryRegion", 1),
-                (new_primary_region, "UpdatePrimaryRegion", 1),
+                (region, Op::UpdatePrimaryRegion, 1),
+                (new_primary_region, Op::UpdatePrimaryRegion, 1),
             ],
             self.inner
                 .update_primary_region(region, key_id, new_primary_region),
@@ -399,7 +376,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
         self.call(
-            &[(region, "GetResources", 1)],
+            &[(region, Op::GetResources, 1)],
             self.inner.tagged_keys(region, tag_key),
         )
         .await
@@ -413,23 +390,26 @@ mod tests {
     #[test]
     fn a_share_divides_every_limit_and_never_reaches_zero() {
         let q = Quotas::kms(50).shared_by(2);
-        assert_eq!(q.limit("ReplicateKey"), Some(2));
-        assert_eq!(q.limit("PutKeyPolicy"), Some(7));
-        assert_eq!(q.limit("DescribeKey"), Some(25));
-        assert_eq!(Quotas::kms(50).shared_by(10).limit("CreateAlias"), Some(1));
+        assert_eq!(q.limit(Op::ReplicateKey), Some(2));
+        assert_eq!(q.limit(Op::PutKeyPolicy), Some(7));
+        assert_eq!(q.limit(Op::DescribeKey), Some(25));
+        assert_eq!(
+            Quotas::kms(50).shared_by(10).limit(Op::CreateAlias),
+            Some(1)
+        );
         assert_eq!(Quotas::kms(50).shared_by(0), Quotas::kms(50));
     }
 
     #[test]
     fn reads_are_capped_at_the_read_rate_or_their_quota_and_writes_sit_at_their_quota() {
         let q = Quotas::kms(50);
-        assert_eq!(q.limit("DescribeKey"), Some(50));
-        assert_eq!(q.limit("ReplicateKey"), Some(5));
-        assert_eq!(q.limit("TagResource"), Some(10));
-        assert_eq!(q.limit("PutKeyPolicy"), Some(15));
+        assert_eq!(q.limit(Op::DescribeKey), Some(50));
+        assert_eq!(q.limit(Op::ReplicateKey), Some(5));
+        assert_eq!(q.limit(Op::TagResource), Some(10));
+        assert_eq!(q.limit(Op::PutKeyPolicy), Some(15));
         let q = Quotas::kms(u32::MAX);
-        assert_eq!(q.limit("GetKeyPolicy"), Some(1000));
-        assert_eq!(q.limit("ListAliases"), Some(500));
-        assert_eq!(Quotas::unlimited().limit("DescribeKey"), None);
+        assert_eq!(q.limit(Op::GetKeyPolicy), Some(1000));
+        assert_eq!(q.limit(Op::ListAliases), Some(500));
+        assert_eq!(Quotas::unlimited().limit(Op::DescribeKey), None);
     }
 }

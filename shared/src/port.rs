@@ -2,6 +2,7 @@
 //! in-memory twin both implement them.
 
 use crate::model::{AliasEntry, KeyInfo, Tag};
+use crate::op::Op;
 use async_trait::async_trait;
 use serde::Serialize;
 use thiserror::Error;
@@ -63,7 +64,7 @@ impl ErrorKind {
 #[error("{operation} in {region}: {code}: {message}")]
 pub struct KmsError {
     pub kind: ErrorKind,
-    pub operation: &'static str,
+    pub operation: Op,
     pub region: String,
     pub code: String,
     pub message: String,
@@ -72,7 +73,7 @@ pub struct KmsError {
 impl KmsError {
     pub fn new(
         kind: ErrorKind,
-        operation: &'static str,
+        operation: Op,
         region: &str,
         code: impl Into<String>,
         message: impl Into<String>,

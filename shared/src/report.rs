@@ -3,6 +3,7 @@
 
 use crate::metrics::MetricSet;
 use crate::model::Tag;
+use crate::op::Op;
 use crate::policy::Rewrite;
 use crate::policy_diff::PolicyChange;
 use serde::Serialize;
@@ -102,18 +103,18 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn op(&self) -> &'static str {
+    pub fn op(&self) -> Op {
         match self {
-            Action::ReplicateKey { .. } => "ReplicateKey",
-            Action::CancelKeyDeletion => "CancelKeyDeletion",
-            Action::EnableKey => "EnableKey",
-            Action::PutKeyPolicy { .. } => "PutKeyPolicy",
-            Action::UpdateKeyDescription { .. } => "UpdateKeyDescription",
-            Action::TagResource { .. } => "TagResource",
-            Action::UntagResource { .. } => "UntagResource",
-            Action::CreateAlias { .. } => "CreateAlias",
-            Action::UpdateAlias { .. } => "UpdateAlias",
-            Action::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
+            Action::ReplicateKey { .. } => Op::ReplicateKey,
+            Action::CancelKeyDeletion => Op::CancelKeyDeletion,
+            Action::EnableKey => Op::EnableKey,
+            Action::PutKeyPolicy { .. } => Op::PutKeyPolicy,
+            Action::UpdateKeyDescription { .. } => Op::UpdateKeyDescription,
+            Action::TagResource { .. } => Op::TagResource,
+            Action::UntagResource { .. } => Op::UntagResource,
+            Action::CreateAlias { .. } => Op::CreateAlias,
+            Action::UpdateAlias { .. } => Op::UpdateAlias,
+            Action::ScheduleKeyDeletion { .. } => Op::ScheduleKeyDeletion,
         }
     }
 }
@@ -373,7 +374,7 @@ pub fn log_report(report: &SyncReport) {
               detail = ?report.outcome, "key outcome");
     }
     for r in &report.regions {
-        let actions: Vec<&str> = r.actions.iter().map(|a| a.op()).collect();
+        let actions: Vec<&str> = r.actions.iter().map(|a| a.op().name()).collect();
         info!(key_id, primary_region = primary, region = %r.region, outcome = r.outcome.name(),
               detail = ?r.outcome, actions = ?actions, rewrites = r.rewrites.len(), "region outcome");
     }

@@ -11,6 +11,7 @@ use aws_smithy_types::body::SdkBody;
 use kms_replicator::aws::AwsKms;
 use kms_replicator::port::ErrorKind;
 use kms_replicator::Kms;
+use kms_replicator::Op;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ async fn a_disabled_exception_body_maps_to_disabled_and_is_not_retried() {
     assert_eq!(e.message, format!("{arn} is disabled."));
     assert_eq!(
         (e.operation, e.region.as_str()),
-        ("UpdatePrimaryRegion", "us-east-1")
+        (Op::UpdatePrimaryRegion, "us-east-1")
     );
     assert!(!e.is_retryable());
     assert_eq!(rule.num_calls(), 1);

@@ -7,6 +7,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use kms_replicator::aws::{AwsKms, AwsTagIndex, CallTimeouts, EventBridgeAudit};
 use kms_replicator::port::{AuditEvent, AuditSink, ErrorKind, Kms, TagIndex};
+use kms_replicator::Op;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -73,7 +74,7 @@ async fn a_kms_call_to_a_stalled_region_times_out_as_unreachable_naming_the_regi
     assert_eq!(err.code, "TimeoutError");
     assert_eq!(
         (err.operation, err.region.as_str()),
-        ("DescribeKey", "eu-west-1")
+        (Op::DescribeKey, "eu-west-1")
     );
     assert!(
         err.message.starts_with(
@@ -146,7 +147,7 @@ async fn the_tag_index_on_a_stalled_region_times_out_as_unreachable_naming_the_r
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err:?}");
     assert_eq!(
         (err.operation, err.region.as_str()),
-        ("GetResources", "eu-west-1")
+        (Op::GetResources, "eu-west-1")
     );
     assert!(
         err.message.starts_with(

@@ -7,6 +7,7 @@
 
 use integration_tests::scenarios::{self, Bench, Charges, Measured, LATENCY, UPDATING_FOR};
 use kms_replicator::config::RemovalPolicy;
+use kms_replicator::Op;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use std::fmt::Write as _;
@@ -186,7 +187,7 @@ async fn main() {
             // The CreateKey requests KMS counts for each ReplicateKey are not calls.
             &format!(
                 "; {} calls (median of {})",
-                m.charges.total() - m.charges.count("CreateKey"),
+                m.charges.total() - m.charges.count(Op::CreateKey),
                 sizes.fan_out_runs
             ),
             "<= 1.2 at 10 Regions",

@@ -4,11 +4,11 @@
 use kms_replicator::desired::is_replicator_tag;
 use kms_replicator::model::{AliasEntry, KeyInfo, Tag};
 use kms_replicator::port::{KmsResult, ReplicaSpec};
-use kms_replicator::Config;
+use kms_replicator::{Config, Op};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use twin::{Twin, ADMIN_USER};
+use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 pub mod bins;
 pub mod scenarios;
@@ -109,6 +109,24 @@ pub async fn deliver_trail(twin: &Twin, cfg: &Config) -> (usize, Vec<String>) {
         }
     }
     panic!("the replicator did not settle within 10 rounds of events");
+}
+
+/// The writes among `calls`, whoever made them.
+pub fn writes(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.op.is_write()).collect()
+}
+
+/// The writes among `calls` made as the replicator's role.
+pub fn replicator_writes(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| c.caller == REPLICATOR_ROLE && c.op.is_write())
+        .collect()
+}
+
+/// How many of `calls` are of `op`.
+pub fn count_op(calls: &[Call], op: Op) -> usize {
+    calls.iter().filter(|c| c.op == op).count()
 }
 
 /// Something to run before each KMS call of a [`HookedKms`]: a test's way to interleave two

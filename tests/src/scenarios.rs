@@ -9,10 +9,10 @@
 
 use crate::bins::root;
 use crate::{config, seed_primary, PRIMARY_REGION};
-use kms_replicator::limit::{Quotas, KMS_READ_QUOTAS, KMS_WRITE_QUOTAS};
+use kms_replicator::limit::Quotas;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
-use kms_replicator::Config;
 use kms_replicator::Kms as _;
+use kms_replicator::{Config, Op};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -49,15 +49,17 @@ pub const TARGETS: [&str; 10] = [
 
 /// From now on the twin throttles every operation beyond its KMS quota, as KMS does.
 pub fn enforce_kms_quotas(twin: &Twin) {
-    for (op, n) in KMS_WRITE_QUOTAS.iter().chain(KMS_READ_QUOTAS) {
-        twin.set_rate_limit(op, *n);
+    for &op in Op::ALL {
+        if let Some(n) = op.kms_quota() {
+            twin.set_rate_limit(op, n);
+        }
     }
 }
 
 /// The requests KMS counted, per (Region, operation), including the ones a call adds
 /// elsewhere (a ReplicateKey is also two CreateKey requests in the replica's Region).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Charges(pub BTreeMap<(String, String), usize>);
+pub struct Charges(pub BTreeMap<(String, Op), usize>);
 
 impl Charges {
     pub fn of(calls: &[Call]) -> Charges {
@@ -68,18 +70,15 @@ impl Charges {
         c
     }
 
-    pub fn add(&mut self, region: &str, op: &str, n: usize) {
-        *self
-            .0
-            .entry((region.to_string(), op.to_string()))
-            .or_default() += n;
+    pub fn add(&mut self, region: &str, op: Op, n: usize) {
+        *self.0.entry((region.to_string(), op)).or_default() += n;
     }
 
     /// Calls of `op` in every Region.
-    pub fn count(&self, op: &str) -> usize {
+    pub fn count(&self, op: Op) -> usize {
         self.0
             .iter()
-            .filter(|((_, o), _)| o == op)
+            .filter(|((_, o), _)| *o == op)
             .map(|(_, n)| n)
             .sum()
     }
@@ -92,13 +91,13 @@ impl Charges {
     /// allows `limit(op)` per second: the busiest pair sends a full second's worth, waits a
     /// window, and so on; its last batch goes out `ceil(n / limit) - 1` windows after its
     /// first. Returns that time and which pair sets it.
-    pub fn quota_time(&self, limit: impl Fn(&str) -> Option<u32>) -> (Duration, String) {
+    pub fn quota_time(&self, limit: impl Fn(Op) -> Option<u32>) -> (Duration, String) {
         let mut worst = (
             Duration::ZERO,
             String::from("no operation beyond its quota"),
         );
         for ((region, op), n) in &self.0 {
-            let Some(q) = limit(op) else { continue };
+            let Some(q) = limit(*op) else { continue };
             let windows = n.div_ceil(q as usize).saturating_sub(1) as u32;
             let t = WINDOW * windows;
             if t > worst.0 {
@@ -109,10 +108,10 @@ impl Charges {
     }
 
     /// Operation: calls, in all Regions, most first.
-    pub fn by_operation(&self) -> Vec<(String, usize)> {
-        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    pub fn by_operation(&self) -> Vec<(Op, usize)> {
+        let mut by: BTreeMap<Op, usize> = BTreeMap::new();
         for ((_, op), n) in &self.0 {
-            *by.entry(op.clone()).or_default() += n;
+            *by.entry(*op).or_default() += n;
         }
         let mut v: Vec<_> = by.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -121,7 +120,7 @@ impl Charges {
 }
 
 /// KMS's own quota for `op` (writes and reads): the account's limit per Region.
-pub fn kms_quota(op: &str) -> Option<u32> {
+pub fn kms_quota(op: Op) -> Option<u32> {
     Quotas::kms(u32::MAX).limit(op)
 }
 
@@ -281,7 +280,7 @@ impl Bench {
         }
         // Each ReplicateKey is also two CreateKey requests in its replica's Region.
         for r in &TARGETS[..regions] {
-            charges.add(r, "CreateKey", 2);
+            charges.add(r, Op::CreateKey, 2);
         }
         walls.sort();
         let (quota, why) = charges.quota_time(kms_quota);
@@ -354,7 +353,7 @@ impl Bench {
             .expect("the burst settles");
         let mut charges = Charges::of(&twin.calls());
         for r in ["us-west-2", "eu-west-1"] {
-            charges.add(r, "CreateKey", 2 * keys);
+            charges.add(r, Op::CreateKey, 2 * keys);
         }
         let (quota, why) = charges.quota_time(kms_quota);
         Measured {
@@ -544,8 +543,8 @@ impl Bench {
         // Counted in the new primary's Region too.
         charges.add(
             to,
-            "UpdatePrimaryRegion",
-            charges.count("UpdatePrimaryRegion"),
+            Op::UpdatePrimaryRegion,
+            charges.count(Op::UpdatePrimaryRegion),
         );
         let (quota, why) = charges.quota_time(kms_quota);
         Measured {

@@ -12,6 +12,7 @@ use integration_tests::bins::{binary, root};
 use integration_tests::{people_tags, primary_policy, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, MultiRegionKeyType};
 use kms_replicator::policy::rewrite_policy;
+use kms_replicator::Op;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use twin::{ADMIN_USER, REPLICATOR_ROLE};
@@ -224,15 +225,12 @@ async fn without_the_ignore_list_the_replicators_own_events_are_synced_and_settl
     tag(&cloud, &key, "us-west-2 eu-west-1").await;
     settle(&cloud).await;
 
-    let writes: Vec<&'static str> = cloud
+    let writes: Vec<Op> = cloud
         .twin()
         .calls()
         .iter()
-        .filter(|c| c.caller == REPLICATOR_ROLE)
+        .filter(|c| c.caller == REPLICATOR_ROLE && c.op.is_write())
         .map(|c| c.op)
-        .filter(|op| {
-            !op.starts_with("Describe") && !op.starts_with("Get") && !op.starts_with("List")
-        })
         .collect();
     let count = |op: &str| writes.iter().filter(|w| **w == op).count();
     assert_eq!(count("ReplicateKey"), 2, "{writes:?}");
@@ -676,7 +674,7 @@ async fn reconcile_sweeps_the_other_regions_while_one_regions_tag_index_is_stall
         .to_string();
     cloud
         .twin()
-        .set_stall(Some("eu-west-1"), Some("GetResources"), None);
+        .set_stall(Some("eu-west-1"), Some(Op::GetResources), None);
 
     let started = Instant::now();
     let answer = cloud.invoke("reconcile", &json!({})).await;

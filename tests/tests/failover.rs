@@ -4,11 +4,12 @@
 
 use failover::FailoverSettings;
 use failover::{quotas, Failover};
-use integration_tests::{config, primary_policy, seed_primary, PRIMARY_REGION};
+use integration_tests::{config, count_op, primary_policy, seed_primary, writes, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
+use kms_replicator::Op;
 use kms_replicator::{Config, Kms, Syncer};
 use replicate::Replicator;
 use serde_json::{json, Value};
@@ -17,14 +18,6 @@ use twin::{Call, Twin, ADMIN_USER};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
-const READ_OPS: &[&str] = &[
-    "DescribeKey",
-    "GetKeyPolicy",
-    "ListResourceTags",
-    "ListAliases",
-    "ListKeys",
-];
-
 fn settings() -> FailoverSettings {
     FailoverSettings {
         wait: Duration::from_secs(5),
@@ -55,10 +48,6 @@ async fn run(twin: &Twin, cfg: &Config, input: Value) -> Value {
     run_with(twin, cfg, settings(), input)
         .await
         .expect("a valid request gets a report")
-}
-
-fn writes(calls: &[Call]) -> Vec<&Call> {
-    calls.iter().filter(|c| !READ_OPS.contains(&c.op)).collect()
 }
 
 fn check<'a>(key: &'a Value, name: &str) -> &'a Value {
@@ -224,7 +213,7 @@ async fn a_whole_region_is_promoted_within_five_calls_per_second() {
     let twin = Twin::new();
     let cfg = config();
     // Beyond the quota the twin answers ThrottlingException, as KMS does.
-    twin.set_rate_limit("UpdatePrimaryRegion", 5);
+    twin.set_rate_limit(Op::UpdatePrimaryRegion, 5);
     let admin = twin.with_caller(ADMIN_USER);
     let policy = primary_policy(&twin.account());
     let mut ids = Vec::new();
@@ -389,11 +378,7 @@ async fn a_disabled_primary_is_refused_by_kms_and_reported_as_such() {
     assert_eq!(key["outcome"], "failed", "{key:#}");
     assert_eq!(key["cause"], "key_state");
     assert_eq!(check(key, "primary_enabled")["passed"], false);
-    assert_eq!(count_op(&twin, "UpdatePrimaryRegion"), 0);
-}
-
-fn count_op(twin: &Twin, op: &str) -> usize {
-    twin.calls().iter().filter(|c| c.op == op).count()
+    assert_eq!(count_op(&twin.calls(), Op::UpdatePrimaryRegion), 0);
 }
 
 #[tokio::test]
@@ -477,7 +462,7 @@ async fn access_denied_is_reported_as_a_permission_problem_not_an_outage() {
     let key_id = replicated_key(&twin, &cfg, "us-west-2").await;
     twin.inject_fault(
         Some(PRIMARY_REGION),
-        Some("UpdatePrimaryRegion"),
+        Some(Op::UpdatePrimaryRegion),
         "AccessDeniedException",
         1,
     );
@@ -604,7 +589,7 @@ async fn the_old_primary_is_not_deleted_when_removed_replicas_are_scheduled_for_
     assert_eq!(out["keys"][0]["outcome"], "promoted", "{out:#}");
     let old = twin.key(PRIMARY_REGION, &key_id).unwrap();
     assert_eq!(old.state, KeyState::Enabled);
-    assert_eq!(count_op(&twin, "ScheduleKeyDeletion"), 0);
+    assert_eq!(count_op(&twin.calls(), Op::ScheduleKeyDeletion), 0);
 }
 
 #[tokio::test]
@@ -740,7 +725,7 @@ async fn a_key_that_denies_the_failover_role_is_reported_and_the_others_are_prom
     // Another team's key: its policy denies the failover role DescribeKey.
     twin.inject_fault(
         Some(PRIMARY_REGION),
-        Some("DescribeKey"),
+        Some(Op::DescribeKey),
         "AccessDeniedException",
         1,
     );

@@ -37,11 +37,7 @@ fn actions_called(twin: &Twin) -> BTreeSet<String> {
         if call.caller != REPLICATOR_ROLE {
             continue;
         }
-        let action = match call.op {
-            "GetResources" => "tag:GetResources".to_string(),
-            op => format!("kms:{op}"),
-        };
-        out.insert(action);
+        out.insert(call.op.iam_action());
     }
     if !twin.audit_events().is_empty() {
         out.insert("events:PutEvents".into());

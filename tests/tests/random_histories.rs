@@ -603,7 +603,7 @@ impl World {
         self.sweep().await;
         let writes: Vec<_> = self.twin.calls()[before..]
             .iter()
-            .filter(|c| !READS.contains(&c.op))
+            .filter(|c| c.op.is_write())
             .cloned()
             .collect();
         if !writes.is_empty() {
@@ -689,14 +689,6 @@ impl World {
         Ok(())
     }
 }
-
-const READS: &[&str] = &[
-    "DescribeKey",
-    "GetKeyPolicy",
-    "ListResourceTags",
-    "ListAliases",
-    "ListKeys",
-];
 
 /// Policies a person might write at a primary in `region`.
 fn policy_variant(account: &str, region: &str, variant: usize) -> String {

@@ -3,35 +3,23 @@
 //! are swept within the KMS request quotas, a sweep stops cleanly at its deadline and the
 //! next one finishes, and bad input is refused before any call.
 
-use integration_tests::{config, people_tags, primary_policy, seed_primary, PRIMARY_REGION};
-use kms_replicator::limit::{Quotas, RateLimitedKms, KMS_READ_QUOTAS, KMS_WRITE_QUOTAS};
+use integration_tests::scenarios::enforce_kms_quotas;
+use integration_tests::{
+    config, people_tags, primary_policy, replicator_writes, seed_primary, PRIMARY_REGION,
+};
+use kms_replicator::limit::{Quotas, RateLimitedKms, GET_RESOURCES_RATE};
 use kms_replicator::model::Tag;
 use kms_replicator::policy::rewrite_policy;
+use kms_replicator::Op;
 use kms_replicator::{Config, Kms, Syncer};
 use reconcile::{Reconciler, Settings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{Twin, ADMIN_USER};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
-const READ_OPS: &[&str] = &[
-    "DescribeKey",
-    "GetKeyPolicy",
-    "ListResourceTags",
-    "ListAliases",
-    "ListKeys",
-    "GetResources",
-];
-
-fn writes(calls: &[Call]) -> Vec<&Call> {
-    calls
-        .iter()
-        .filter(|c| c.caller == REPLICATOR_ROLE && !READ_OPS.contains(&c.op))
-        .collect()
-}
-
 /// The EventBridge Scheduled Event as documented in the EventBridge User Guide ("Amazon
 /// CloudWatch Events Scheduled Events"), scheduled `minutes` (under a day) after midnight.
 fn scheduled_event(minutes: u64) -> Value {
@@ -165,7 +153,7 @@ async fn planned_then_repaired(env: &Env, key_id: &str, region: &str, op: &str) 
         "{plan:#}"
     );
     assert!(
-        writes(&env.twin.calls()).is_empty(),
+        replicator_writes(&env.twin.calls()).is_empty(),
         "a plan writes nothing"
     );
     assert!(env.twin.take_trail().is_empty());
@@ -174,7 +162,7 @@ async fn planned_then_repaired(env: &Env, key_id: &str, region: &str, op: &str) 
     assert_eq!(applied["counts"]["repaired"], 1, "{applied:#}");
     assert_eq!(applied["counts"]["failed"], 0, "{applied:#}");
     assert!(ops_in(&applied, key_id, region).contains(&op.to_string()));
-    assert!(writes(&env.twin.calls())
+    assert!(replicator_writes(&env.twin.calls())
         .iter()
         // ReplicateKey is sent to the primary's Region.
         .any(|c| c.op == op && (c.region == region || op == "ReplicateKey")));
@@ -183,9 +171,9 @@ async fn planned_then_repaired(env: &Env, key_id: &str, region: &str, op: &str) 
     let again = env.sweep().await;
     assert_eq!(again["counts"]["repaired"], 0, "{again:#}");
     assert!(
-        writes(&env.twin.calls()).is_empty(),
+        replicator_writes(&env.twin.calls()).is_empty(),
         "{:?}",
-        writes(&env.twin.calls())
+        replicator_writes(&env.twin.calls())
     );
     (plan, applied)
 }
@@ -235,7 +223,7 @@ async fn a_key_tagged_before_the_stack_existed_is_planned_without_writes_then_re
     assert!(summary.contains(&format!(
         "+ {key_id} (us-east-1) -> eu-west-1: create alias alias/payments"
     )));
-    assert!(writes(&env.twin.calls()).is_empty());
+    assert!(replicator_writes(&env.twin.calls()).is_empty());
     assert!(env.twin.take_trail().is_empty(), "a plan writes nothing");
     assert!(
         env.twin.audit_events().is_empty(),
@@ -262,7 +250,7 @@ async fn a_key_tagged_before_the_stack_existed_is_planned_without_writes_then_re
         again["keys"].as_array().unwrap().is_empty(),
         "in-sync keys are only counted"
     );
-    assert!(writes(&env.twin.calls()).is_empty());
+    assert!(replicator_writes(&env.twin.calls()).is_empty());
     assert_eq!(env.twin.audit_events().len(), 2);
 }
 
@@ -435,7 +423,7 @@ async fn a_plan_can_be_narrowed_to_keys_or_regions() {
         skipped.is_none() || skipped.unwrap()["outcome"] == "skipped",
         "{west_only:#}"
     );
-    assert!(writes(&env.twin.calls()).is_empty());
+    assert!(replicator_writes(&env.twin.calls()).is_empty());
 }
 
 #[tokio::test]
@@ -491,7 +479,7 @@ async fn a_key_in_sync_costs_three_reads_per_region_it_lives_in() {
 
     assert_eq!(out["counts"]["inSync"], n);
     let calls = env.twin.calls();
-    let mut by_op: HashMap<&str, usize> = HashMap::new();
+    let mut by_op: HashMap<Op, usize> = HashMap::new();
     for c in &calls {
         *by_op.entry(c.op).or_default() += 1;
     }
@@ -501,11 +489,11 @@ async fn a_key_in_sync_costs_three_reads_per_region_it_lives_in() {
     );
     // Per key: DescribeKey, GetKeyPolicy and ListResourceTags in each of its 3 Regions.
     // Per sweep: one GetResources per managed Region, one ListAliases per Region.
-    assert_eq!(by_op["DescribeKey"], 3 * n);
-    assert_eq!(by_op["GetKeyPolicy"], 3 * n);
-    assert_eq!(by_op["ListResourceTags"], 3 * n);
-    assert_eq!(by_op["GetResources"], 3);
-    assert_eq!(by_op["ListAliases"], 3);
+    assert_eq!(by_op[&Op::DescribeKey], 3 * n);
+    assert_eq!(by_op[&Op::GetKeyPolicy], 3 * n);
+    assert_eq!(by_op[&Op::ListResourceTags], 3 * n);
+    assert_eq!(by_op[&Op::GetResources], 3);
+    assert_eq!(by_op[&Op::ListAliases], 3);
     assert!(per_key <= 9.2, "{per_key}");
 
     // The same work with ListKeys discovery and a plain sync per key, for comparison.
@@ -564,10 +552,8 @@ async fn a_sweep_of_2000_keys_under_the_real_quotas_is_never_throttled() {
     for (_, away, key) in keys.iter().take(30) {
         twin.purge_key(away, key);
     }
-    for (op, n) in KMS_WRITE_QUOTAS.iter().chain(KMS_READ_QUOTAS) {
-        twin.set_rate_limit(op, *n);
-    }
-    twin.set_rate_limit("GetResources", 5);
+    enforce_kms_quotas(&twin);
+    twin.set_rate_limit(Op::GetResources, GET_RESOURCES_RATE);
     twin.reset_calls();
     let env = Env {
         kms: RateLimitedKms::new(twin.clone(), Quotas::kms(u32::MAX)),
@@ -591,12 +577,7 @@ async fn a_sweep_of_2000_keys_under_the_real_quotas_is_never_throttled() {
     }
     // Checked independently of the twin's own counting: no (Region, operation) ever had more
     // calls than its quota within any one-second window.
-    let quotas: HashMap<&str, u32> = KMS_WRITE_QUOTAS
-        .iter()
-        .chain(KMS_READ_QUOTAS)
-        .copied()
-        .collect();
-    let mut by_bucket: HashMap<(String, &str), Vec<Instant>> = HashMap::new();
+    let mut by_bucket: HashMap<(String, Op), Vec<Instant>> = HashMap::new();
     for c in twin.calls() {
         by_bucket
             .entry((c.region.clone(), c.op))
@@ -604,7 +585,7 @@ async fn a_sweep_of_2000_keys_under_the_real_quotas_is_never_throttled() {
             .push(c.at);
     }
     for ((region, op), mut times) in by_bucket {
-        let Some(&quota) = quotas.get(op) else {
+        let Some(quota) = op.kms_quota() else {
             continue;
         };
         times.sort();
@@ -623,7 +604,7 @@ async fn a_sweep_of_2000_keys_under_the_real_quotas_is_never_throttled() {
     twin.reset_calls();
     let again = env.sweep().await;
     assert_eq!(again["counts"]["inSync"], 2000);
-    assert!(writes(&twin.calls()).is_empty());
+    assert!(replicator_writes(&twin.calls()).is_empty());
     assert_eq!(twin.throttled_count(), 0);
 }
 
@@ -689,7 +670,7 @@ async fn a_sweep_that_meets_its_deadline_stops_cleanly_and_the_next_run_finishes
     env.twin.reset_calls();
     let third = env.invoke(&scheduled_event(120)).await.unwrap();
     assert_eq!(third["counts"]["inSync"], 30);
-    assert!(writes(&env.twin.calls()).is_empty());
+    assert!(replicator_writes(&env.twin.calls()).is_empty());
 }
 
 #[tokio::test]

@@ -3,41 +3,17 @@
 
 use integration_tests::scenarios::enforce_kms_quotas;
 use integration_tests::{
-    config, deliver_trail, fixtures, people_tags, primary_policy, requested_key, seed_primary,
-    PRIMARY_REGION,
+    config, count_op, deliver_trail, fixtures, people_tags, primary_policy, replicator_writes,
+    requested_key, seed_primary, PRIMARY_REGION,
 };
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
+use kms_replicator::Op;
 use kms_replicator::{Config, Kms};
 use replicate::Replicator;
 use serde_json::{json, Value};
-use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
-
-const WRITE_OPS: &[&str] = &[
-    "ReplicateKey",
-    "PutKeyPolicy",
-    "CreateAlias",
-    "UpdateAlias",
-    "DeleteAlias",
-    "TagResource",
-    "UntagResource",
-    "UpdateKeyDescription",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "EnableKey",
-];
-
-fn writes(calls: &[Call]) -> Vec<&Call> {
-    calls
-        .iter()
-        .filter(|c| c.caller == REPLICATOR_ROLE && WRITE_OPS.contains(&c.op))
-        .collect()
-}
-
-fn count(calls: &[Call], op: &str) -> usize {
-    calls.iter().filter(|c| c.op == op).count()
-}
+use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 
 async fn handle(twin: &Twin, cfg: &Config, event: &Value) -> Result<Value, String> {
     let r = Replicator {
@@ -109,7 +85,7 @@ async fn every_fixture_is_either_synced_or_ignored_and_none_is_an_error() {
             assert!(out["reason"].as_str().is_some_and(|r| !r.is_empty()));
         }
     }
-    assert!(writes(&twin.calls()).is_empty());
+    assert!(replicator_writes(&twin.calls()).is_empty());
 }
 
 #[tokio::test]
@@ -198,7 +174,11 @@ async fn tagging_a_primary_creates_mirrored_replicas_and_a_second_run_writes_not
     twin.reset_calls();
     let again = handle(&twin, &cfg, &event).await.unwrap();
     assert_eq!(again["report"]["outcome"], "in_sync", "{again}");
-    assert!(writes(&twin.calls()).is_empty(), "{:?}", twin.calls());
+    assert!(
+        replicator_writes(&twin.calls()).is_empty(),
+        "{:?}",
+        twin.calls()
+    );
     assert_eq!(
         twin.audit_events().len(),
         2,
@@ -222,7 +202,7 @@ async fn creating_replicas_costs_the_primary_reads_twice_then_one_replicate_and_
     let primary_reads: Vec<&str> = calls
         .iter()
         .filter(|c| c.region == PRIMARY_REGION && c.op != "ReplicateKey")
-        .map(|c| c.op)
+        .map(|c| c.op.name())
         .collect();
     // The four reads, and the same four again after writing (the newest state wins).
     assert_eq!(
@@ -238,8 +218,8 @@ async fn creating_replicas_costs_the_primary_reads_twice_then_one_replicate_and_
             "ListResourceTags"
         ]
     );
-    assert_eq!(count(&calls, "ReplicateKey"), regions);
-    assert_eq!(count(&calls, "CreateAlias"), regions * aliases);
+    assert_eq!(count_op(&calls, Op::ReplicateKey), regions);
+    assert_eq!(count_op(&calls, Op::CreateAlias), regions * aliases);
     // The primary reports no replica in either Region, so no read round is needed there.
     assert_eq!(
         calls.len(),
@@ -247,7 +227,7 @@ async fn creating_replicas_costs_the_primary_reads_twice_then_one_replicate_and_
         "{calls:?}"
     );
     assert_eq!(
-        count(&calls, "PutKeyPolicy") + count(&calls, "TagResource"),
+        count_op(&calls, Op::PutKeyPolicy) + count_op(&calls, Op::TagResource),
         0
     );
 }
@@ -278,9 +258,9 @@ async fn feeding_back_every_event_the_run_produced_ends_with_no_further_writes()
         "one round of reads, no writes, nothing more to feed"
     );
     assert!(
-        writes(&twin.calls()).is_empty(),
+        replicator_writes(&twin.calls()).is_empty(),
         "{:?}",
-        writes(&twin.calls())
+        replicator_writes(&twin.calls())
     );
 }
 
@@ -298,7 +278,7 @@ async fn a_replica_still_creating_when_its_own_events_arrive_is_managed_without_
     );
     twin.reset_calls();
     drain(&twin, &cfg).await; // panics on any handler error
-    assert!(writes(&twin.calls()).is_empty());
+    assert!(replicator_writes(&twin.calls()).is_empty());
 }
 
 #[tokio::test]
@@ -425,7 +405,7 @@ async fn a_single_region_key_is_reported_and_never_written() {
         .as_str()
         .unwrap()
         .contains("single-Region"));
-    assert!(writes(&twin.calls()).is_empty());
+    assert!(replicator_writes(&twin.calls()).is_empty());
 }
 
 #[tokio::test]
@@ -563,7 +543,7 @@ async fn a_throttled_region_fails_the_invocation_for_a_retry_which_then_complete
     let event = tag_for_regions(&twin, &key_id, "us-west-2 eu-west-1").await;
     twin.inject_fault(
         Some(PRIMARY_REGION),
-        Some("ReplicateKey"),
+        Some(Op::ReplicateKey),
         "ThrottlingException",
         1,
     );
@@ -673,7 +653,7 @@ async fn with_retain_a_region_removed_from_the_tag_is_left_alone() {
         .calls()
         .iter()
         .filter(|c| c.region == "eu-west-1")
-        .map(|c| c.op)
+        .map(|c| c.op.name())
         .collect();
     assert!(
         !in_eu.is_empty() && in_eu.iter().all(|op| *op == "DescribeKey"),

@@ -7,6 +7,7 @@
 
 use integration_tests::bins::bin_dir;
 use integration_tests::scenarios::{api_economy, Bench, Measured, LATENCY};
+use kms_replicator::Op;
 
 fn bench() -> Bench {
     Bench {
@@ -46,7 +47,7 @@ async fn a_new_key_fans_out_to_ten_regions_within_the_replicate_key_quota() {
     let m = bench().fan_out(10, 2, 2, 1).await;
     within_the_model("fan-out", &m);
     // Ten ReplicateKey in us-east-1 at 5/s: the second five wait a window.
-    assert_eq!(m.charges.count("ReplicateKey"), 10);
+    assert_eq!(m.charges.count(Op::ReplicateKey), 10);
     assert!(m.floor.quota >= std::time::Duration::from_secs(1), "{m:?}");
 }
 
@@ -54,7 +55,7 @@ async fn a_new_key_fans_out_to_ten_regions_within_the_replicate_key_quota() {
 async fn a_burst_of_tagged_keys_stays_within_the_quotas_with_nothing_dead_lettered() {
     let m = bench().burst(12).await;
     within_the_model("burst", &m);
-    assert_eq!(m.charges.count("ReplicateKey"), 24);
+    assert_eq!(m.charges.count(Op::ReplicateKey), 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,15 +64,15 @@ async fn sweeps_stay_within_the_quotas_and_repair_exactly_the_drift() {
     within_the_model("in-sync sweep", &in_sync);
     within_the_model("drift sweep", &drift);
     let writes = [
-        "PutKeyPolicy",
-        "TagResource",
-        "UpdateKeyDescription",
-        "CreateAlias",
+        Op::PutKeyPolicy,
+        Op::TagResource,
+        Op::UpdateKeyDescription,
+        Op::CreateAlias,
     ];
     assert_eq!(
         writes
             .iter()
-            .map(|op| in_sync.charges.count(op))
+            .map(|op| in_sync.charges.count(*op))
             .sum::<usize>(),
         0
     );
@@ -88,5 +89,5 @@ async fn a_bulk_failover_stays_within_the_update_primary_region_quota() {
     let m = bench().bulk_failover(7).await;
     within_the_model("bulk failover", &m);
     // Counted in both Regions.
-    assert_eq!(m.charges.count("UpdatePrimaryRegion"), 14);
+    assert_eq!(m.charges.count(Op::UpdatePrimaryRegion), 14);
 }

@@ -390,7 +390,13 @@ mod tests {
     #[test]
     fn an_unreachable_primary_region_is_told_apart_from_permissions_and_key_states() {
         let e = |kind, code: &str, region: &str| {
-            KmsError::new(kind, "UpdatePrimaryRegion", region, code, "m")
+            KmsError::new(
+                kind,
+                kms_replicator::Op::UpdatePrimaryRegion,
+                region,
+                code,
+                "m",
+            )
         };
         let down = explain(
             &e(ErrorKind::Unreachable, "DispatchFailure", "us-east-1"),

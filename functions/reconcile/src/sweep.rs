@@ -14,6 +14,7 @@ use kms_replicator::model::MultiRegionKeyType;
 use kms_replicator::port::{ErrorKind, KmsError};
 use kms_replicator::report::{log_report, Outcome, SyncReport};
 use kms_replicator::sync::{index_aliases, AliasIndex};
+use kms_replicator::Op;
 use kms_replicator::{AuditSink, Config, Kms, Syncer, TagIndex};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -102,7 +103,7 @@ impl Reconciler<'_> {
                         .map(|r| {
                             KmsError::new(
                                 ErrorKind::Unreachable,
-                                "GetResources",
+                                Op::GetResources,
                                 r,
                                 "DeadlineReached",
                                 "discovery did not finish before the deadline margin",

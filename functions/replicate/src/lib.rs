@@ -99,14 +99,15 @@ pub fn process_quotas(get: impl Fn(&str) -> Option<String>) -> Result<Quotas, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kms_replicator::Op;
 
     #[test]
     fn each_reserved_sandbox_keeps_its_share_of_the_quotas() {
         let q = |v: Option<&str>| process_quotas(|_| v.map(str::to_string));
-        assert_eq!(q(None).unwrap().limit("ReplicateKey"), Some(2));
-        assert_eq!(q(Some("1")).unwrap().limit("ReplicateKey"), Some(5));
-        assert_eq!(q(Some("0")).unwrap().limit("ReplicateKey"), Some(5));
-        assert_eq!(q(Some("5")).unwrap().limit("TagResource"), Some(2));
+        assert_eq!(q(None).unwrap().limit(Op::ReplicateKey), Some(2));
+        assert_eq!(q(Some("1")).unwrap().limit(Op::ReplicateKey), Some(5));
+        assert_eq!(q(Some("0")).unwrap().limit(Op::ReplicateKey), Some(5));
+        assert_eq!(q(Some("5")).unwrap().limit(Op::TagResource), Some(2));
         assert!(q(Some("many"))
             .unwrap_err()
             .to_string()

@@ -4,6 +4,7 @@
 use super::timeouts::{error_chain, seconds};
 use super::{call_budget, RegionalClients};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
+use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -56,7 +57,7 @@ impl AwsKms {
         self.clients.get(region)
     }
 
-    fn fail<E>(&self, op: &'static str, region: &str, e: SdkError<E>) -> KmsError
+    fn fail<E>(&self, op: Op, region: &str, e: SdkError<E>) -> KmsError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -70,7 +71,7 @@ impl AwsKms {
 pub(super) fn map_err<E>(
     service: &str,
     budget: Option<Duration>,
-    op: &'static str,
+    op: Op,
     region: &str,
     e: SdkError<E>,
 ) -> KmsError
@@ -167,11 +168,11 @@ impl Kms for AwsKms {
             .key_id(key)
             .send()
             .await
-            .map_err(|e| self.fail("DescribeKey", region, e))?;
+            .map_err(|e| self.fail(Op::DescribeKey, region, e))?;
         let meta = out.key_metadata().ok_or_else(|| {
             KmsError::new(
                 ErrorKind::Other,
-                "DescribeKey",
+                Op::DescribeKey,
                 region,
                 "EmptyResponse",
                 "no KeyMetadata",
@@ -189,7 +190,7 @@ impl Kms for AwsKms {
             .policy_name("default")
             .send()
             .await
-            .map_err(|e| self.fail("GetKeyPolicy", region, e))?;
+            .map_err(|e| self.fail(Op::GetKeyPolicy, region, e))?;
         Ok(out.policy().unwrap_or_default().to_string())
     }
 
@@ -203,7 +204,7 @@ impl Kms for AwsKms {
             .send();
         let mut tags = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("ListResourceTags", region, e))?;
+            let page = page.map_err(|e| self.fail(Op::ListResourceTags, region, e))?;
             tags.extend(
                 page.tags()
                     .iter()
@@ -223,7 +224,7 @@ impl Kms for AwsKms {
             .send();
         let mut aliases = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("ListAliases", region, e))?;
+            let page = page.map_err(|e| self.fail(Op::ListAliases, region, e))?;
             aliases.extend(page.aliases().iter().filter_map(|a| {
                 Some(AliasEntry {
                     name: a.alias_name()?.to_string(),
@@ -253,11 +254,11 @@ impl Kms for AwsKms {
             .bypass_policy_lockout_safety_check(false)
             .send()
             .await
-            .map_err(|e| self.fail("ReplicateKey", primary_region, e))?;
+            .map_err(|e| self.fail(Op::ReplicateKey, primary_region, e))?;
         let meta = out.replica_key_metadata().ok_or_else(|| {
             KmsError::new(
                 ErrorKind::Other,
-                "ReplicateKey",
+                Op::ReplicateKey,
                 primary_region,
                 "EmptyResponse",
                 "no ReplicaKeyMetadata",
@@ -276,7 +277,7 @@ impl Kms for AwsKms {
             .bypass_policy_lockout_safety_check(false)
             .send()
             .await
-            .map_err(|e| self.fail("PutKeyPolicy", region, e))?;
+            .map_err(|e| self.fail(Op::PutKeyPolicy, region, e))?;
         Ok(())
     }
 
@@ -288,7 +289,7 @@ impl Kms for AwsKms {
             .target_key_id(key_id)
             .send()
             .await
-            .map_err(|e| self.fail("CreateAlias", region, e))?;
+            .map_err(|e| self.fail(Op::CreateAlias, region, e))?;
         Ok(())
     }
 
@@ -300,7 +301,7 @@ impl Kms for AwsKms {
             .target_key_id(key_id)
             .send()
             .await
-            .map_err(|e| self.fail("UpdateAlias", region, e))?;
+            .map_err(|e| self.fail(Op::UpdateAlias, region, e))?;
         Ok(())
     }
 
@@ -312,7 +313,7 @@ impl Kms for AwsKms {
             .set_tags(Some(sdk_tags(tags)))
             .send()
             .await
-            .map_err(|e| self.fail("TagResource", region, e))?;
+            .map_err(|e| self.fail(Op::TagResource, region, e))?;
         Ok(())
     }
 
@@ -324,7 +325,7 @@ impl Kms for AwsKms {
             .set_tag_keys(Some(keys.to_vec()))
             .send()
             .await
-            .map_err(|e| self.fail("UntagResource", region, e))?;
+            .map_err(|e| self.fail(Op::UntagResource, region, e))?;
         Ok(())
     }
 
@@ -341,7 +342,7 @@ impl Kms for AwsKms {
             .description(description)
             .send()
             .await
-            .map_err(|e| self.fail("UpdateKeyDescription", region, e))?;
+            .map_err(|e| self.fail(Op::UpdateKeyDescription, region, e))?;
         Ok(())
     }
 
@@ -358,7 +359,7 @@ impl Kms for AwsKms {
             .pending_window_in_days(pending_window_days)
             .send()
             .await
-            .map_err(|e| self.fail("ScheduleKeyDeletion", region, e))?;
+            .map_err(|e| self.fail(Op::ScheduleKeyDeletion, region, e))?;
         Ok(())
     }
 
@@ -369,7 +370,7 @@ impl Kms for AwsKms {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| self.fail("CancelKeyDeletion", region, e))?;
+            .map_err(|e| self.fail(Op::CancelKeyDeletion, region, e))?;
         Ok(())
     }
 
@@ -380,7 +381,7 @@ impl Kms for AwsKms {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| self.fail("EnableKey", region, e))?;
+            .map_err(|e| self.fail(Op::EnableKey, region, e))?;
         Ok(())
     }
 
@@ -389,7 +390,7 @@ impl Kms for AwsKms {
         let mut pages = self.client(region).list_keys().into_paginator().send();
         let mut ids = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("ListKeys", region, e))?;
+            let page = page.map_err(|e| self.fail(Op::ListKeys, region, e))?;
             ids.extend(
                 page.keys()
                     .iter()
@@ -412,7 +413,7 @@ impl Kms for AwsKms {
             .primary_region(new_primary_region)
             .send()
             .await
-            .map_err(|e| self.fail("UpdatePrimaryRegion", region, e))?;
+            .map_err(|e| self.fail(Op::UpdatePrimaryRegion, region, e))?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use super::kms::map_err;
 use super::{call_budget, RegionalClients};
+use crate::op::Op;
 use crate::port::{KmsResult, TagIndex, TaggedKey};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -77,7 +78,7 @@ impl TagIndex for AwsTagIndex {
                 map_err(
                     "The Resource Groups Tagging API",
                     self.budget,
-                    "GetResources",
+                    Op::GetResources,
                     region,
                     e,
                 )

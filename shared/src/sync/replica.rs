@@ -5,6 +5,7 @@ use super::{failed, Syncer};
 use crate::desired::{desired_replica, plan_replica, PrimaryState};
 use crate::explain::explain;
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
+use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError, ReplicaSpec};
 use crate::report::{Action, Outcome, RegionReport};
@@ -137,7 +138,7 @@ impl Syncer<'_> {
             return Some(report);
         }
         if let Some(policy) = desired.policy.as_deref() {
-            if plan.actions.iter().any(|a| a.op() == "PutKeyPolicy") {
+            if plan.actions.iter().any(|a| a.op() == Op::PutKeyPolicy) {
                 report.policy_diff = policy_diff(&observed.policy, policy);
             }
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use kms_replicator::op::Op;
 use kms_replicator::port::{AuditEvent, AuditSink};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -764,9 +765,16 @@ impl Inner {
                 let Some(code) = input.get("code").and_then(Value::as_str) else {
                     return bad("{\"code\": \"ThrottlingException\", \"region\"?, \"operation\"?, \"times\"?}");
                 };
+                let op = match input.get("operation").and_then(Value::as_str) {
+                    None => None,
+                    Some(name) => match Op::parse(name) {
+                        Some(op) => Some(op),
+                        None => return bad(&format!("unknown operation {name:?}")),
+                    },
+                };
                 self.api.twin().inject_fault(
                     input.get("region").and_then(Value::as_str),
-                    input.get("operation").and_then(Value::as_str),
+                    op,
                     code,
                     input.get("times").and_then(Value::as_u64).unwrap_or(1) as usize,
                 );
@@ -796,7 +804,11 @@ impl Inner {
                 else {
                     return bad(usage);
                 };
-                let op = op.or(operation);
+                let op = match op.or(operation).map(|name| Op::parse(name).ok_or(name)) {
+                    None => None,
+                    Some(Ok(op)) => Some(op),
+                    Some(Err(name)) => return bad(&format!("unknown operation {name:?}")),
+                };
                 let delay = match input.get("delaySeconds") {
                     None | Some(Value::Null) => None,
                     Some(v) => match v.as_f64() {

@@ -6,6 +6,7 @@ use aws_config::retry::RetryConfig;
 use kms_replicator::aws::{AwsKms, AwsTagIndex, EventBridgeAudit};
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{AuditEvent, AuditSink, ErrorKind, Kms, ReplicaSpec, TagIndex};
+use kms_replicator::Op;
 use serde_json::json;
 use twin::{ADMIN_USER, REPLICATOR_ROLE};
 use twin_server::{client, LocalCloud, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY};
@@ -299,15 +300,18 @@ async fn errors_arrive_with_the_codes_and_kinds_the_twin_gives_directly() {
 
     cloud
         .twin()
-        .inject_fault(Some(EAST), Some("GetKeyPolicy"), "ThrottlingException", 1);
+        .inject_fault(Some(EAST), Some(Op::GetKeyPolicy), "ThrottlingException", 1);
     let e = http.get_key_policy(EAST, &id).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),
         (ErrorKind::Throttling, "ThrottlingException")
     );
-    cloud
-        .twin()
-        .inject_fault(Some(EAST), Some("GetKeyPolicy"), "KMSInternalException", 1);
+    cloud.twin().inject_fault(
+        Some(EAST),
+        Some(Op::GetKeyPolicy),
+        "KMSInternalException",
+        1,
+    );
     let e = http.get_key_policy(EAST, &id).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),
@@ -330,7 +334,7 @@ async fn sdk_retries_absorb_a_single_throttle_as_they_would_against_aws() {
     let http = adapter(&cloud, true).await;
     cloud
         .twin()
-        .inject_fault(Some(EAST), Some("DescribeKey"), "ThrottlingException", 1);
+        .inject_fault(Some(EAST), Some(Op::DescribeKey), "ThrottlingException", 1);
     cloud.twin().reset_calls();
     assert!(http.describe_key(EAST, &id).await.is_ok());
     let attempts = cloud

@@ -24,6 +24,7 @@ use kms_replicator::arn::{key_arn, parse_kms_arn};
 use kms_replicator::model::{
     AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag,
 };
+use kms_replicator::op::Op;
 use kms_replicator::port::{
     AuditError, AuditEvent, AuditSink, ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec, TagIndex,
     TaggedKey,
@@ -62,7 +63,7 @@ pub struct TwinKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub region: String,
-    pub op: &'static str,
+    pub op: Op,
     pub caller: String,
     pub at: Instant,
 }
@@ -70,7 +71,7 @@ pub struct Call {
 #[derive(Debug, Clone)]
 struct Fault {
     region: Option<String>,
-    op: Option<String>,
+    op: Option<Op>,
     kind: ErrorKind,
     code: String,
     remaining: usize,
@@ -81,14 +82,13 @@ struct Fault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stall {
     region: Option<String>,
-    op: Option<String>,
+    op: Option<Op>,
     delay: Option<Duration>,
 }
 
 impl Stall {
-    fn matches(&self, region: &str, op: &str) -> bool {
-        self.region.as_deref().is_none_or(|r| r == region)
-            && self.op.as_deref().is_none_or(|o| o == op)
+    fn matches(&self, region: &str, op: Op) -> bool {
+        self.region.as_deref().is_none_or(|r| r == region) && self.op.is_none_or(|o| o == op)
     }
 }
 
@@ -117,8 +117,8 @@ struct State {
     creating_for: Duration,
     updating_for: Duration,
     /// Requests per second allowed per (Region, operation); beyond it ThrottlingException.
-    rate_limits: HashMap<String, u32>,
-    buckets: HashMap<(String, String), Bucket>,
+    rate_limits: HashMap<Op, u32>,
+    buckets: HashMap<(String, Op), Bucket>,
     throttled: usize,
     counter: u64,
     /// The last CreationDate handed out, so that creation order is never a tie.
@@ -141,13 +141,7 @@ impl Default for Twin {
     }
 }
 
-fn err(
-    kind: ErrorKind,
-    op: &'static str,
-    region: &str,
-    code: &str,
-    msg: impl Into<String>,
-) -> KmsError {
+fn err(kind: ErrorKind, op: Op, region: &str, code: &str, msg: impl Into<String>) -> KmsError {
     KmsError::new(kind, op, region, code, msg)
 }
 
@@ -219,11 +213,11 @@ impl Twin {
 
     /// The next `times` calls of `op` (any when `None`) in `region` (any when `None`) fail
     /// with the AWS error `code`.
-    pub fn inject_fault(&self, region: Option<&str>, op: Option<&str>, code: &str, times: usize) {
+    pub fn inject_fault(&self, region: Option<&str>, op: Option<Op>, code: &str, times: usize) {
         let kind = ErrorKind::from_code(code, None);
         self.lock().faults.push(Fault {
             region: region.map(str::to_string),
-            op: op.map(str::to_string),
+            op,
             kind,
             code: code.to_string(),
             remaining: times,
@@ -246,10 +240,10 @@ impl Twin {
     /// `Unreachable` without effect (over HTTP the connection is closed without an answer).
     /// Unlike [`set_region_down`](Self::set_region_down) the caller learns nothing until its
     /// own timeout. A second stall for the same Region and operation replaces the first.
-    pub fn set_stall(&self, region: Option<&str>, op: Option<&str>, delay: Option<Duration>) {
+    pub fn set_stall(&self, region: Option<&str>, op: Option<Op>, delay: Option<Duration>) {
         let stall = Stall {
             region: region.map(str::to_string),
-            op: op.map(str::to_string),
+            op,
             delay,
         };
         let mut s = self.lock();
@@ -262,10 +256,10 @@ impl Twin {
     /// Ends the stall set for exactly this Region and operation (`None` as given to
     /// [`set_stall`](Self::set_stall)); calls waiting on it that would never be answered fail
     /// as `Unreachable`.
-    pub fn clear_stall(&self, region: Option<&str>, op: Option<&str>) {
+    pub fn clear_stall(&self, region: Option<&str>, op: Option<Op>) {
         let mut s = self.lock();
         s.stalls
-            .retain(|t| !(t.region.as_deref() == region && t.op.as_deref() == op));
+            .retain(|t| !(t.region.as_deref() == region && t.op == op));
         s.stalls_changed.send_modify(|g| *g += 1);
     }
 
@@ -277,8 +271,8 @@ impl Twin {
     }
 
     /// At most `per_second` calls of `op` per Region per second, like the KMS request quotas.
-    pub fn set_rate_limit(&self, op: &str, per_second: u32) {
-        self.lock().rate_limits.insert(op.to_string(), per_second);
+    pub fn set_rate_limit(&self, op: Op, per_second: u32) {
+        self.lock().rate_limits.insert(op, per_second);
     }
 
     /// No rate limit any more (a test setting up state between two measured runs).
@@ -391,7 +385,7 @@ impl Twin {
             "tags": trail::tags_json(tags),
         });
         let response = json!({"keyMetadata": trail::key_metadata(&info, &s.account)});
-        let rec = trail::Record::new(region, "CreateKey", &self.caller, params)
+        let rec = trail::Record::new(region, Op::CreateKey, &self.caller, params)
             .response(response)
             .key(&info.arn);
         s.push_record(rec);
@@ -413,7 +407,7 @@ impl Twin {
     /// DeleteAlias, as a person makes it: the replicator itself never deletes an alias, so
     /// this is not part of its port.
     pub async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
-        const OP: &str = "DeleteAlias";
+        const OP: Op = Op::DeleteAlias;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let slot = (region.to_string(), alias.to_string());
@@ -442,7 +436,7 @@ impl Twin {
     /// DisableKey as this handle's caller makes it (a person, in incident response): the key
     /// is `Disabled` and the call is recorded in the trail. Faults and limits do not apply.
     pub fn disable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        const OP: &str = "DisableKey";
+        const OP: Op = Op::DisableKey;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
         let arn = s.arn(region, &id);
@@ -474,7 +468,7 @@ impl Twin {
 
     /// Every KMS call goes through here: latency, outages, stalls, faults, rate limits, call
     /// log.
-    async fn enter(&self, region: &str, op: &'static str) -> Result<(), KmsError> {
+    async fn enter(&self, region: &str, op: Op) -> Result<(), KmsError> {
         let latency = self.lock().latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -531,7 +525,7 @@ impl Twin {
         if let Some(f) = s.faults.iter_mut().find(|f| {
             f.remaining > 0
                 && f.region.as_deref().is_none_or(|r| r == region)
-                && f.op.as_deref().is_none_or(|o| o == op)
+                && f.op.is_none_or(|o| o == op)
         }) {
             f.remaining -= 1;
             let (kind, code) = (f.kind, f.code.clone());
@@ -636,15 +630,12 @@ fn allows_put_key_policy(policy: &str, account: &str, caller: &str) -> Result<bo
 
 impl State {
     /// Counts one request of `op` against the Region's rate limit, if one is set.
-    fn charge(&mut self, region: &str, op: &'static str) -> KmsResult<()> {
-        let Some(&limit) = self.rate_limits.get(op) else {
+    fn charge(&mut self, region: &str, op: Op) -> KmsResult<()> {
+        let Some(&limit) = self.rate_limits.get(&op) else {
             return Ok(());
         };
         let now = Instant::now();
-        let bucket = self
-            .buckets
-            .entry((region.to_string(), op.to_string()))
-            .or_default();
+        let bucket = self.buckets.entry((region.to_string(), op)).or_default();
         match bucket.window_start {
             Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
             _ => {
@@ -703,7 +694,7 @@ impl State {
     }
 
     /// Finds the key a reference names in `region`: key id, key ARN, alias name or alias ARN.
-    fn resolve(&self, op: &'static str, region: &str, key: &str) -> KmsResult<String> {
+    fn resolve(&self, op: Op, region: &str, key: &str) -> KmsResult<String> {
         let not_found = || {
             err(
                 ErrorKind::NotFound,
@@ -791,7 +782,7 @@ impl State {
     }
 
     /// KMSInvalidStateException for keys pending deletion (the management calls' rule).
-    fn manageable(&self, op: &'static str, region: &str, id: &str) -> KmsResult<()> {
+    fn manageable(&self, op: Op, region: &str, id: &str) -> KmsResult<()> {
         let k = &self.keys[&(region.to_string(), id.to_string())];
         if k.state.is_pending_deletion() {
             return Err(err(
@@ -805,13 +796,7 @@ impl State {
         Ok(())
     }
 
-    fn check_policy(
-        &self,
-        op: &'static str,
-        region: &str,
-        policy: &str,
-        caller: &str,
-    ) -> KmsResult<()> {
+    fn check_policy(&self, op: Op, region: &str, policy: &str, caller: &str) -> KmsResult<()> {
         // A length constraint of the API: the request fails validation before any check.
         if policy.len() > kms_replicator::policy::MAX_POLICY_BYTES {
             return Err(err(
@@ -833,7 +818,7 @@ impl State {
         }
     }
 
-    fn alias_name_ok(&self, op: &'static str, region: &str, alias: &str) -> KmsResult<()> {
+    fn alias_name_ok(&self, op: Op, region: &str, alias: &str) -> KmsResult<()> {
         if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") || alias.len() <= 6 {
             return Err(err(
                 ErrorKind::Other,
@@ -852,9 +837,9 @@ impl State {
 #[async_trait]
 impl Kms for Twin {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
-        self.enter(region, "DescribeKey").await?;
+        self.enter(region, Op::DescribeKey).await?;
         let s = self.lock();
-        let id = s.resolve("DescribeKey", region, key)?;
+        let id = s.resolve(Op::DescribeKey, region, key)?;
         let mut info = s.info(region, &id);
         // While a primary Region update is in progress, DescribeKey may show both the old and
         // the new primary as replicas.
@@ -867,16 +852,16 @@ impl Kms for Twin {
     }
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
-        self.enter(region, "GetKeyPolicy").await?;
+        self.enter(region, Op::GetKeyPolicy).await?;
         let s = self.lock();
-        let id = s.resolve("GetKeyPolicy", region, key_id)?;
+        let id = s.resolve(Op::GetKeyPolicy, region, key_id)?;
         Ok(s.keys[&(region.to_string(), id)].policy.clone())
     }
 
     async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
-        self.enter(region, "ListResourceTags").await?;
+        self.enter(region, Op::ListResourceTags).await?;
         let s = self.lock();
-        let id = s.resolve("ListResourceTags", region, key_id)?;
+        let id = s.resolve(Op::ListResourceTags, region, key_id)?;
         Ok(s.keys[&(region.to_string(), id)]
             .tags
             .iter()
@@ -885,10 +870,10 @@ impl Kms for Twin {
     }
 
     async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
-        self.enter(region, "ListAliases").await?;
+        self.enter(region, Op::ListAliases).await?;
         let s = self.lock();
         let filter = match key_id {
-            Some(k) => Some(s.resolve("ListAliases", region, k)?),
+            Some(k) => Some(s.resolve(Op::ListAliases, region, k)?),
             None => None,
         };
         Ok(s.aliases
@@ -908,12 +893,12 @@ impl Kms for Twin {
         replica_region: &str,
         spec: &ReplicaSpec,
     ) -> KmsResult<KeyInfo> {
-        const OP: &str = "ReplicateKey";
+        const OP: Op = Op::ReplicateKey;
         self.enter(primary_region, OP).await?;
         let mut s = self.lock();
         // One ReplicateKey also counts as two CreateKey requests in the replica's Region.
         for _ in 0..2 {
-            s.charge(replica_region, "CreateKey").map_err(|mut e| {
+            s.charge(replica_region, Op::CreateKey).map_err(|mut e| {
                 e.operation = OP;
                 e.region = primary_region.to_string();
                 e
@@ -1053,7 +1038,7 @@ impl Kms for Twin {
             "multiRegion": true,
             "tags": trail::tags_json(&spec.tags),
         });
-        let rec = trail::Record::new(replica_region, "CreateKey", &self.caller, replica_params)
+        let rec = trail::Record::new(replica_region, Op::CreateKey, &self.caller, replica_params)
             .invoked_by_kms()
             .response(json!({"keyMetadata": meta}))
             .key(&info.arn);
@@ -1062,7 +1047,7 @@ impl Kms for Twin {
     }
 
     async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
-        const OP: &str = "PutKeyPolicy";
+        const OP: Op = Op::PutKeyPolicy;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1075,7 +1060,7 @@ impl Kms for Twin {
     }
 
     async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        const OP: &str = "CreateAlias";
+        const OP: Op = Op::CreateAlias;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         s.alias_name_ok(OP, region, alias)?;
@@ -1106,7 +1091,7 @@ impl Kms for Twin {
     }
 
     async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        const OP: &str = "UpdateAlias";
+        const OP: Op = Op::UpdateAlias;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         s.alias_name_ok(OP, region, alias)?;
@@ -1138,7 +1123,7 @@ impl Kms for Twin {
     }
 
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
-        const OP: &str = "TagResource";
+        const OP: Op = Op::TagResource;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1154,7 +1139,7 @@ impl Kms for Twin {
     }
 
     async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
-        const OP: &str = "UntagResource";
+        const OP: Op = Op::UntagResource;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1175,7 +1160,7 @@ impl Kms for Twin {
         key_id: &str,
         description: &str,
     ) -> KmsResult<()> {
-        const OP: &str = "UpdateKeyDescription";
+        const OP: Op = Op::UpdateKeyDescription;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1193,7 +1178,7 @@ impl Kms for Twin {
         key_id: &str,
         pending_window_days: i32,
     ) -> KmsResult<()> {
-        const OP: &str = "ScheduleKeyDeletion";
+        const OP: Op = Op::ScheduleKeyDeletion;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1234,7 +1219,7 @@ impl Kms for Twin {
     }
 
     async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        const OP: &str = "CancelKeyDeletion";
+        const OP: Op = Op::CancelKeyDeletion;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1260,7 +1245,7 @@ impl Kms for Twin {
     }
 
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        const OP: &str = "EnableKey";
+        const OP: Op = Op::EnableKey;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1290,7 +1275,7 @@ impl Kms for Twin {
     }
 
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
-        self.enter(region, "ListKeys").await?;
+        self.enter(region, Op::ListKeys).await?;
         let s = self.lock();
         Ok(s.keys
             .keys()
@@ -1305,7 +1290,7 @@ impl Kms for Twin {
         key_id: &str,
         new_primary_region: &str,
     ) -> KmsResult<()> {
-        const OP: &str = "UpdatePrimaryRegion";
+        const OP: Op = Op::UpdatePrimaryRegion;
         self.enter(region, OP).await?;
         let mut s = self.lock();
         let id = s.resolve(OP, region, key_id)?;
@@ -1394,7 +1379,7 @@ impl Kms for Twin {
 }
 
 /// UpdatePrimaryRegion needs both keys `Enabled` when it starts (the key-state table's errors).
-fn promotable(op: &'static str, region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
+fn promotable(op: Op, region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
     let (kind, code, what) = match state {
         KeyState::Enabled => return Ok(()),
         KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
@@ -1432,7 +1417,7 @@ impl Twin {
     /// for the HTTP server's GetResources (any tag filters): recorded, stalled and failed as
     /// the operation `GetResources`, like [`TagIndex::tagged_keys`].
     pub async fn tag_index_key_ids(&self, region: &str) -> KmsResult<Vec<String>> {
-        self.enter(region, "GetResources").await?;
+        self.enter(region, Op::GetResources).await?;
         let s = self.lock();
         Ok(s.keys
             .keys()
@@ -1447,7 +1432,7 @@ impl Twin {
 #[async_trait]
 impl TagIndex for Twin {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
-        self.enter(region, "GetResources").await?;
+        self.enter(region, Op::GetResources).await?;
         let s = self.lock();
         Ok(s.keys
             .iter()

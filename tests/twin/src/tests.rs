@@ -257,7 +257,7 @@ async fn outages_faults_and_the_quota_counted_in_both_regions_apply() {
 
     twin.inject_fault(
         Some(EAST),
-        Some("UpdatePrimaryRegion"),
+        Some(Op::UpdatePrimaryRegion),
         "AccessDeniedException",
         1,
     );
@@ -270,7 +270,7 @@ async fn outages_faults_and_the_quota_counted_in_both_regions_apply() {
 
     // The quota: one call a second. A call made in us-west-2 also counts in us-east-1, so
     // the next call in us-east-1 within the second is refused.
-    twin.set_rate_limit("UpdatePrimaryRegion", 1);
+    twin.set_rate_limit(Op::UpdatePrimaryRegion, 1);
     let other = twin.create_key(WEST, true, None, "", &[]);
     twin.replicate_key(WEST, &other.key_id, EAST, &ReplicaSpec::default())
         .await

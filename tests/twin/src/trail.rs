@@ -3,6 +3,7 @@
 
 use kms_replicator::arn::parse_kms_arn;
 use kms_replicator::model::{KeyInfo, MultiRegionKeyType, Tag};
+use kms_replicator::op::Op;
 use serde_json::{json, Value};
 use std::time::SystemTime;
 
@@ -53,7 +54,7 @@ pub(super) fn key_metadata(info: &KeyInfo, account: &str) -> Value {
 
 pub(super) struct Record {
     region: String,
-    event_name: &'static str,
+    event_name: Op,
     caller: String,
     invoked_by_kms: bool,
     params: Value,
@@ -62,12 +63,7 @@ pub(super) struct Record {
 }
 
 impl Record {
-    pub(super) fn new(
-        region: &str,
-        event_name: &'static str,
-        caller: &str,
-        params: Value,
-    ) -> Record {
+    pub(super) fn new(region: &str, event_name: Op, caller: &str, params: Value) -> Record {
         Record {
             region: region.to_string(),
             event_name,
@@ -164,7 +160,7 @@ impl Record {
                 "userIdentity": identity,
                 "eventTime": time,
                 "eventSource": "kms.amazonaws.com",
-                "eventName": self.event_name,
+                "eventName": self.event_name.name(),
                 "awsRegion": self.region,
                 "sourceIPAddress": if self.invoked_by_kms { "kms.amazonaws.com" } else { "192.0.2.0" },
                 "userAgent": if self.invoked_by_kms { "kms.amazonaws.com" } else { "aws-sdk-rust" },

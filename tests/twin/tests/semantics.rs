@@ -3,6 +3,7 @@
 
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};
+use kms_replicator::Op;
 use std::time::Duration;
 use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
 
@@ -286,7 +287,7 @@ async fn faults_outages_and_rate_limits_are_injectable() {
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.inject_fault(
         Some("us-east-1"),
-        Some("GetKeyPolicy"),
+        Some(Op::GetKeyPolicy),
         "KMSInternalException",
         1,
     );
@@ -305,7 +306,7 @@ async fn faults_outages_and_rate_limits_are_injectable() {
     assert_eq!(e.kind, ErrorKind::Unreachable);
     twin.set_region_down("us-east-1", false);
 
-    twin.set_rate_limit("DescribeKey", 2);
+    twin.set_rate_limit(Op::DescribeKey, 2);
     let mut throttled = 0;
     for _ in 0..5 {
         if twin.describe_key("us-east-1", &key.key_id).await.is_err() {

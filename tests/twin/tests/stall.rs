@@ -3,6 +3,7 @@
 
 use kms_replicator::model::Tag;
 use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec, TagIndex};
+use kms_replicator::Op;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use twin::Twin;
@@ -55,7 +56,7 @@ async fn a_stalled_region_records_the_call_and_never_answers_while_other_regions
         .calls()
         .iter()
         .filter(|c| c.region == EU)
-        .map(|c| c.op)
+        .map(|c| c.op.name())
         .collect();
     eu_calls.sort();
     assert_eq!(eu_calls, ["DescribeKey", "GetKeyPolicy"]);
@@ -76,7 +77,7 @@ async fn a_stalled_region_records_the_call_and_never_answers_while_other_regions
 async fn a_stall_can_be_limited_to_one_operation() {
     let twin = Twin::new();
     let id = key(&twin).await;
-    twin.set_stall(Some(EU), Some("PutKeyPolicy"), None);
+    twin.set_stall(Some(EU), Some(Op::PutKeyPolicy), None);
 
     assert!(twin.describe_key(EU, &id).await.is_ok());
     assert!(twin.get_key_policy(EU, &id).await.is_ok());
@@ -89,7 +90,7 @@ async fn a_stall_can_be_limited_to_one_operation() {
     .is_err());
     // Any Region, one operation.
     twin.clear_stalls();
-    twin.set_stall(None, Some("GetResources"), None);
+    twin.set_stall(None, Some(Op::GetResources), None);
     assert!(timeout(
         Duration::from_millis(300),
         twin.tagged_keys(WEST, "replicate-to")
@@ -129,7 +130,7 @@ async fn a_delayed_stall_answers_late_and_a_write_is_still_applied() {
 async fn the_tag_index_of_a_stalled_region_stalls_and_a_new_stall_replaces_the_old_one() {
     let twin = Twin::new();
     key(&twin).await;
-    twin.set_stall(Some(EAST), Some("GetResources"), None);
+    twin.set_stall(Some(EAST), Some(Op::GetResources), None);
     assert!(timeout(
         Duration::from_millis(300),
         twin.tagged_keys(EAST, "replicate-to")
@@ -144,7 +145,7 @@ async fn the_tag_index_of_a_stalled_region_stalls_and_a_new_stall_replaces_the_o
     // Same Region and operation: the delay replaces "never".
     twin.set_stall(
         Some(EAST),
-        Some("GetResources"),
+        Some(Op::GetResources),
         Some(Duration::from_millis(50)),
     );
     let keys = timeout(

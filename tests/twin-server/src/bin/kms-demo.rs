@@ -625,17 +625,7 @@ async fn run(demo: &mut Demo, has_failover: bool) -> Result<(), String> {
         }
         let writes: Vec<String> = demo.cloud.twin().calls()[writes_before..]
             .iter()
-            .filter(|c| {
-                ![
-                    "DescribeKey",
-                    "GetKeyPolicy",
-                    "ListAliases",
-                    "ListResourceTags",
-                    "ListKeys",
-                    "GetResources",
-                ]
-                .contains(&c.op)
-            })
+            .filter(|c| c.op.is_write())
             .map(|c| c.op.to_string())
             .collect();
         let still = demo
