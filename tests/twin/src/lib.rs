@@ -17,6 +17,7 @@
 //!
 //! Clones share one state; [`Twin::with_caller`] gives a handle that acts as another identity.
 
+pub mod auth;
 mod trail;
 
 use async_trait::async_trait;
