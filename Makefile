@@ -48,10 +48,11 @@ twin: demo-build
 		--log-dir $(TARGET_DIR)/kms-twin
 
 ## Benchmarks: every scenario with the release binaries on the twin, KMS's request quotas
-## enforced and 20 ms on every KMS call; prints the table and writes it into README.md
-## (about 17 minutes once built; tests/benches/replicator.rs). `make bench-quick`: the same, small.
+## enforced and 20 ms on every KMS call; prints the table and writes it into docs/performance.md
+## (about 17 minutes once built; tests/benches/replicator.rs). `make bench-quick`: the same, small,
+## and writes nothing.
 bench: bench-build
-	$(CARGO) bench --locked -p integration-tests --bench replicator -- --readme
+	$(CARGO) bench --locked -p integration-tests --bench replicator -- --docs
 
 bench-quick: bench-build
 	$(CARGO) bench --locked -p integration-tests --bench replicator -- --quick

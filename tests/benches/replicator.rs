@@ -1,9 +1,10 @@
 //! `make bench`: every benchmark scenario (`integration_tests::scenarios`) at full size, with
 //! the release binaries, KMS's quotas enforced by the twin and 20 ms on every KMS call. Prints
-//! one Markdown table; with `--readme` it also replaces the table in README.md.
+//! one Markdown table; with `--docs` it also replaces the table in docs/performance.md.
 //!
-//! `cargo bench -p integration-tests --bench replicator -- [--quick] [--readme]`; `--quick`
-//! runs each scenario small, to try the harness in a minute (its figures are not the README's).
+//! `cargo bench -p integration-tests --bench replicator -- [--quick] [--docs]`; `--quick`
+//! runs each scenario small, to try the harness in a minute (its figures are not the published
+//! table's).
 
 use integration_tests::scenarios::{self, Bench, Charges, Measured, LATENCY, UPDATING_FOR};
 use kms_replicator::config::RemovalPolicy;
@@ -284,9 +285,10 @@ async fn main() {
         "the benchmark took {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    if args.iter().any(|a| a == "--readme") && !quick && only.is_none() {
-        scenarios::splice(&scenarios::readme(), &table).expect("README.md updated");
-        eprintln!("README.md updated");
+    if args.iter().any(|a| a == "--docs") && !quick && only.is_none() {
+        let page = scenarios::performance_page();
+        scenarios::splice(&page, &table).expect("the performance page updated");
+        eprintln!("{} updated", page.display());
     }
 }
 

@@ -749,9 +749,9 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
     rows
 }
 
-/// The workspace's README, where the benchmark's table goes.
-pub fn readme() -> PathBuf {
-    root().join("README.md")
+/// The docs page where the benchmark's table goes (`make bench`).
+pub fn performance_page() -> PathBuf {
+    root().join("docs").join("performance.md")
 }
 
 /// Replaces what lies between `<!-- bench:start -->` and `<!-- bench:end -->` in `path`.
