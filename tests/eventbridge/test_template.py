@@ -512,3 +512,43 @@ def test_resource_group_tagging_is_for_the_sweeps_only(template):
     for function in FUNCTIONS:
         sids = by_sid(template, function)
         assert ("TagGetResources" in sids) is (function == "ReconcileFunction")
+
+
+def written_statements(resources):
+    """(where, statement) for each statement written in the stack's identity policies: the roles'
+    inline policies and the managed policies, a statement under `Fn::If` taken as written."""
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            documents = [resource["Properties"]["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for item in document["Statement"]:
+                yield name, item["Fn::If"][1] if "Fn::If" in item else item
+
+
+def test_no_statement_is_written_twice(resources):
+    # What two roles share lives in one managed policy, so that a change to it is made once.
+    seen = {}
+    for where, statement in written_statements(resources):
+        grant = json.dumps({k: v for k, v in statement.items() if k != "Sid"}, sort_keys=True)
+        assert grant not in seen, f"{where} repeats a statement of {seen[grant]}: {statement['Sid']}"
+        seen[grant] = where
+
+
+def test_each_managed_policy_is_shared_and_part_of_its_roles(resources):
+    attached = {}
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                attached.setdefault(arn["Ref"], set()).add(name)
+    policies = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+    assert policies, "no managed policy: each role repeats the statements it shares"
+    for name, properties in policies.items():
+        assert len(attached.get(name, ())) >= 2, f"{name} is for {attached.get(name)} alone: inline belongs there"
+        # Attached from the policy's side (Roles), it would be attached after the role exists,
+        # and a function could start without it.
+        assert not {"Roles", "Users", "Groups"} & set(properties), name
+        assert properties["Path"] == "/kms-replicator/", name
