@@ -1,4 +1,5 @@
-"""Shared helpers: the template as CloudFormation sees it, and the CloudTrail fixtures."""
+"""What the tests share: the template as CloudFormation sees it, the statements each role is granted,
+and the CloudTrail fixtures."""
 
 import copy
 import json
@@ -29,6 +30,35 @@ def load_template(path=TEMPLATE):
     template, matches = decode(str(path))
     assert not matches, f"{path.name} does not parse: {matches}"
     return plain(template)
+
+
+REMOVAL_POLICIES = ["Retain", "ScheduleDeletion"]
+
+
+def role_statements(template, role, removal_policy="ScheduleDeletion"):
+    """Every statement the role is granted: those of its inline policies and of the stack's
+    managed policies it attaches, with `Fn::If [IsScheduleDeletion, statement, AWS::NoValue]`
+    resolved for the RemovalPolicy value (ScheduleDeletion, the widest, unless told)."""
+    assert removal_policy in REMOVAL_POLICIES, removal_policy
+    resources = template["Resources"]
+    properties = resources[role]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+    for arn in properties.get("ManagedPolicyArns", []):
+        assert list(arn) == ["Ref"], f"{role} attaches a policy that is not one of the stack's: {arn}"
+        policy = resources[arn["Ref"]]
+        assert policy["Type"] == "AWS::IAM::ManagedPolicy", arn
+        documents.append(policy["Properties"]["PolicyDocument"])
+    found = []
+    for document in documents:
+        for item in document["Statement"]:
+            if "Fn::If" in item:
+                condition, when_true, when_false = item["Fn::If"]
+                assert condition == "IsScheduleDeletion", f"{role}: a statement under {condition}"
+                item = when_true if removal_policy == "ScheduleDeletion" else when_false
+                if item == {"Ref": "AWS::NoValue"}:
+                    continue
+            found.append(item)
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from conftest import FUNCTIONS, ROOT
+from conftest import FUNCTIONS, REMOVAL_POLICIES, ROOT, role_statements
 
 ALLOWED_REGIONS_SPLIT = {"Fn::Split": [" ", {"Ref": "AllowedRegions"}]}
 MRK_KEYS = {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*"}
@@ -18,8 +18,8 @@ ROLES = {
     "FailoverFunction": "FailoverFunctionRole",
 }
 
-# The Sids of the KMS statements and their actions: the same for all three functions ...
-COMMON_KMS = {
+# The Sids of each role's statements and their actions: the same for all three functions ...
+COMMON = {
     "KmsDescribeKeys": {"kms:DescribeKey"},
     "KmsReadMultiRegionKeys": {"kms:GetKeyPolicy", "kms:ListResourceTags"},
     "KmsListAliases": {"kms:ListAliases"},
@@ -30,15 +30,20 @@ COMMON_KMS = {
     "KmsAliasReplicaKeys": {"kms:CreateAlias", "kms:UpdateAlias"},
     "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
     "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
-    "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
     "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
+    "DenyPolicyLockoutBypass": {"kms:CreateKey", "kms:PutKeyPolicy"},
+    "AuditPutEvents": {"events:PutEvents"},
+    "LogsWrite": {"logs:CreateLogStream", "logs:PutLogEvents"},
+    "XRayWrite": {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
 }
-# ... plus these per function.
-EXTRA_KMS = {
-    "ReplicateFunction": {},
-    "ReconcileFunction": {},
+# ... plus these per function ...
+EXTRA = {
+    "ReplicateFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}},
+    "ReconcileFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}, "TagGetResources": {"tag:GetResources"}},
     "FailoverFunction": {"KmsListKeys": {"kms:ListKeys"}, "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"}},
 }
+# ... plus these with RemovalPolicy ScheduleDeletion only.
+WITH_SCHEDULE_DELETION = {"KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"}}
 KMS_WRITE_SIDS = {
     "KmsReplicateKey",
     "KmsCreateReplicaKey",
@@ -69,36 +74,20 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def statements(resources, function):
-    """(statement, condition name or None) for every statement of the function's role.
-    A statement inside `Fn::If [Cond, stmt, AWS::NoValue]` is returned with Cond."""
-    role = resources[ROLES[function]]
-    found = []
-    for policy in role["Properties"]["Policies"]:
-        for item in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in item:
-                condition, when_true, when_false = item["Fn::If"]
-                assert when_false == {"Ref": "AWS::NoValue"}
-                found.append((when_true, condition))
-            else:
-                found.append((item, None))
-    return found
+def statements(template, function, removal_policy="ScheduleDeletion"):
+    return role_statements(template, ROLES[function], removal_policy)
 
 
-def by_sid(resources, function):
+def by_sid(template, function, removal_policy="ScheduleDeletion"):
     result = {}
-    for statement, condition in statements(resources, function):
+    for statement in statements(template, function, removal_policy):
         assert statement["Sid"] not in result, f"duplicate Sid {statement['Sid']} in {function}"
-        result[statement["Sid"]] = (statement, condition)
+        result[statement["Sid"]] = statement
     return result
 
 
-def kms_actions(resources, function):
-    return {
-        sid: set(as_list(s["Action"]))
-        for sid, (s, _) in by_sid(resources, function).items()
-        if s["Effect"] == "Allow" and any(a.startswith("kms:") for a in as_list(s["Action"]))
-    }
+def actions_by_sid(template, function, removal_policy):
+    return {sid: set(as_list(s["Action"])) for sid, s in by_sid(template, function, removal_policy).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,20 +347,24 @@ def test_outputs(template):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("removal_policy", REMOVAL_POLICIES)
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_kms_statements_per_function(resources, function):
-    assert kms_actions(resources, function) == {**COMMON_KMS, **EXTRA_KMS[function]}
+def test_statements_per_function(template, function, removal_policy):
+    expected = {**COMMON, **EXTRA[function]}
+    if removal_policy == "ScheduleDeletion":
+        expected |= WITH_SCHEDULE_DELETION
+    assert actions_by_sid(template, function, removal_policy) == expected
 
 
-def test_only_failover_may_update_the_primary_region(resources):
+def test_only_failover_may_update_the_primary_region(template):
     for function in FUNCTIONS:
-        actions = set().union(*kms_actions(resources, function).values())
+        actions = set().union(*actions_by_sid(template, function, "ScheduleDeletion").values())
         assert ("kms:UpdatePrimaryRegion" in actions) is (function == "FailoverFunction")
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_no_wildcard_actions_and_no_lockout_bypass(resources, function):
-    for statement, _ in statements(resources, function):
+def test_no_wildcard_actions_and_no_lockout_bypass(template, function):
+    for statement in statements(template, function):
         for action in as_list(statement["Action"]):
             assert "*" not in action, f"{statement['Sid']}: {action}"
         if "BypassPolicyLockoutSafetyCheck" in json.dumps(statement):
@@ -379,19 +372,25 @@ def test_no_wildcard_actions_and_no_lockout_bypass(resources, function):
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_lockout_bypass_is_denied(resources, function):
-    statement, _ = by_sid(resources, function)["DenyPolicyLockoutBypass"]
+def test_lockout_bypass_is_denied(template, function):
+    statement = by_sid(template, function)["DenyPolicyLockoutBypass"]
     assert statement["Effect"] == "Deny"
     assert set(as_list(statement["Action"])) == {"kms:CreateKey", "kms:PutKeyPolicy"}
     assert statement["Condition"] == {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}}
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_kms_writes_are_limited_to_the_allowed_regions(resources, function):
+def test_every_other_statement_allows(template, function):
+    for sid, statement in by_sid(template, function).items():
+        assert statement["Effect"] == ("Deny" if sid == "DenyPolicyLockoutBypass" else "Allow"), sid
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_kms_writes_are_limited_to_the_allowed_regions(template, function):
     # Where AWS documents no example of aws:RequestedRegion (the cross-Region authorizations of
     # ReplicateKey's CreateKey and of UpdatePrimaryRegion), the condition is ...IfExists.
     if_exists = {"KmsCreateReplicaKey", "KmsUpdatePrimaryRegion"}
-    for sid, (statement, _) in by_sid(resources, function).items():
+    for sid, statement in by_sid(template, function).items():
         if sid in KMS_WRITE_SIDS:
             operator = "StringEqualsIfExists" if sid in if_exists else "StringEquals"
             assert statement["Condition"][operator]["aws:RequestedRegion"] == ALLOWED_REGIONS_SPLIT, sid
@@ -401,21 +400,26 @@ REPLICA_ONLY = {"KmsPutKeyPolicy", "KmsUpdateKeyDescription", "KmsAliasReplicaKe
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_writes_to_keys_are_limited_to_replicas(resources, function):
+def test_writes_to_keys_are_limited_to_replicas(template, function):
     # The functions write only replicas; the failover function also tags the old primary
     # before promoting it.
     sids = REPLICA_ONLY | ({"KmsManageTags"} if function != "FailoverFunction" else set())
     for sid in sids:
-        statement, _ = by_sid(resources, function)[sid]
+        statement = by_sid(template, function)[sid]
         assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA", sid
-    alias_names, _ = by_sid(resources, function)["KmsManageAliasNames"]
+    alias_names = by_sid(template, function)["KmsManageAliasNames"]
     assert "kms:MultiRegionKeyType" not in json.dumps(alias_names), "an alias carries no key type"
 
 
+def test_only_the_failover_function_may_tag_a_primary(template):
+    tags = by_sid(template, "FailoverFunction")["KmsManageTags"]
+    assert tags["Condition"] == {"StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT}}
+
+
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(resources, function):
+def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(template, function):
     unscoped = {"KmsListAliases", "KmsListKeys", "KmsCreateReplicaKey"}
-    for sid, (statement, _) in by_sid(resources, function).items():
+    for sid, statement in by_sid(template, function).items():
         if not sid.startswith("Kms") or sid in unscoped:
             continue
         expected = ALIASES if sid == "KmsManageAliasNames" else MRK_KEYS
@@ -425,15 +429,15 @@ def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(resources, 
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_list_calls_without_resource_level_permissions_use_a_star(resources, function):
-    for sid, (statement, _) in by_sid(resources, function).items():
+def test_list_calls_without_resource_level_permissions_use_a_star(template, function):
+    for sid, statement in by_sid(template, function).items():
         if sid in {"KmsListAliases", "KmsListKeys", "TagGetResources"}:
             assert statement["Resource"] == "*", sid
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_create_key_only_creates_multi_region_replicas_in_allowed_regions(resources, function):
-    statement, _ = by_sid(resources, function)["KmsCreateReplicaKey"]
+def test_create_key_only_creates_multi_region_replicas_in_allowed_regions(template, function):
+    statement = by_sid(template, function)["KmsCreateReplicaKey"]
     assert statement["Resource"] == "*"
     assert statement["Condition"] == {
         "StringEqualsIfExists": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "REPLICA"},
@@ -442,23 +446,29 @@ def test_create_key_only_creates_multi_region_replicas_in_allowed_regions(resour
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_replicas_are_only_created_in_allowed_regions(resources, function):
-    statement, _ = by_sid(resources, function)["KmsReplicateKey"]
+def test_replicas_are_only_created_in_allowed_regions(template, function):
+    statement = by_sid(template, function)["KmsReplicateKey"]
     assert statement["Condition"]["StringEquals"]["kms:ReplicaRegion"] == ALLOWED_REGIONS_SPLIT
 
 
-def test_primaries_are_only_moved_to_allowed_regions(resources):
-    statement, _ = by_sid(resources, "FailoverFunction")["KmsUpdatePrimaryRegion"]
+def test_primaries_are_only_moved_to_allowed_regions(template):
+    statement = by_sid(template, "FailoverFunction")["KmsUpdatePrimaryRegion"]
     assert statement["Condition"]["StringEquals"]["kms:PrimaryRegion"] == ALLOWED_REGIONS_SPLIT
 
 
+@pytest.mark.parametrize("removal_policy", REMOVAL_POLICIES)
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_deletion_is_granted_only_with_schedule_deletion_and_only_for_replicas(resources, function):
-    for sid, (statement, condition) in by_sid(resources, function).items():
-        if "kms:ScheduleKeyDeletion" in as_list(statement["Action"]):
-            assert sid == "KmsScheduleReplicaDeletion"
-            assert condition == "IsScheduleDeletion"
-            assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA"
+def test_deletion_is_granted_only_with_schedule_deletion_and_only_for_replicas(template, function, removal_policy):
+    deleting = {
+        sid: statement
+        for sid, statement in by_sid(template, function, removal_policy).items()
+        if "kms:ScheduleKeyDeletion" in as_list(statement["Action"])
+    }
+    if removal_policy == "Retain":
+        assert deleting == {}
+    else:
+        assert list(deleting) == ["KmsScheduleReplicaDeletion"]
+        assert deleting["KmsScheduleReplicaDeletion"]["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA"
 
 
 def test_schedule_deletion_condition(template):
@@ -466,14 +476,14 @@ def test_schedule_deletion_condition(template):
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_restoring_a_replica_is_limited_to_replicas(resources, function):
-    statement, _ = by_sid(resources, function)["KmsRestoreReplica"]
+def test_restoring_a_replica_is_limited_to_replicas(template, function):
+    statement = by_sid(template, function)["KmsRestoreReplica"]
     assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA"
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_audit_events_go_only_to_the_audit_bus_with_the_audit_source(resources, function):
-    statement, _ = by_sid(resources, function)["AuditPutEvents"]
+def test_audit_events_go_only_to_the_audit_bus_with_the_audit_source(template, function):
+    statement = by_sid(template, function)["AuditPutEvents"]
     assert statement["Action"] == "events:PutEvents"
     assert statement["Resource"]["Fn::If"][0] == "AuditBusIsArn"
     assert statement["Condition"] == {"StringEquals": {"events:source": {"Ref": "AuditSource"}}}
@@ -486,13 +496,59 @@ def test_audit_bus_arn_condition(template):
 
 
 @pytest.mark.parametrize("function", ["ReplicateFunction", "ReconcileFunction"])
-def test_functions_with_a_failure_destination_may_send_to_the_dead_letter_queue(resources, function):
-    statement, _ = by_sid(resources, function)["DeadLetterQueueSend"]
+def test_functions_with_a_failure_destination_may_send_to_the_dead_letter_queue(template, function):
+    statement = by_sid(template, function)["DeadLetterQueueSend"]
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Resource"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 
 
-def test_resource_group_tagging_is_for_the_sweeps_only(resources):
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_function_writes_only_to_its_own_log_group(template, function):
+    log_group = template["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert by_sid(template, function)["LogsWrite"]["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+
+
+def test_resource_group_tagging_is_for_the_sweeps_only(template):
     for function in FUNCTIONS:
-        sids = by_sid(resources, function)
+        sids = by_sid(template, function)
         assert ("TagGetResources" in sids) is (function == "ReconcileFunction")
+
+
+def written_statements(resources):
+    """(where, statement) for each statement written in the stack's identity policies: the roles'
+    inline policies and the managed policies, a statement under `Fn::If` taken as written."""
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            documents = [resource["Properties"]["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for item in document["Statement"]:
+                yield name, item["Fn::If"][1] if "Fn::If" in item else item
+
+
+def test_no_statement_is_written_twice(resources):
+    # What two roles share lives in one managed policy, so that a change to it is made once.
+    seen = {}
+    for where, statement in written_statements(resources):
+        grant = json.dumps({k: v for k, v in statement.items() if k != "Sid"}, sort_keys=True)
+        assert grant not in seen, f"{where} repeats a statement of {seen[grant]}: {statement['Sid']}"
+        seen[grant] = where
+
+
+def test_each_managed_policy_is_shared_and_part_of_its_roles(resources):
+    attached = {}
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                attached.setdefault(arn["Ref"], set()).add(name)
+    policies = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+    assert policies, "no managed policy: each role repeats the statements it shares"
+    for name, properties in policies.items():
+        assert len(attached.get(name, ())) >= 2, f"{name} is for {attached.get(name)} alone: inline belongs there"
+        # Attached from the policy's side (Roles), it would be attached after the role exists,
+        # and a function could start without it.
+        assert not {"Roles", "Users", "Groups"} & set(properties), name
+        assert properties["Path"] == "/kms-replicator/", name

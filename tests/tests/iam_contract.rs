@@ -228,12 +228,38 @@ fn strings(v: &Yaml) -> Vec<String> {
     }
 }
 
-/// The statements of a role's inline policies, with `!If [cond, statement, NoValue]` resolved
-/// as if every condition held (the widest the role can be).
-fn statements(role: &Yaml) -> Vec<Yaml> {
+/// Every statement a role is granted: those of its inline policies and of the stack's managed
+/// policies it attaches, with `!If [cond, statement, NoValue]` resolved as if every condition
+/// held (the widest the role can be).
+fn role_statements(template: &Yaml, role: &str) -> Vec<Yaml> {
+    let resources = &template["Resources"];
+    let properties = &resources[role]["Properties"];
+    let mut documents: Vec<&Yaml> = properties["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|policy| &policy["PolicyDocument"])
+        .collect();
+    for arn in properties["ManagedPolicyArns"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        let name = match arn {
+            Yaml::Tagged(t) if t.tag == "!Ref" => t.value.as_str().unwrap(),
+            other => panic!("{role} attaches a policy that is not one of the stack's: {other:?}"),
+        };
+        let policy = &resources[name];
+        assert_eq!(
+            policy["Type"].as_str(),
+            Some("AWS::IAM::ManagedPolicy"),
+            "{role} attaches {name}"
+        );
+        documents.push(&policy["Properties"]["PolicyDocument"]);
+    }
     let mut out = Vec::new();
-    for policy in role["Properties"]["Policies"].as_sequence().unwrap() {
-        for s in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+    for document in documents {
+        for s in document["Statement"].as_sequence().unwrap() {
             match s {
                 Yaml::Tagged(t) if t.tag == "!If" => {
                     out.push(t.value.as_sequence().unwrap()[1].clone());
@@ -257,8 +283,7 @@ fn allowed_actions(template: &Yaml, function: &str) -> BTreeSet<String> {
         .unwrap()
         .trim_end_matches(".Arn")
         .to_string();
-    let role = &template["Resources"][role_name.as_str()];
-    statements(role)
+    role_statements(template, &role_name)
         .iter()
         .filter(|s| s["Effect"].as_str() == Some("Allow"))
         .flat_map(|s| strings(&s["Action"]))
