@@ -2,6 +2,7 @@
 
 use crate::region::parse_region_list;
 use serde::Serialize;
+use std::ops::RangeInclusive;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,14 +40,95 @@ pub struct Config {
     /// The IAM path of the replicator's roles in every Region and account: calls made by a
     /// session of a role under it are skipped too. `None`: no path is ignored.
     pub ignore_role_path: Option<String>,
+    /// The CloudWatch namespace of every function's metrics.
+    pub metrics_namespace: String,
 }
 
 /// The IAM path the template gives the replicator's roles.
 pub const DEFAULT_ROLE_PATH: &str = "/kms-replicator/";
 
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
+/// The CloudWatch namespace of the functions' metrics unless `METRICS_NAMESPACE` names another.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "KmsReplicator";
+
+/// A variable of the environment that is missing or holds a value it may not: the function
+/// stops at cold start, before any invocation, with a message that names the variable, what
+/// it holds and what it must hold.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("configuration: {}", self.sentence())]
+pub struct ConfigError {
+    pub variable: &'static str,
+    /// What the variable holds; `None` when it is not set.
+    pub value: Option<String>,
+    /// What it must hold, as a person reads it: "a whole number between 1 and 64".
+    pub expected: String,
+}
+
+impl ConfigError {
+    /// A required variable that is not set.
+    pub fn missing(variable: &'static str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            variable,
+            value: None,
+            expected: expected.into(),
+        }
+    }
+
+    /// A variable whose `value` is not one it may hold.
+    pub fn invalid(
+        variable: &'static str,
+        value: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            variable,
+            value: Some(value.into()),
+            expected: expected.into(),
+        }
+    }
+
+    fn sentence(&self) -> String {
+        match &self.value {
+            None => format!("{} is required: {}", self.variable, self.expected),
+            Some(v) => format!("{} must be {}, not '{v}'", self.variable, self.expected),
+        }
+    }
+}
+
+/// The value of `variable`, trimmed; `None` when it is not set or blank.
+pub fn value_of(get: impl Fn(&str) -> Option<String>, variable: &str) -> Option<String> {
+    get(variable)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The whole number in `variable`, within `range`; `None` when it is not set or blank. `unit`
+/// is what it counts ("seconds"), or empty.
+pub fn whole_number(
+    get: impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    range: RangeInclusive<u64>,
+    unit: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(raw) = value_of(get, variable) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => {
+            let (min, max) = (range.start(), range.end());
+            let of = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" of {unit}")
+            };
+            Err(ConfigError::invalid(
+                variable,
+                raw,
+                format!("a whole number{of} between {min} and {max}"),
+            ))
+        }
+    }
+}
 
 impl Config {
     /// A configuration for the given allowed Regions, everything else at its default.
@@ -62,6 +144,7 @@ impl Config {
             audit_source: "kms-replicator".into(),
             ignore_callers: Vec::new(),
             ignore_role_path: Some(DEFAULT_ROLE_PATH.into()),
+            metrics_namespace: DEFAULT_METRICS_NAMESPACE.into(),
         }
     }
 
@@ -71,22 +154,13 @@ impl Config {
 
     /// Reads the variables through `get`, so that tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |k: &str| value_of(&get, k);
         let allowed_raw = var("ALLOWED_REGIONS").ok_or_else(|| {
-            ConfigError(
-                "ALLOWED_REGIONS is required: the Regions replicas may be written to".into(),
-            )
+            ConfigError::missing("ALLOWED_REGIONS", "the Regions replicas may be written to")
         })?;
-        let allowed_regions = parse_region_list(&allowed_raw)
-            .map_err(|e| ConfigError(format!("ALLOWED_REGIONS: {e}")))?;
+        let allowed_regions = region_list("ALLOWED_REGIONS", &allowed_raw)?;
         let managed_regions = match var("MANAGED_REGIONS") {
-            Some(raw) => {
-                parse_region_list(&raw).map_err(|e| ConfigError(format!("MANAGED_REGIONS: {e}")))?
-            }
+            Some(raw) => region_list("MANAGED_REGIONS", &raw)?,
             None => allowed_regions.clone(),
         };
         let policy_mode = match var("POLICY_MODE").as_deref().unwrap_or("rewrite") {
@@ -94,33 +168,28 @@ impl Config {
             "verbatim" => PolicyMode::Verbatim,
             "off" => PolicyMode::Off,
             other => {
-                return Err(ConfigError(format!(
-                    "POLICY_MODE must be rewrite, verbatim or off, not '{other}'"
-                )))
+                return Err(ConfigError::invalid(
+                    "POLICY_MODE",
+                    other,
+                    "rewrite, verbatim or off",
+                ))
             }
         };
         let removal = match var("REMOVAL_POLICY").as_deref().unwrap_or("Retain") {
             "Retain" => RemovalPolicy::Retain,
             "ScheduleDeletion" => {
-                let days = match var("PENDING_WINDOW_DAYS") {
-                    None => 30,
-                    Some(raw) => raw.parse::<i32>().map_err(|_| {
-                        ConfigError(format!("PENDING_WINDOW_DAYS must be a number, not '{raw}'"))
-                    })?,
-                };
-                if !(7..=30).contains(&days) {
-                    return Err(ConfigError(format!(
-                        "PENDING_WINDOW_DAYS must be between 7 and 30, not {days}"
-                    )));
-                }
+                let days = whole_number(&get, "PENDING_WINDOW_DAYS", 7..=30, "days")?;
                 RemovalPolicy::ScheduleDeletion {
-                    pending_window_days: days,
+                    // At most 30, so it fits.
+                    pending_window_days: days.map_or(30, |d| d as i32),
                 }
             }
             other => {
-                return Err(ConfigError(format!(
-                    "REMOVAL_POLICY must be Retain or ScheduleDeletion, not '{other}'"
-                )))
+                return Err(ConfigError::invalid(
+                    "REMOVAL_POLICY",
+                    other,
+                    "Retain or ScheduleDeletion",
+                ))
             }
         };
         let tag_key = var("REPLICATION_TAG_KEY").unwrap_or_else(|| "replicate-to".into());
@@ -138,10 +207,11 @@ impl Config {
                     && !v.contains("//")
                     && v.chars().all(|c| c.is_ascii_graphic());
                 if !valid {
-                    return Err(ConfigError(format!(
-                        "IGNORE_CALLER_ROLE_PATH must be an IAM path other than '/' (such as \
-                         /kms-replicator/), or empty for none, not '{v}'"
-                    )));
+                    return Err(ConfigError::invalid(
+                        "IGNORE_CALLER_ROLE_PATH",
+                        v,
+                        "an IAM path other than '/' (such as /kms-replicator/), or empty for none",
+                    ));
                 }
                 Some(v)
             }
@@ -156,12 +226,24 @@ impl Config {
             audit_source: var("AUDIT_SOURCE").unwrap_or_else(|| "kms-replicator".into()),
             ignore_callers,
             ignore_role_path,
+            metrics_namespace: var("METRICS_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.into()),
         })
     }
 
     pub fn is_allowed(&self, region: &str) -> bool {
         self.allowed_regions.iter().any(|r| r == region)
     }
+}
+
+fn region_list(variable: &'static str, raw: &str) -> Result<Vec<String>, ConfigError> {
+    parse_region_list(raw).map_err(|e| {
+        ConfigError::invalid(
+            variable,
+            raw,
+            format!("AWS Region names separated by spaces or commas ({e})"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +272,7 @@ mod tests {
     #[test]
     fn missing_allowed_regions_fails_fast() {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
-        assert!(err.0.contains("ALLOWED_REGIONS"));
+        assert!(err.to_string().contains("ALLOWED_REGIONS"));
     }
 
     #[test]
@@ -213,7 +295,7 @@ mod tests {
             ("PENDING_WINDOW_DAYS", "3"),
         ]))
         .unwrap_err();
-        assert!(err.0.contains("between 7 and 30"));
+        assert!(err.to_string().contains("between 7 and 30"));
     }
 
     #[test]
@@ -245,8 +327,44 @@ mod tests {
                 ("IGNORE_CALLER_ROLE_PATH", bad),
             ]))
             .unwrap_err();
-            assert!(err.0.contains("IGNORE_CALLER_ROLE_PATH"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("IGNORE_CALLER_ROLE_PATH"),
+                "{bad}: {err}"
+            );
         }
+    }
+
+    #[test]
+    fn a_whole_number_is_read_within_its_range_and_refused_naming_what_it_must_be() {
+        let get = lookup(&[
+            ("N", " 12 "),
+            ("BLANK", " "),
+            ("BIG", "301"),
+            ("WORD", "ten"),
+        ]);
+        assert_eq!(whole_number(&get, "N", 1..=300, "seconds"), Ok(Some(12)));
+        assert_eq!(whole_number(&get, "BLANK", 1..=300, "seconds"), Ok(None));
+        assert_eq!(whole_number(&get, "UNSET", 1..=300, "seconds"), Ok(None));
+        let e = whole_number(&get, "BIG", 1..=300, "seconds").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration: BIG must be a whole number of seconds between 1 and 300, not '301'"
+        );
+        let e = whole_number(&get, "WORD", 0..=9, "").unwrap_err();
+        assert_eq!(e.expected, "a whole number between 0 and 9");
+        assert_eq!(e.value.as_deref(), Some("ten"));
+    }
+
+    #[test]
+    fn the_metrics_namespace_defaults_to_kms_replicator() {
+        let c = Config::from_lookup(lookup(&[("ALLOWED_REGIONS", "us-east-1")])).unwrap();
+        assert_eq!(c.metrics_namespace, "KmsReplicator");
+        let c = Config::from_lookup(lookup(&[
+            ("ALLOWED_REGIONS", "us-east-1"),
+            ("METRICS_NAMESPACE", " Team/Kms "),
+        ]))
+        .unwrap();
+        assert_eq!(c.metrics_namespace, "Team/Kms");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::config::{Config, PolicyMode};
 use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, Tag};
 use crate::policy::{check_size, rewrite_policy, same_policy, PolicyError, Rewrite};
+use crate::port::ReplicaSpec;
 use crate::report::Action;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -109,6 +110,17 @@ pub struct DesiredReplica {
     pub description: String,
     pub tags: Vec<Tag>,
     pub aliases: Vec<String>,
+}
+
+impl DesiredReplica {
+    /// What ReplicateKey sends to create the replica.
+    pub fn replica_spec(&self) -> ReplicaSpec {
+        ReplicaSpec {
+            policy: self.policy.clone(),
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 /// What a replica looks like now.

@@ -123,14 +123,6 @@ impl<K> RateLimitedKms<K> {
         }
     }
 
-    pub fn inner(&self) -> &K {
-        &self.inner
-    }
-
-    pub fn quotas(&self) -> &Quotas {
-        &self.quotas
-    }
-
     fn bucket(&self, region: &str, op: Op, limit: u32) -> Arc<Semaphore> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets

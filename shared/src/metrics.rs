@@ -3,7 +3,8 @@
 //!
 //! The shape is the documented one: a root `_aws` member with `Timestamp` (ms since the epoch)
 //! and `CloudWatchMetrics` (namespace, dimension sets, metric names and units), and each
-//! dimension and metric value as a root member.
+//! dimension and metric value as a root member. The namespace is the configuration's
+//! ([`Config::metrics_namespace`](crate::Config::metrics_namespace)).
 //!
 //! Lambda's log-level filtering treats a JSON line without a `level` as INFO, so with
 //! `LogLevel` WARN or ERROR the metrics would be dropped before CloudWatch sees them. Each
@@ -12,16 +13,6 @@
 
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The CloudWatch namespace of every function's metrics: `METRICS_NAMESPACE`, default
-/// `KmsReplicator`.
-pub fn namespace() -> String {
-    std::env::var("METRICS_NAMESPACE")
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "KmsReplicator".to_string())
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -103,10 +103,12 @@ impl KmsError {
 
 pub type KmsResult<T> = Result<T, KmsError>;
 
-/// What ReplicateKey sends besides the key and the target Region.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What ReplicateKey sends besides the key and the target Region. Reports show it without
+/// the policy, as they show PutKeyPolicy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ReplicaSpec {
     /// `None` lets KMS attach its default key policy.
+    #[serde(skip)]
     pub policy: Option<String>,
     pub description: String,
     pub tags: Vec<Tag>,

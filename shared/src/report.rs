@@ -6,6 +6,7 @@ use crate::model::Tag;
 use crate::op::Op;
 use crate::policy::Rewrite;
 use crate::policy_diff::PolicyChange;
+use crate::port::ReplicaSpec;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{debug, info};
@@ -68,12 +69,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op")]
 pub enum Action {
-    ReplicateKey {
-        #[serde(skip)]
-        policy: Option<String>,
-        description: String,
-        tags: Vec<Tag>,
-    },
+    ReplicateKey(ReplicaSpec),
     CancelKeyDeletion,
     EnableKey,
     PutKeyPolicy {
@@ -105,7 +101,7 @@ pub enum Action {
 impl Action {
     pub fn op(&self) -> Op {
         match self {
-            Action::ReplicateKey { .. } => Op::ReplicateKey,
+            Action::ReplicateKey(_) => Op::ReplicateKey,
             Action::CancelKeyDeletion => Op::CancelKeyDeletion,
             Action::EnableKey => Op::EnableKey,
             Action::PutKeyPolicy { .. } => Op::PutKeyPolicy,
@@ -285,11 +281,11 @@ pub fn change_lines(report: &SyncReport) -> Vec<String> {
         let at = format!("{key} -> {}", r.region);
         for action in &r.actions {
             let line = match action {
-                Action::ReplicateKey {
+                Action::ReplicateKey(ReplicaSpec {
                     policy,
                     description,
                     tags,
-                } => {
+                }) => {
                     let policy = match policy {
                         None => "KMS's default policy".to_string(),
                         Some(_) if r.rewrites.is_empty() => "the primary's policy".to_string(),
@@ -383,6 +379,21 @@ pub fn log_report(report: &SyncReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_planned_replica_is_reported_without_its_policy() {
+        let action = Action::ReplicateKey(ReplicaSpec {
+            policy: Some("{\"Version\":\"2012-10-17\"}".into()),
+            description: "payments".into(),
+            tags: vec![Tag::new("team", "payments")],
+        });
+        assert_eq!(
+            serde_json::to_value(&action).unwrap(),
+            json!({"op": "ReplicateKey", "description": "payments",
+                   "tags": [{"key": "team", "value": "payments"}]})
+        );
+    }
 
     #[test]
     fn a_syncs_metrics_count_its_writes_failures_and_conflicts() {

@@ -103,7 +103,7 @@ pub async fn deliver_trail(twin: &Twin, cfg: &Config) -> (usize, Vec<String>) {
             return (round, errors);
         }
         for e in &events {
-            if let Err(err) = handler.handle(e).await {
+            if let Err(err) = handler.handle(e, None).await {
                 errors.push(err.to_string());
             }
         }

@@ -422,7 +422,10 @@ impl Bench {
             limiter: None,
         };
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-        let out = setup.handle(&scheduled(), far).await.expect("setup sweep");
+        let out = setup
+            .handle(&scheduled(), Some(far))
+            .await
+            .expect("setup sweep");
         assert_eq!(out["counts"]["repaired"], keys, "{}", out["summary"]);
         twin.take_trail();
 
@@ -516,7 +519,7 @@ impl Bench {
         let mut ids = Vec::new();
         for i in 0..keys {
             let e = tagged_key(&twin, to, 1, &format!("failover {i}")).await;
-            replicator.handle(&e).await.expect("replicated");
+            replicator.handle(&e, None).await.expect("replicated");
             ids.push(crate::requested_key(&e));
         }
         twin.take_trail();
@@ -675,7 +678,7 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
     let last_event = |twin: &Twin| twin.take_trail().pop().expect("the person's record");
     let event = last_event(&twin);
     twin.reset_calls();
-    handler.handle(&event).await.expect("new key");
+    handler.handle(&event, None).await.expect("new key");
     // 4 primary reads, R ReplicateKey, R x A CreateAlias, the 4 reads again.
     measure(
         format!("new key, {r} Regions, {a} aliases"),
@@ -685,7 +688,7 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
     twin.take_trail();
 
     twin.reset_calls();
-    handler.handle(&event).await.expect("steady state");
+    handler.handle(&event, None).await.expect("steady state");
     // 4 primary reads and the same 4 of each replica; nothing written, nothing read again.
     measure("steady-state sync".into(), 4 + 4 * r, twin.calls());
 
@@ -700,7 +703,7 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
         .expect("policy");
     let event = last_event(&twin);
     twin.reset_calls();
-    handler.handle(&event).await.expect("policy change");
+    handler.handle(&event, None).await.expect("policy change");
     // The reads, one PutKeyPolicy per Region, the primary's 4 reads again.
     measure("one policy change".into(), 8 + 4 * r + r, twin.calls());
     twin.take_trail();
@@ -711,7 +714,7 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
         .expect("alias");
     let event = last_event(&twin);
     twin.reset_calls();
-    handler.handle(&event).await.expect("alias change");
+    handler.handle(&event, None).await.expect("alias change");
     // The reads; in each Region the name looked up (DescribeKey) and created; the primary's
     // 4 reads again. The lookup is the design's: a name another key holds must cost a read
     // (2,000/s) on each later sync, not a refused CreateAlias (5/s).
@@ -726,7 +729,10 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
     };
     twin.reset_calls();
     let out = failover
-        .handle(&json!({"key": key, "region": PRIMARY_REGION, "to": TARGETS[0]}))
+        .handle(
+            &json!({"key": key, "region": PRIMARY_REGION, "to": TARGETS[0]}),
+            None,
+        )
         .await
         .expect("failover");
     assert!(

@@ -41,7 +41,7 @@ async fn run_with(
         config: cfg,
         settings,
     };
-    f.handle(&input).await.map_err(|e| e.to_string())
+    f.handle(&input, None).await.map_err(|e| e.to_string())
 }
 
 async fn run(twin: &Twin, cfg: &Config, input: Value) -> Value {
@@ -553,7 +553,7 @@ async fn replication_continues_from_the_new_primary_after_a_tag_change() {
         audit: &twin,
         config: &cfg,
     };
-    let synced = replicator.handle(&event).await.unwrap();
+    let synced = replicator.handle(&event, None).await.unwrap();
 
     assert_eq!(synced["report"]["primary_region"], WEST, "{synced:#}");
     assert_eq!(synced["report"]["outcome"], "created", "{synced:#}");
@@ -676,7 +676,7 @@ async fn a_bulk_failover_larger_than_its_deadline_returns_a_partial_report_in_ti
     let deadline = started + Duration::from_secs(4);
 
     let out = f
-        .handle_until(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
+        .handle(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
         .await
         .unwrap();
 
@@ -836,7 +836,7 @@ async fn with_a_third_region_stalled_a_bulk_failover_of_a_healthy_pair_reports_e
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
 
     let out = f
-        .handle_until(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
+        .handle(&json!({"from": PRIMARY_REGION, "to": WEST}), Some(deadline))
         .await
         .unwrap();
 

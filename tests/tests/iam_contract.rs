@@ -153,7 +153,7 @@ async fn reconcile_journeys() -> BTreeSet<String> {
         r.handle(
             &json!({"source": "aws.events", "detail-type": "Scheduled Event",
             "time": "2026-11-23T10:00:00Z", "detail": {}}),
-            deadline,
+            Some(deadline),
         )
         .await
         .expect("a sweep")
@@ -198,7 +198,7 @@ async fn failover_journeys() -> BTreeSet<String> {
                 config: &cfg,
                 settings: settings(),
             }
-            .handle(&input)
+            .handle(&input, None)
             .await
             .expect("a report")
         }

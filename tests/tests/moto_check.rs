@@ -2,7 +2,10 @@
 //! moto's server (an implementation of KMS and EventBridge not written here), and the same
 //! script runs against the project's twin over HTTP; both must answer alike.
 //!
-//! moto gets multi-Region keys wrong (see DESIGN.md), so only single-Region calls are checked.
+//! moto gets multi-Region keys wrong (ReplicateKey ignores the policy, tags and description it
+//! is given, a primary reports itself as a replica after a DescribeKey, and UpdatePrimaryRegion
+//! is missing), so only single-Region calls are checked.
+//!
 //! Needs `.venv/bin/moto_server` (`moto[server]` from PyPI) or `MOTO_SERVER=/path/to/moto_server`.
 //! Without it the test prints why and passes, unless `MOTO_REQUIRED=1` (CI) makes it fail.
 

@@ -222,7 +222,7 @@ impl World {
             audit: &self.twin,
             config: &self.cfg,
         };
-        let out = r.handle(event).await;
+        let out = r.handle(event, None).await;
         let text = match &out {
             Ok(v) => v.to_string(),
             Err(e) => e.to_string(),
@@ -387,7 +387,7 @@ impl World {
                         },
                     };
                     let input = json!({"key": k, "to": REGIONS[to]});
-                    let _ = f.handle(&input).await;
+                    let _ = f.handle(&input, None).await;
                     if let Some(now) = self.primary(&k).await {
                         if now.region != p.region {
                             self.ever_primary.insert((now.region.clone(), k.clone()));

@@ -71,7 +71,9 @@ impl Env {
             settings: &self.settings,
             limiter: Some(&self.kms),
         };
-        r.handle(payload, deadline).await.map_err(|e| e.to_string())
+        r.handle(payload, Some(deadline))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn invoke(&self, payload: &Value) -> Result<Value, String> {

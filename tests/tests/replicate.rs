@@ -21,7 +21,7 @@ async fn handle(twin: &Twin, cfg: &Config, event: &Value) -> Result<Value, Strin
         audit: twin,
         config: cfg,
     };
-    r.handle(event).await.map_err(|e| e.to_string())
+    r.handle(event, None).await.map_err(|e| e.to_string())
 }
 
 /// Tags the key as a person would and returns that TagResource event.
@@ -751,7 +751,7 @@ async fn run_sandboxes(
                         audit: &twin,
                         config: &cfg,
                     };
-                    if r.handle(&e).await.is_err() {
+                    if r.handle(&e, None).await.is_err() {
                         failed += 1;
                     }
                 }

@@ -2,8 +2,7 @@
 //! adapter in the shared rate limiter (every write at its KMS quota) and serves each
 //! invocation with [`failover::Failover`].
 
-use failover::FailoverSettings;
-use failover::{quotas, Failover};
+use failover::{quotas, Failover, FailoverSettings};
 use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms};
 use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::RateLimitedKms;
@@ -31,7 +30,7 @@ async fn main() -> Result<(), Error> {
         let failover = &failover;
         async move {
             let deadline = deadline_instant(event.context.deadline);
-            failover.handle_until(&event.payload, Some(deadline)).await
+            failover.handle(&event.payload, Some(deadline)).await
         }
     }))
     .await

@@ -1,11 +1,8 @@
 //! The checks after a promotion: aliases and policy in the new primary's Region, then sync
 //! from the new primary, within the invocation's deadline.
 
-use crate::report::{Check, KeyOutcome, KeyReport};
-use crate::{
-    plural, Failover, ALIASES_IN_NEW_PRIMARY_REGION, POLICY_IN_NEW_PRIMARY_REGION,
-    SYNC_FROM_NEW_PRIMARY,
-};
+use crate::report::{plural, Check, CheckName, KeyOutcome, KeyReport};
+use crate::Failover;
 use kms_replicator::desired::{desired_replica, PrimaryState};
 use kms_replicator::model::KeyInfo;
 use kms_replicator::policy::same_policy;
@@ -33,12 +30,12 @@ impl Failover<'_> {
                     .collect();
                 if missing.is_empty() && old.aliases.is_empty() {
                     Check::pass(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
+                        CheckName::AliasesInNewPrimaryRegion,
                         format!("the key had no aliases in {p}"),
                     )
                 } else if missing.is_empty() {
                     Check::pass(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
+                        CheckName::AliasesInNewPrimaryRegion,
                         format!(
                             "{} point to the new primary in {to}",
                             old.aliases.join(", ")
@@ -46,7 +43,7 @@ impl Failover<'_> {
                     )
                 } else {
                     Check::warn(
-                        ALIASES_IN_NEW_PRIMARY_REGION,
+                        CheckName::AliasesInNewPrimaryRegion,
                         format!(
                             "{} had these aliases in {p} but not in {to}: {}. Applications that \
                              use them in {to} fail; create them with `aws kms create-alias \
@@ -58,7 +55,7 @@ impl Failover<'_> {
                 }
             }
             Err(e) => Check::warn(
-                ALIASES_IN_NEW_PRIMARY_REGION,
+                CheckName::AliasesInNewPrimaryRegion,
                 format!("could not list the aliases in {to}: {e}"),
             ),
         }
@@ -75,22 +72,22 @@ impl Failover<'_> {
             Ok(new) => &new.policy,
             Err(e) => {
                 return Check::warn(
-                    POLICY_IN_NEW_PRIMARY_REGION,
+                    CheckName::PolicyInNewPrimaryRegion,
                     format!("could not read the key policy in {to}: {e}"),
                 )
             }
         };
         match desired_replica(self.config, old, to).map(|d| d.policy) {
             Ok(None) => Check::pass(
-                POLICY_IN_NEW_PRIMARY_REGION,
+                CheckName::PolicyInNewPrimaryRegion,
                 format!("readable in {to}; policies are not managed (POLICY_MODE=off)"),
             ),
             Ok(Some(want)) if same_policy(&want, actual) => Check::pass(
-                POLICY_IN_NEW_PRIMARY_REGION,
+                CheckName::PolicyInNewPrimaryRegion,
                 format!("matches the policy of the old primary in {p}, mirrored for {to}"),
             ),
             Ok(Some(_)) => Check::warn(
-                POLICY_IN_NEW_PRIMARY_REGION,
+                CheckName::PolicyInNewPrimaryRegion,
                 format!(
                     "differs from the policy of the old primary in {p} mirrored for {to}. The \
                      new primary's policy is now the one mirrored to every replica: review it \
@@ -98,7 +95,7 @@ impl Failover<'_> {
                      default`"
                 ),
             ),
-            Err(e) => Check::warn(POLICY_IN_NEW_PRIMARY_REGION, e.to_string()),
+            Err(e) => Check::warn(CheckName::PolicyInNewPrimaryRegion, e.to_string()),
         }
     }
 
@@ -140,7 +137,7 @@ impl Failover<'_> {
         };
         if managed && report.is_none() {
             r.checks.push(Check::warn(
-                SYNC_FROM_NEW_PRIMARY,
+                CheckName::SyncFromNewPrimary,
                 format!(
                     "sync from the new primary in {to} did not finish before the invocation's \
                      deadline (a replica Region is slow or not answering); the writes it made \
@@ -150,14 +147,14 @@ impl Failover<'_> {
         } else if let Some(report) = report {
             r.checks.push(match &report.outcome {
                 Outcome::Failed { reason, .. } => Check::warn(
-                    SYNC_FROM_NEW_PRIMARY,
+                    CheckName::SyncFromNewPrimary,
                     format!(
                         "sync from the new primary in {to} failed: {reason}. The reconcile \
                          sweep retries it."
                     ),
                 ),
                 o => Check::pass(
-                    SYNC_FROM_NEW_PRIMARY,
+                    CheckName::SyncFromNewPrimary,
                     format!(
                         "sync from {to}: {} ({} {})",
                         o.name(),
@@ -169,7 +166,7 @@ impl Failover<'_> {
             r.sync = Some(report);
         } else {
             r.checks.push(Check::pass(
-                SYNC_FROM_NEW_PRIMARY,
+                CheckName::SyncFromNewPrimary,
                 format!(
                     "no {} tag: the key is not managed, nothing to sync",
                     self.config.tag_key

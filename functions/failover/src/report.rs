@@ -1,5 +1,5 @@
-//! What a failover tells a person: the checks before and after a promotion, each key's
-//! outcome, the report of one invocation and its one-line summary, the sentences that explain
+//! What a failover tells a person: the checks before and after a promotion and their names,
+//! why a key was not promoted, each key's outcome, the report of one invocation and its one-line summary, the sentences that explain
 //! a KMS error, and the audit events published for it. Pure: no calls.
 
 use kms_replicator::audit::{FAILOVER_FAILED, PRIMARY_REGION_UPDATED};
@@ -7,6 +7,7 @@ use kms_replicator::port::{AuditEvent, ErrorKind, KmsError};
 use kms_replicator::report::SyncReport;
 use serde::Serialize;
 use serde_json::json;
+use std::time::Duration;
 
 /// Why a key was not promoted, for people and for tooling that reads the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,10 +43,64 @@ impl Cause {
     }
 }
 
+/// KMS in the error's Region gave no answer, or only server errors, even after the SDK's
+/// retries: an outage as far as a failover can tell, and not a refusal. (A write that got no
+/// answer at all is what the shared sync calls unreachable.)
+pub(crate) fn is_outage(e: &KmsError) -> bool {
+    Cause::of(e) == Cause::RegionUnreachable
+}
+
+/// The checks, in the order they run. Reports carry them by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    KeyFound,
+    MultiRegion,
+    PrimaryRegionAnswers,
+    IsPrimary,
+    PrimaryEnabled,
+    ReplicaInTarget,
+    ReplicaEnabled,
+    PrimarySettingsRead,
+    ReplicationTag,
+    UpdatePrimaryRegion,
+    NewPrimaryReported,
+    AliasesInNewPrimaryRegion,
+    PolicyInNewPrimaryRegion,
+    SyncFromNewPrimary,
+}
+
+impl CheckName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::KeyFound => "key_found",
+            CheckName::MultiRegion => "multi_region",
+            CheckName::PrimaryRegionAnswers => "primary_region_answers",
+            CheckName::IsPrimary => "is_primary",
+            CheckName::PrimaryEnabled => "primary_enabled",
+            CheckName::ReplicaInTarget => "replica_in_target",
+            CheckName::ReplicaEnabled => "replica_enabled",
+            CheckName::PrimarySettingsRead => "primary_settings_read",
+            CheckName::ReplicationTag => "replication_tag",
+            CheckName::UpdatePrimaryRegion => "update_primary_region",
+            CheckName::NewPrimaryReported => "new_primary_reported",
+            CheckName::AliasesInNewPrimaryRegion => "aliases_in_new_primary_region",
+            CheckName::PolicyInNewPrimaryRegion => "policy_in_new_primary_region",
+            CheckName::SyncFromNewPrimary => "sync_from_new_primary",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One check, before or after the promotion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: CheckName,
     pub passed: bool,
     pub detail: String,
     /// Set on failed checks that stop the promotion.
@@ -54,7 +109,7 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    pub fn pass(name: CheckName, detail: impl Into<String>) -> Check {
         Check {
             name,
             passed: true,
@@ -63,7 +118,7 @@ impl Check {
         }
     }
 
-    pub fn fail(name: &'static str, detail: impl Into<String>, cause: Cause) -> Check {
+    pub fn fail(name: CheckName, detail: impl Into<String>, cause: Cause) -> Check {
         Check {
             name,
             passed: false,
@@ -73,7 +128,7 @@ impl Check {
     }
 
     /// A failed check that does not undo a promotion already made: a warning.
-    pub fn warn(name: &'static str, detail: impl Into<String>) -> Check {
+    pub fn warn(name: CheckName, detail: impl Into<String>) -> Check {
         Check {
             name,
             passed: false,
@@ -207,11 +262,17 @@ impl FailoverReport {
     }
 }
 
-fn keys_word(n: usize) -> &'static str {
+/// A duration as the reports give it, in whole milliseconds.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `one` or `many`, as `n` says: "1 key", "2 keys".
+pub(crate) fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
     if n == 1 {
-        "key"
+        one
     } else {
-        "keys"
+        many
     }
 }
 
@@ -224,7 +285,7 @@ pub fn summarise(keys: &[KeyReport], to: &str, dry_run: bool) -> String {
         format!(
             "dry run: {} of {n} {} can be promoted to {to}",
             count("dry_run_ok"),
-            keys_word(n)
+            plural(n, "key", "keys")
         )
     } else {
         let promoted = keys.iter().filter(|k| k.outcome.is_promoted()).count();
@@ -232,7 +293,10 @@ pub fn summarise(keys: &[KeyReport], to: &str, dry_run: bool) -> String {
         if warned > 0 {
             parts.push(format!("{warned} with failed post-checks"));
         }
-        format!("{promoted} of {n} {} promoted to {to}", keys_word(n))
+        format!(
+            "{promoted} of {n} {} promoted to {to}",
+            plural(n, "key", "keys")
+        )
     };
     for (name, text) in [
         ("already_primary", "already primary there"),
@@ -354,6 +418,36 @@ mod tests {
         let mut k = KeyReport::new("mrk-1");
         k.outcome = outcome;
         k
+    }
+
+    #[test]
+    fn check_names_are_reported_by_their_snake_case_names() {
+        let names = [
+            (CheckName::KeyFound, "key_found"),
+            (CheckName::MultiRegion, "multi_region"),
+            (CheckName::PrimaryRegionAnswers, "primary_region_answers"),
+            (CheckName::IsPrimary, "is_primary"),
+            (CheckName::PrimaryEnabled, "primary_enabled"),
+            (CheckName::ReplicaInTarget, "replica_in_target"),
+            (CheckName::ReplicaEnabled, "replica_enabled"),
+            (CheckName::PrimarySettingsRead, "primary_settings_read"),
+            (CheckName::ReplicationTag, "replication_tag"),
+            (CheckName::UpdatePrimaryRegion, "update_primary_region"),
+            (CheckName::NewPrimaryReported, "new_primary_reported"),
+            (
+                CheckName::AliasesInNewPrimaryRegion,
+                "aliases_in_new_primary_region",
+            ),
+            (
+                CheckName::PolicyInNewPrimaryRegion,
+                "policy_in_new_primary_region",
+            ),
+            (CheckName::SyncFromNewPrimary, "sync_from_new_primary"),
+        ];
+        for (name, text) in names {
+            assert_eq!(name.as_str(), text);
+            assert_eq!(serde_json::to_value(name).unwrap(), json!(text));
+        }
     }
 
     #[test]

@@ -1,12 +1,10 @@
-//! The on-call person's request and the function's settings: validating the invocation
-//! payload into a [`FailoverPlan`], the wait bound, the polling schedule and the replication
-//! tag's update before a promotion. Pure: no calls.
+//! The on-call person's request: validating the invocation payload into a [`Promotion`].
+//! Pure: no calls.
 
-use kms_replicator::config::{Config, ConfigError};
+use kms_replicator::config::Config;
 use kms_replicator::region::is_region_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Duration;
 
 /// What the on-call person sends. `key` (one key) and `from` (every managed key whose primary
 /// is in that Region) exclude each other.
@@ -82,9 +80,9 @@ pub enum Target {
     Region { from: String },
 }
 
-/// A validated request.
+/// A validated request: the promotion asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailoverPlan {
+pub struct Promotion {
     pub target: Target,
     pub to: String,
     pub dry_run: bool,
@@ -108,7 +106,7 @@ fn region_field(field: &'static str, value: &str) -> Result<String, RequestError
 }
 
 /// Validates the invocation payload. Every error says what is wrong and what is expected.
-pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, RequestError> {
+pub fn parse_request(input: &Value, cfg: &Config) -> Result<Promotion, RequestError> {
     if !input.is_object() {
         return Err(RequestError::NotAnObject);
     }
@@ -162,91 +160,12 @@ pub fn parse_request(input: &Value, cfg: &Config) -> Result<FailoverPlan, Reques
             Target::Key { key, region }
         }
     };
-    Ok(FailoverPlan {
+    Ok(Promotion {
         target,
         to,
         dry_run: req.dry_run,
         include_unmanaged: req.include_unmanaged,
         deadline: None,
-    })
-}
-
-/// The handler's settings besides [`Config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailoverSettings {
-    /// How long to wait for the target Region to report the key as PRIMARY and Enabled.
-    pub wait: Duration,
-    /// The first pause between two DescribeKey polls; it doubles up to `max_poll` (1 s: the
-    /// `Updating` state lasts seconds, and a longer pause would be pure wait).
-    pub first_poll: Duration,
-    pub max_poll: Duration,
-    /// Keys handled at once in bulk mode: enough that the promotions, each waiting seconds
-    /// for `Updating` to end, keep UpdatePrimaryRegion at its quota (5 per second).
-    pub concurrency: usize,
-    /// No key is started this close to the invocation's deadline, and a wait for a new
-    /// primary ends half of it before the deadline: time left to check, report and publish
-    /// the audit events. A Lambda that hits its timeout reports nothing at all.
-    pub deadline_margin: Duration,
-}
-
-impl Default for FailoverSettings {
-    fn default() -> Self {
-        FailoverSettings {
-            wait: Duration::from_secs(120),
-            first_poll: Duration::from_millis(250),
-            max_poll: Duration::from_secs(1),
-            concurrency: 20,
-            deadline_margin: Duration::from_secs(20),
-        }
-    }
-}
-
-impl FailoverSettings {
-    pub fn from_env() -> Result<FailoverSettings, ConfigError> {
-        FailoverSettings::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// `FAILOVER_WAIT_SECONDS` (default 120): the bound on the wait for the new primary.
-    pub fn from_lookup(
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<FailoverSettings, ConfigError> {
-        let mut s = FailoverSettings::default();
-        if let Some(raw) = get("FAILOVER_WAIT_SECONDS").map(|v| v.trim().to_string()) {
-            if !raw.is_empty() {
-                let secs: u64 = raw.parse().ok().filter(|n| (1..=900).contains(n)).ok_or_else(|| {
-                    ConfigError(format!(
-                        "FAILOVER_WAIT_SECONDS must be a whole number of seconds from 1 to 900, not '{raw}'"
-                    ))
-                })?;
-                s.wait = Duration::from_secs(secs);
-            }
-        }
-        Ok(s)
-    }
-}
-
-/// The pauses between polls: `first`, doubling, capped at `cap`.
-pub fn poll_delays(first: Duration, cap: Duration) -> impl Iterator<Item = Duration> {
-    std::iter::successors(Some(first.min(cap)), move |d| Some((*d * 2).min(cap)))
-}
-
-/// The replication tag's value with `region` added, or `None` when it already lists it.
-/// Before a promotion the old primary's Region is added, so that after it the new primary's
-/// tag still lists every Region the key lives in: otherwise sync would stop managing the old
-/// primary, or schedule its deletion under `RemovalPolicy=ScheduleDeletion`. A primary's own
-/// Region in its tag is ignored, so the value is right before and after the promotion.
-pub fn tag_value_with(value: &str, region: &str) -> Option<String> {
-    let listed = value
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .any(|n| n.eq_ignore_ascii_case(region));
-    if listed {
-        return None;
-    }
-    let v = value.trim();
-    Some(if v.is_empty() {
-        region.to_string()
-    } else {
-        format!("{v} {region}")
     })
 }
 
@@ -259,16 +178,16 @@ mod tests {
         Config::new(&["us-east-1", "us-west-2", "eu-west-1"])
     }
 
-    fn parse(v: Value) -> Result<FailoverPlan, String> {
+    fn parse(v: Value) -> Result<Promotion, String> {
         parse_request(&v, &cfg()).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn a_key_and_a_target_make_a_single_key_plan() {
+    fn a_key_and_a_target_make_a_single_key_promotion() {
         let p = parse(json!({"key": "alias/payments", "to": "us-west-2"})).unwrap();
         assert_eq!(
             p,
-            FailoverPlan {
+            Promotion {
                 target: Target::Key {
                     key: "alias/payments".into(),
                     region: None
@@ -317,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn a_source_region_makes_a_bulk_plan() {
+    fn a_source_region_makes_a_bulk_promotion() {
         let p = parse(json!({"from": "us-east-1", "to": "us-west-2"})).unwrap();
         assert_eq!(
             p.target,
@@ -370,42 +289,6 @@ mod tests {
         for (input, expected) in cases {
             let e = parse(input.clone()).unwrap_err();
             assert!(e.contains(expected), "{input}: {e}");
-        }
-    }
-
-    #[test]
-    fn polls_start_short_and_are_capped() {
-        let d: Vec<u64> = poll_delays(Duration::from_millis(250), Duration::from_secs(5))
-            .take(7)
-            .map(|d| d.as_millis() as u64)
-            .collect();
-        assert_eq!(d, vec![250, 500, 1000, 2000, 4000, 5000, 5000]);
-    }
-
-    #[test]
-    fn the_old_primary_region_is_added_to_the_tag_once() {
-        assert_eq!(
-            tag_value_with("us-west-2 eu-west-1", "us-east-1").as_deref(),
-            Some("us-west-2 eu-west-1 us-east-1")
-        );
-        assert_eq!(tag_value_with("us-west-2, US-EAST-1", "us-east-1"), None);
-        assert_eq!(
-            tag_value_with(" ", "us-east-1").as_deref(),
-            Some("us-east-1")
-        );
-    }
-
-    #[test]
-    fn settings_read_the_wait_bound_and_refuse_nonsense() {
-        let s = FailoverSettings::from_lookup(|_| None).unwrap();
-        assert_eq!(s.wait, Duration::from_secs(120));
-        let s =
-            FailoverSettings::from_lookup(|k| (k == "FAILOVER_WAIT_SECONDS").then(|| "30".into()))
-                .unwrap();
-        assert_eq!(s.wait, Duration::from_secs(30));
-        for bad in ["0", "-1", "2m", "901"] {
-            let e = FailoverSettings::from_lookup(|_| Some(bad.into())).unwrap_err();
-            assert!(e.0.contains("FAILOVER_WAIT_SECONDS"), "{bad}");
         }
     }
 }

@@ -4,20 +4,48 @@
 //! Each step adds its checks to the key's report; a step that ends the procedure says so by
 //! returning `None` (or `false`) with the report's outcome already set.
 
-use crate::report::{explain, Cause, Check, KeyOutcome, KeyReport};
-use crate::request::{poll_delays, tag_value_with, FailoverPlan};
-use crate::{
-    is_unreachable, key_type, millis, plural, Failover, IS_PRIMARY, MULTI_REGION,
-    NEW_PRIMARY_REPORTED, PRIMARY_ENABLED, PRIMARY_REGION_ANSWERS, PRIMARY_SETTINGS_READ,
-    REPLICATION_TAG, REPLICA_ENABLED, REPLICA_IN_TARGET, UPDATE_PRIMARY_REGION,
+use crate::report::{
+    explain, is_outage, millis, plural, Cause, Check, CheckName, KeyOutcome, KeyReport,
 };
+use crate::request::Promotion;
+use crate::settings::poll_delays;
+use crate::Failover;
 use kms_replicator::desired::{PrimaryState, PRIMARY_HISTORY_TAG};
-use kms_replicator::model::{KeyInfo, KeyState, Tag};
+use kms_replicator::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, KmsError};
 use kms_replicator::Syncer;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::info;
+
+/// The key's role as DescribeKey reports it, for a person.
+fn key_type(k: &KeyInfo) -> &'static str {
+    match k.multi_region.as_ref().map(|m| m.key_type) {
+        Some(MultiRegionKeyType::Primary) => "PRIMARY",
+        Some(MultiRegionKeyType::Replica) => "REPLICA",
+        None => "single-Region",
+    }
+}
+
+/// The replication tag's value with `region` added, or `None` when it already lists it.
+/// Before a promotion the old primary's Region is added, so that after it the new primary's
+/// tag still lists every Region the key lives in: otherwise sync would stop managing the old
+/// primary, or schedule its deletion under `RemovalPolicy=ScheduleDeletion`. A primary's own
+/// Region in its tag is ignored, so the value is right before and after the promotion.
+fn tag_value_with(value: &str, region: &str) -> Option<String> {
+    let listed = value
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .any(|n| n.eq_ignore_ascii_case(region));
+    if listed {
+        return None;
+    }
+    let v = value.trim();
+    Some(if v.is_empty() {
+        region.to_string()
+    } else {
+        format!("{v} {region}")
+    })
+}
 
 /// Ends a key's report on its first blocking check.
 fn stop(r: &mut KeyReport) {
@@ -37,18 +65,18 @@ impl Failover<'_> {
         &self,
         requested: &str,
         found: KeyInfo,
-        plan: &FailoverPlan,
+        promotion: &Promotion,
         unanswered: &[KmsError],
     ) -> KeyReport {
         let started = Instant::now();
         let mut r = KeyReport::new(requested);
-        self.procedure(&mut r, found, plan, unanswered).await;
+        self.procedure(&mut r, found, promotion, unanswered).await;
         r.duration_ms = millis(started.elapsed());
         let failed: Vec<&str> = r
             .checks
             .iter()
             .filter(|c| !c.passed)
-            .map(|c| c.name)
+            .map(|c| c.name.as_str())
             .collect();
         info!(key_id = r.key_id.as_deref().unwrap_or(requested),
               before = r.primary_region_before.as_deref().unwrap_or(""),
@@ -63,30 +91,33 @@ impl Failover<'_> {
         &self,
         r: &mut KeyReport,
         found: KeyInfo,
-        plan: &FailoverPlan,
+        promotion: &Promotion,
         unanswered: &[KmsError],
     ) {
-        let to = plan.to.as_str();
+        let to = promotion.to.as_str();
         let Some(primary) = self.pre_checks(r, found, to, unanswered).await else {
             return;
         };
         let Some(old) = self.read_old_primary(r, primary, to).await else {
             return;
         };
-        if !self.retag(r, &old, to, plan).await {
+        if !self.retag(r, &old, to, promotion).await {
             return stop(r);
         }
-        if plan.dry_run {
+        if promotion.dry_run {
             r.outcome = KeyOutcome::DryRunOk;
             return;
         }
         if !self.promote(r, &old, to).await {
             return stop(r);
         }
-        let Some(new) = self.wait_for_new_primary(r, &old, to, plan.deadline).await else {
+        let Some(new) = self
+            .wait_for_new_primary(r, &old, to, promotion.deadline)
+            .await
+        else {
             return;
         };
-        self.post_checks(r, &old, new, plan.deadline).await;
+        self.post_checks(r, &old, new, promotion.deadline).await;
     }
 
     /// Before: the key is multi-Region, its primary answers in its own Region, is the primary
@@ -105,7 +136,7 @@ impl Failover<'_> {
             r.primary_region_before = Some(found.region.clone());
             r.primary_region_after = Some(found.region.clone());
             r.checks.push(Check::fail(
-                MULTI_REGION,
+                CheckName::MultiRegion,
                 format!(
                     "{} is a single-Region key: it has no replicas, and a single-Region key \
                      cannot become multi-Region. Nothing was changed.",
@@ -117,7 +148,7 @@ impl Failover<'_> {
             return None;
         };
         r.checks.push(Check::pass(
-            MULTI_REGION,
+            CheckName::MultiRegion,
             format!("{id} is a multi-Region key"),
         ));
         let p = mr.primary_region.clone();
@@ -153,14 +184,14 @@ impl Failover<'_> {
         let k = match described {
             Ok(k) => {
                 r.checks.push(Check::pass(
-                    PRIMARY_REGION_ANSWERS,
+                    CheckName::PrimaryRegionAnswers,
                     format!("KMS in {p} answered"),
                 ));
                 k
             }
             Err(e) => {
                 r.checks.push(Check::fail(
-                    PRIMARY_REGION_ANSWERS,
+                    CheckName::PrimaryRegionAnswers,
                     explain(&e, p, to),
                     Cause::of(&e),
                 ));
@@ -169,7 +200,7 @@ impl Failover<'_> {
         };
         if !k.is_primary() {
             r.checks.push(Check::fail(
-                IS_PRIMARY,
+                CheckName::IsPrimary,
                 format!(
                     "the key in {p} is reported as {} and {}, not as the primary: a primary \
                      Region update is probably in progress. Describe the key in a few \
@@ -181,20 +212,20 @@ impl Failover<'_> {
             ));
         } else if p == to {
             r.checks.push(Check::pass(
-                IS_PRIMARY,
+                CheckName::IsPrimary,
                 format!("the primary is already in {to}"),
             ));
             r.outcome = KeyOutcome::AlreadyPrimary;
         } else {
             r.checks.push(Check::pass(
-                IS_PRIMARY,
+                CheckName::IsPrimary,
                 format!("the key in {p} is the primary"),
             ));
             r.checks.push(if k.state == KeyState::Enabled {
-                Check::pass(PRIMARY_ENABLED, "Enabled")
+                Check::pass(CheckName::PrimaryEnabled, "Enabled")
             } else {
                 Check::fail(
-                    PRIMARY_ENABLED,
+                    CheckName::PrimaryEnabled,
                     format!(
                         "the primary in {p} is {}: UpdatePrimaryRegion needs both keys \
                          Enabled. Nothing was changed.",
@@ -212,17 +243,17 @@ impl Failover<'_> {
         match self.kms.describe_key(to, id).await {
             Ok(k) => {
                 r.checks.push(Check::pass(
-                    REPLICA_IN_TARGET,
+                    CheckName::ReplicaInTarget,
                     format!("{} is a {} of the key", k.arn, key_type(&k)),
                 ));
                 r.checks.push(if k.state == KeyState::Enabled {
                     Check::pass(
-                        REPLICA_ENABLED,
+                        CheckName::ReplicaEnabled,
                         format!("Enabled: it serves cryptographic requests in {to}"),
                     )
                 } else {
                     Check::fail(
-                        REPLICA_ENABLED,
+                        CheckName::ReplicaEnabled,
                         format!(
                             "the replica in {to} is {}: UpdatePrimaryRegion needs both keys \
                              Enabled. Nothing was changed.",
@@ -233,7 +264,7 @@ impl Failover<'_> {
                 });
             }
             Err(e) if e.kind == ErrorKind::NotFound => r.checks.push(Check::fail(
-                REPLICA_IN_TARGET,
+                CheckName::ReplicaInTarget,
                 format!(
                     "no replica of {id} in {to}: UpdatePrimaryRegion promotes an existing \
                      replica and never creates one. Add {to} to the key's {} tag first. \
@@ -243,7 +274,7 @@ impl Failover<'_> {
                 Cause::NoReplica,
             )),
             Err(e) => r.checks.push(Check::fail(
-                REPLICA_IN_TARGET,
+                CheckName::ReplicaInTarget,
                 explain(&e, p, to),
                 Cause::of(&e),
             )),
@@ -264,7 +295,7 @@ impl Failover<'_> {
         {
             Ok(s) => {
                 r.checks.push(Check::pass(
-                    PRIMARY_SETTINGS_READ,
+                    CheckName::PrimarySettingsRead,
                     format!(
                         "policy, {} tags and {} aliases read in {p}",
                         s.tags.len(),
@@ -275,7 +306,7 @@ impl Failover<'_> {
             }
             Err(e) => {
                 r.checks.push(Check::fail(
-                    PRIMARY_SETTINGS_READ,
+                    CheckName::PrimarySettingsRead,
                     explain(&e, &p, to),
                     Cause::of(&e),
                 ));
@@ -294,9 +325,9 @@ impl Failover<'_> {
         r: &mut KeyReport,
         old: &PrimaryState,
         to: &str,
-        plan: &FailoverPlan,
+        promotion: &Promotion,
     ) -> bool {
-        let dry_run = plan.dry_run;
+        let dry_run = promotion.dry_run;
         let tag_key = &self.config.tag_key;
         let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
         let Some(value) = old
@@ -305,9 +336,9 @@ impl Failover<'_> {
             .find(|t| &t.key == tag_key)
             .map(|t| t.value.clone())
         else {
-            if !plan.include_unmanaged {
+            if !promotion.include_unmanaged {
                 r.checks.push(Check::fail(
-                    REPLICATION_TAG,
+                    CheckName::ReplicationTag,
                     format!(
                         "no {tag_key} tag: this replicator does not manage the key, so the \
                          failover function leaves it alone. To promote it anyway, send the same \
@@ -318,7 +349,7 @@ impl Failover<'_> {
                 return false;
             }
             r.checks.push(Check::pass(
-                REPLICATION_TAG,
+                CheckName::ReplicationTag,
                 format!("no {tag_key} tag: the key is not managed by the replicator (promoted on request)"),
             ));
             return true;
@@ -337,7 +368,7 @@ impl Failover<'_> {
         };
         if dry_run {
             r.checks.push(Check::pass(
-                REPLICATION_TAG,
+                CheckName::ReplicationTag,
                 format!(
                     "would set {what} on the key in {p} and in {to} before the promotion, so \
                      that {p} stays a managed replica Region after it"
@@ -348,7 +379,7 @@ impl Failover<'_> {
         for region in [p, to] {
             if let Err(e) = self.kms.tag_resource(region, id, &tags).await {
                 r.checks.push(Check::fail(
-                    REPLICATION_TAG,
+                    CheckName::ReplicationTag,
                     format!(
                         "could not set {what} in {region} ({e}); without it the new primary \
                          could stop managing {p}. Nothing was promoted."
@@ -359,7 +390,7 @@ impl Failover<'_> {
             }
         }
         r.checks.push(Check::pass(
-            REPLICATION_TAG,
+            CheckName::ReplicationTag,
             format!(
                 "set {what} on the key in {p} and in {to}, so that {p} stays a managed \
                  replica Region after the promotion"
@@ -415,24 +446,24 @@ impl Failover<'_> {
         let (p, id) = (old.info.region.as_str(), old.info.key_id.as_str());
         match self.kms.update_primary_region(p, id, to).await {
             Ok(()) => r.checks.push(Check::pass(
-                UPDATE_PRIMARY_REGION,
+                CheckName::UpdatePrimaryRegion,
                 format!("UpdatePrimaryRegion accepted in {p}"),
             )),
             Err(e) => {
                 // No answer does not prove the request was lost: look at the target.
-                let under_way = is_unreachable(&e)
+                let under_way = is_outage(&e)
                     && matches!(self.kms.describe_key(to, id).await,
                                 Ok(k) if k.state == KeyState::Updating || k.is_primary());
                 if !under_way {
                     r.checks.push(Check::fail(
-                        UPDATE_PRIMARY_REGION,
+                        CheckName::UpdatePrimaryRegion,
                         explain(&e, p, to),
                         Cause::of(&e),
                     ));
                     return false;
                 }
                 r.checks.push(Check::pass(
-                    UPDATE_PRIMARY_REGION,
+                    CheckName::UpdatePrimaryRegion,
                     format!("no answer from KMS in {p} ({e}), but {to} shows the update under way"),
                 ));
             }
@@ -453,7 +484,7 @@ impl Failover<'_> {
         match self.wait_for_primary(to, id, invocation_deadline).await {
             Ok((waited, polls, new)) => {
                 r.checks.push(Check::pass(
-                    NEW_PRIMARY_REPORTED,
+                    CheckName::NewPrimaryReported,
                     format!(
                         "{to} reports the key as PRIMARY and Enabled after {} ms ({polls} \
                          DescribeKey {})",
@@ -483,11 +514,29 @@ impl Failover<'_> {
                     })
                 );
                 r.checks
-                    .push(Check::warn(NEW_PRIMARY_REPORTED, reason.clone()));
+                    .push(Check::warn(CheckName::NewPrimaryReported, reason.clone()));
                 r.primary_region_after = None;
                 r.outcome = KeyOutcome::TimedOut { reason };
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_primary_region_is_added_to_the_tag_once() {
+        assert_eq!(
+            tag_value_with("us-west-2 eu-west-1", "us-east-1").as_deref(),
+            Some("us-west-2 eu-west-1 us-east-1")
+        );
+        assert_eq!(tag_value_with("us-west-2, US-EAST-1", "us-east-1"), None);
+        assert_eq!(
+            tag_value_with(" ", "us-east-1").as_deref(),
+            Some("us-east-1")
+        );
     }
 }

@@ -25,5 +25,5 @@ mod sweep;
 
 pub use report::{Counts, Sweep};
 pub use request::{parse_request, rotation, Invocation, Request, RequestError, Scope};
-pub use settings::{Settings, SettingsError};
+pub use settings::Settings;
 pub use sweep::Reconciler;

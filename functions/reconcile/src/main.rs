@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
         let reconciler = &reconciler;
         async move {
             let deadline = deadline_instant(event.context.deadline);
-            reconciler.handle(&event.payload, deadline).await
+            reconciler.handle(&event.payload, Some(deadline)).await
         }
     }))
     .await

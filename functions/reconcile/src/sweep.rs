@@ -18,6 +18,7 @@ use kms_replicator::Op;
 use kms_replicator::{AuditSink, Config, Kms, Syncer, TagIndex};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -27,6 +28,54 @@ struct Work {
     requested: String,
     key: String,
     regions: Vec<String>,
+}
+
+/// What a run covers: the Regions, the keys in the order they are started, the alias index
+/// (discovery only) and what discovery met on the way.
+struct Found {
+    regions: Vec<String>,
+    work: Vec<Work>,
+    index: Option<AliasIndex>,
+    discovery: Discovery,
+}
+
+/// Where a run's keys ended.
+struct Synced {
+    reports: Vec<SyncReport>,
+    /// Abandoned while in flight.
+    interrupted: Vec<String>,
+    not_started: Vec<String>,
+}
+
+/// When a run stops starting keys (the deadline less the margin) and when it abandons the
+/// keys still in flight (less half of it), so that the report always goes out in time.
+/// `None`: no deadline.
+#[derive(Debug, Clone, Copy)]
+struct Stops {
+    start_until: Option<Instant>,
+    abandon_at: Option<Instant>,
+}
+
+impl Stops {
+    fn new(deadline: Option<Instant>, margin: Duration, started: Instant) -> Stops {
+        let before = |m: Duration| deadline.map(|d| d.checked_sub(m).unwrap_or(started));
+        Stops {
+            start_until: before(margin),
+            abandon_at: before(margin / 2),
+        }
+    }
+
+    fn may_start(&self) -> bool {
+        self.start_until.is_none_or(|t| Instant::now() < t)
+    }
+
+    /// Ends when the keys in flight must be abandoned; never without a deadline.
+    async fn abandon(&self) {
+        match self.abandon_at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// What the handler needs, built once per cold start.
@@ -42,16 +91,21 @@ pub struct Reconciler<'a> {
 }
 
 impl Reconciler<'_> {
-    /// Handles one invocation that must answer by `deadline`. Returns the run's report; an
-    /// error for bad input (before any call), or, for a real (not dry) run, when some key
-    /// failed in a way worth retrying, so that the run shows up in the function's errors.
-    pub async fn handle(&self, event: &Value, deadline: Instant) -> Result<Value, FunctionError> {
+    /// Handles one invocation that must answer by `deadline` (the Lambda invocation's; `None`
+    /// for none). Returns the run's report; an error for bad input (before any call), or, for
+    /// a real (not dry) run, when some key failed in a way worth retrying, so that the run
+    /// shows up in the function's errors.
+    pub async fn handle(
+        &self,
+        event: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, FunctionError> {
         let request = parse_request(event, self.config).map_err(|e| {
             warn!(error = %e, "rejecting the invocation's input");
             FunctionError::InvalidInput(e.to_string())
         })?;
         let sweep = self.run(&request, deadline).await;
-        sweep.metrics(&self.settings.metrics_namespace).emit();
+        sweep.metrics(&self.config.metrics_namespace).emit();
         let c = sweep.counts();
         info!(
             dry_run = sweep.dry_run,
@@ -82,41 +136,76 @@ impl Reconciler<'_> {
         Ok(body)
     }
 
-    /// The run itself: discovery, then every key with bounded concurrency until done or until
-    /// the deadline margin.
-    pub async fn run(&self, request: &Request, deadline: Instant) -> Sweep {
+    /// The run itself: the keys to sync, then every one of them with bounded concurrency
+    /// until done or until the deadline margin.
+    async fn run(&self, request: &Request, deadline: Option<Instant>) -> Sweep {
         let started = Instant::now();
-        let (throttles0, waited0) = self
-            .limiter
-            .map(|l| (l.throttles(), l.waited()))
-            .unwrap_or_default();
-        let margin = self.settings.deadline_margin;
-        let stop_starting = deadline.checked_sub(margin).unwrap_or(started);
-        let hard_stop = deadline.checked_sub(margin / 2).unwrap_or(started);
+        let (throttles_before, waited_before) = self.limiter_counts();
+        let stops = Stops::new(deadline, self.settings.deadline_margin, started);
+        let Found {
+            regions,
+            mut work,
+            index,
+            discovery,
+        } = self.find_work(request, stops).await;
+        if let Invocation::Schedule {
+            time: Some(secs), ..
+        } = request.trigger
+        {
+            let start = rotation(work.len(), secs / 60);
+            work.rotate_left(start);
+        }
+        let ctx = audit_context(&request.trigger);
+        let dry_run = request.dry_run;
+        let mut synced = self
+            .sync_all(work, &regions, index.as_ref(), &ctx, dry_run, stops)
+            .await;
+        let mut reports = single_region_reports(&discovery, dry_run);
+        reports.append(&mut synced.reports);
+        reports.sort_by(|a, b| {
+            let key = |r: &SyncReport| r.key_id.clone().unwrap_or_else(|| r.requested.clone());
+            key(a).cmp(&key(b))
+        });
+        let (throttles_after, waited_after) = self.limiter_counts();
+        Sweep {
+            dry_run,
+            regions,
+            reports,
+            not_started: synced.not_started,
+            interrupted: synced.interrupted,
+            discovery_errors: discovery.failed,
+            duration: started.elapsed(),
+            throttles: throttles_after.saturating_sub(throttles_before),
+            rate_limit_wait: waited_after.saturating_sub(waited_before),
+        }
+    }
 
-        let (regions, mut work, index, discovery) = match &request.scope {
+    /// The limiter's throttles and waits so far.
+    fn limiter_counts(&self) -> (usize, Duration) {
+        self.limiter
+            .map(|l| (l.throttles(), l.waited()))
+            .unwrap_or_default()
+    }
+
+    /// The keys the request names, or those discovery finds in its Regions. Discovery still
+    /// running when keys may no longer start counts as failed in every Region.
+    async fn find_work(&self, request: &Request, stops: Stops) -> Found {
+        match &request.scope {
             Scope::Regions(regions) => {
-                let d = tokio::time::timeout_at(stop_starting, self.discover(regions)).await;
-                let (work, index, discovery) = d.unwrap_or_else(|_| {
-                    let failed = regions
-                        .iter()
-                        .map(|r| {
-                            KmsError::new(
-                                ErrorKind::Unreachable,
-                                Op::GetResources,
-                                r,
-                                "DeadlineReached",
-                                "discovery did not finish before the deadline margin",
-                            )
-                        })
-                        .collect();
-                    let d = Discovery {
-                        failed,
-                        ..Discovery::default()
-                    };
-                    (Vec::new(), None, d)
-                });
-                (regions.clone(), work, index, discovery)
+                let discovered = match stops.start_until {
+                    Some(t) => tokio::time::timeout_at(t, self.discover(regions))
+                        .await
+                        .ok(),
+                    None => Some(self.discover(regions).await),
+                };
+                let (work, index, discovery) =
+                    discovered.unwrap_or_else(|| (Vec::new(), None, discovery_cut_short(regions)));
+                Found {
+                    regions: regions.clone(),
+                    work,
+                    index,
+                    discovery,
+                }
             }
             Scope::Keys(keys) => {
                 let regions = self.config.managed_regions.clone();
@@ -131,57 +220,38 @@ impl Reconciler<'_> {
                         },
                     })
                     .collect();
-                (regions, work, None, Discovery::default())
+                Found {
+                    regions,
+                    work,
+                    index: None,
+                    discovery: Discovery::default(),
+                }
             }
-        };
-        if let Invocation::Schedule {
-            time: Some(secs), ..
-        } = request.trigger
-        {
-            let start = rotation(work.len(), secs / 60);
-            work.rotate_left(start);
         }
-        let mut reports: Vec<SyncReport> = discovery
-            .single_region
-            .iter()
-            .map(|k| {
-                let mut r = SyncReport::key_level(
-                    &k.arn,
-                    Outcome::skipped(
-                        "single-Region key: it carries the replication tag, but KMS can only \
-                         replicate multi-Region keys and a key cannot be converted",
-                    ),
-                );
-                r.managed = true;
-                r.dry_run = request.dry_run;
-                r
-            })
-            .collect();
+    }
 
-        let ctx = AuditContext {
-            trigger_event: Some(match &request.trigger {
-                Invocation::Schedule { .. } => "Scheduled Event".to_string(),
-                Invocation::Direct => "Reconcile".to_string(),
-            }),
-            trigger_event_id: match &request.trigger {
-                Invocation::Schedule { event_id, .. } => Some(event_id.clone()),
-                Invocation::Direct => None,
-            },
-            trigger_region: None,
-        };
+    /// Syncs the keys of `work` in order, at most `concurrency` at once, each one's audit
+    /// events published as it ends, until none is left or `stops` says so.
+    async fn sync_all(
+        &self,
+        work: Vec<Work>,
+        regions: &[String],
+        index: Option<&AliasIndex>,
+        ctx: &AuditContext,
+        dry_run: bool,
+        stops: Stops,
+    ) -> Synced {
         let mut pending = work.into_iter();
         let mut in_flight = FuturesUnordered::new();
         let mut running: HashSet<String> = HashSet::new();
+        let mut reports = Vec::new();
         let mut interrupted = Vec::new();
         loop {
-            while in_flight.len() < self.settings.concurrency.max(1)
-                && Instant::now() < stop_starting
-            {
+            while in_flight.len() < self.settings.concurrency.max(1) && stops.may_start() {
                 let Some(w) = pending.next() else { break };
                 running.insert(w.requested.clone());
-                let (regions, index, ctx) = (&regions, index.as_ref(), &ctx);
                 in_flight.push(async move {
-                    let report = self.process(&w, regions, index, request.dry_run).await;
+                    let report = self.process(&w, regions, index, dry_run).await;
                     self.publish(&report, ctx).await;
                     (w.requested, report)
                 });
@@ -195,7 +265,7 @@ impl Reconciler<'_> {
                     log_report(&report);
                     reports.push(report);
                 }
-                _ = tokio::time::sleep_until(hard_stop) => {
+                _ = stops.abandon() => {
                     interrupted.extend(running.drain());
                     interrupted.sort();
                     warn!(count = interrupted.len(), "deadline: abandoning keys in flight");
@@ -211,24 +281,10 @@ impl Reconciler<'_> {
                 "deadline: keys left for the next run"
             );
         }
-        reports.sort_by(|a, b| {
-            let key = |r: &SyncReport| r.key_id.clone().unwrap_or_else(|| r.requested.clone());
-            key(a).cmp(&key(b))
-        });
-        let (throttles1, waited1) = self
-            .limiter
-            .map(|l| (l.throttles(), l.waited()))
-            .unwrap_or_default();
-        Sweep {
-            dry_run: request.dry_run,
-            regions,
+        Synced {
             reports,
-            not_started,
             interrupted,
-            discovery_errors: discovery.failed,
-            duration: started.elapsed(),
-            throttles: throttles1.saturating_sub(throttles0),
-            rate_limit_wait: waited1.saturating_sub(waited0),
+            not_started,
         }
     }
 
@@ -355,4 +411,59 @@ fn is_clean(r: &SyncReport) -> bool {
         && r.regions.iter().all(|g| {
             g.actions.is_empty() && matches!(g.outcome, Outcome::InSync | Outcome::Skipped { .. })
         })
+}
+
+/// Discovery that did not finish before the deadline margin: failed in every Region.
+fn discovery_cut_short(regions: &[String]) -> Discovery {
+    let failed = regions
+        .iter()
+        .map(|r| {
+            KmsError::new(
+                ErrorKind::Unreachable,
+                Op::GetResources,
+                r,
+                "DeadlineReached",
+                "discovery did not finish before the deadline margin",
+            )
+        })
+        .collect();
+    Discovery {
+        failed,
+        ..Discovery::default()
+    }
+}
+
+/// Tagged keys that discovery knows from their ids to be single-Region: reported, never synced.
+fn single_region_reports(discovery: &Discovery, dry_run: bool) -> Vec<SyncReport> {
+    discovery
+        .single_region
+        .iter()
+        .map(|k| {
+            let mut r = SyncReport::key_level(
+                &k.arn,
+                Outcome::skipped(
+                    "single-Region key: it carries the replication tag, but KMS can only \
+                     replicate multi-Region keys and a key cannot be converted",
+                ),
+            );
+            r.managed = true;
+            r.dry_run = dry_run;
+            r
+        })
+        .collect()
+}
+
+/// What the keys' audit events say triggered them.
+fn audit_context(trigger: &Invocation) -> AuditContext {
+    AuditContext {
+        trigger_event: Some(match trigger {
+            Invocation::Schedule { .. } => "Scheduled Event".to_string(),
+            Invocation::Direct => "Reconcile".to_string(),
+        }),
+        trigger_event_id: match trigger {
+            Invocation::Schedule { event_id, .. } => Some(event_id.clone()),
+            Invocation::Direct => None,
+        },
+        trigger_region: None,
+    }
 }

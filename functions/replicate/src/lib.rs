@@ -2,14 +2,14 @@
 //! becomes one `sync` of the multi-Region key it touched.
 
 use kms_replicator::audit::{audit_events, AuditContext};
-use kms_replicator::config::ConfigError;
+use kms_replicator::config::{whole_number, ConfigError};
 use kms_replicator::error::FunctionError;
 use kms_replicator::event::{parse_event_ignoring, Intake};
 use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
-use kms_replicator::metrics;
 use kms_replicator::report::log_report;
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::{json, Value};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// What the handler needs, built once per cold start.
@@ -22,7 +22,13 @@ pub struct Replicator<'a> {
 impl Replicator<'_> {
     /// Handles one event. Returns the sync report (or why the event was ignored); returns an
     /// error when the event is malformed or a retryable failure means it should be retried.
-    pub async fn handle(&self, event: &Value) -> Result<Value, FunctionError> {
+    /// One sync needs no bound of its own beside the SDK's call timeouts, so the invocation's
+    /// `deadline` is not consulted.
+    pub async fn handle(
+        &self,
+        event: &Value,
+        _deadline: Option<Instant>,
+    ) -> Result<Value, FunctionError> {
         let intake = parse_event_ignoring(
             event,
             &self.config.tag_key,
@@ -50,7 +56,7 @@ impl Replicator<'_> {
         log_report(&report);
         report
             .metrics(
-                &metrics::namespace(),
+                &self.config.metrics_namespace,
                 "replicate",
                 started.elapsed().as_millis(),
             )
@@ -82,18 +88,9 @@ impl Replicator<'_> {
 /// the whole quota) each keep 1/N of every quota, so that a burst of tagged keys waits for
 /// permits instead of being throttled into the dead-letter queue.
 pub fn process_quotas(get: impl Fn(&str) -> Option<String>) -> Result<Quotas, ConfigError> {
-    let raw = get("REPLICATE_RESERVED_CONCURRENCY").unwrap_or_default();
-    let raw = raw.trim();
-    let n: u32 = if raw.is_empty() {
-        2
-    } else {
-        raw.parse().ok().filter(|n| *n <= 1000).ok_or_else(|| {
-            ConfigError(format!(
-                "REPLICATE_RESERVED_CONCURRENCY must be a whole number from 0 to 1000, not '{raw}'"
-            ))
-        })?
-    };
-    Ok(Quotas::kms(DEFAULT_READ_RATE).shared_by(n))
+    let n = whole_number(get, "REPLICATE_RESERVED_CONCURRENCY", 0..=1000, "")?.unwrap_or(2);
+    // At most 1000, so it fits.
+    Ok(Quotas::kms(DEFAULT_READ_RATE).shared_by(n as u32))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! [`replicate::Replicator`].
 
 use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms};
+use kms_replicator::error::deadline_instant;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -27,7 +28,10 @@ async fn main() -> Result<(), Error> {
     };
     run(service_fn(|event: LambdaEvent<Value>| {
         let replicator = &replicator;
-        async move { replicator.handle(&event.payload).await }
+        async move {
+            let deadline = deadline_instant(event.context.deadline);
+            replicator.handle(&event.payload, Some(deadline)).await
+        }
     }))
     .await
 }

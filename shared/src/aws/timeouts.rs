@@ -7,7 +7,7 @@
 //! call ends in `SdkError::TimeoutError`, which the adapters map to
 //! [`ErrorKind::Unreachable`](crate::port::ErrorKind::Unreachable) for that Region only.
 
-use crate::config::ConfigError;
+use crate::config::{value_of, ConfigError};
 use aws_config::timeout::TimeoutConfig;
 use std::time::Duration;
 
@@ -68,21 +68,22 @@ impl CallTimeouts {
     /// Reads the variables through `get`, so that tests need not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<CallTimeouts, ConfigError> {
         let defaults = CallTimeouts::default();
-        let read = |var: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let Some(raw) = get(var)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-            else {
+        let read = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let Some(raw) = value_of(&get, var) else {
                 return Ok(default);
             };
             match raw.parse::<f64>() {
                 Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_SECONDS => {
                     Ok(Duration::from_secs_f64(s))
                 }
-                _ => Err(ConfigError(format!(
-                    "{var} must be a number of seconds greater than 0 and at most \
-                     {MAX_SECONDS} (fractions allowed, e.g. 2.5), not '{raw}'"
-                ))),
+                _ => Err(ConfigError::invalid(
+                    var,
+                    raw,
+                    format!(
+                        "a number of seconds greater than 0 and at most {MAX_SECONDS} \
+                         (fractions allowed, e.g. 2.5)"
+                    ),
+                )),
             }
         };
         let t = CallTimeouts {
@@ -93,13 +94,15 @@ impl CallTimeouts {
         if t.attempt > t.operation {
             // Only the operation timeout would ever fire: most likely the operation timeout
             // was lowered without the attempt timeout. Say so rather than guess.
-            return Err(ConfigError(format!(
-                "{ATTEMPT_TIMEOUT_VAR} ({}) must not be longer than {CALL_TIMEOUT_VAR} ({}): \
-                 one attempt cannot take longer than the whole call; lower \
-                 {ATTEMPT_TIMEOUT_VAR} as well",
+            return Err(ConfigError::invalid(
+                ATTEMPT_TIMEOUT_VAR,
                 seconds(t.attempt),
-                seconds(t.operation)
-            )));
+                format!(
+                    "no longer than {CALL_TIMEOUT_VAR} ({}), since one attempt cannot take \
+                     longer than the whole call (lower it together with {CALL_TIMEOUT_VAR})",
+                    seconds(t.operation)
+                ),
+            ));
         }
         Ok(t)
     }
@@ -194,19 +197,20 @@ mod tests {
     fn a_malformed_value_is_refused_naming_the_variable_and_the_value() {
         for bad in ["ten", "0", "-1", "NaN", "inf", "10s", "901"] {
             let e = parse(&[(CALL_TIMEOUT_VAR, bad)]).unwrap_err();
-            assert!(e.0.contains(CALL_TIMEOUT_VAR), "{e}");
-            assert!(e.0.contains(&format!("'{bad}'")), "{e}");
+            assert!(e.to_string().contains(CALL_TIMEOUT_VAR), "{e}");
+            assert!(e.to_string().contains(&format!("'{bad}'")), "{e}");
         }
         let e = parse(&[(CONNECT_TIMEOUT_VAR, "2 s")]).unwrap_err();
-        assert!(e.0.contains(CONNECT_TIMEOUT_VAR), "{e}");
+        assert!(e.to_string().contains(CONNECT_TIMEOUT_VAR), "{e}");
     }
 
     #[test]
     fn an_attempt_longer_than_the_call_is_refused() {
         // Lowering only the call timeout below the default attempt timeout.
         let e = parse(&[(CALL_TIMEOUT_VAR, "2")]).unwrap_err();
-        assert!(e.0.contains(ATTEMPT_TIMEOUT_VAR), "{e}");
-        assert!(e.0.contains("(3 s)") && e.0.contains("(2 s)"), "{e}");
+        let e = e.to_string();
+        assert!(e.contains(ATTEMPT_TIMEOUT_VAR), "{e}");
+        assert!(e.contains("'3 s'") && e.contains("(2 s)"), "{e}");
         assert!(parse(&[(CALL_TIMEOUT_VAR, "2"), (ATTEMPT_TIMEOUT_VAR, "2")]).is_ok());
     }
 

@@ -2,12 +2,12 @@
 //! the writes, and settle alias names that another key holds.
 
 use super::{failed, Syncer};
-use crate::desired::{desired_replica, plan_replica, PrimaryState};
+use crate::desired::{desired_replica, plan_replica, DesiredReplica, PrimaryState};
 use crate::explain::explain;
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
-use crate::port::{ErrorKind, KmsError, ReplicaSpec};
+use crate::port::{ErrorKind, KmsError};
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::debug;
 
@@ -30,6 +30,9 @@ impl From<KmsError> for WriteFailure {
 }
 
 impl Syncer<'_> {
+    /// Brings the replica in `target` in line with `primary`: creates it when `exists` is
+    /// false, otherwise observes it and makes the writes its plan needs (only plans them, in a
+    /// dry run).
     pub(super) async fn sync_region(
         &self,
         primary: &PrimaryState,
@@ -37,7 +40,6 @@ impl Syncer<'_> {
         exists: bool,
         dry_run: bool,
     ) -> Option<RegionReport> {
-        let key_id = primary.info.key_id.as_str();
         let desired = match desired_replica(self.cfg, primary, target) {
             Ok(d) => d,
             Err(e) => {
@@ -49,67 +51,86 @@ impl Syncer<'_> {
         };
         let mut report = RegionReport::new(target, Outcome::InSync);
         report.rewrites = desired.rewrites.clone();
-        if desired.policy.is_none() && !exists {
+        if !exists && self.create(primary, &desired, dry_run, &mut report).await {
+            return Some(report);
+        }
+        self.converge(primary, &desired, dry_run, &mut report).await;
+        Some(report)
+    }
+
+    /// Creates the replica, then its aliases. Returns false when it turned out to exist
+    /// already, so that the caller converges it; otherwise the report's outcome is set.
+    async fn create(
+        &self,
+        primary: &PrimaryState,
+        desired: &DesiredReplica,
+        dry_run: bool,
+        report: &mut RegionReport,
+    ) -> bool {
+        let (key_id, target) = (primary.info.key_id.as_str(), desired.region.as_str());
+        if desired.policy.is_none() {
             report.notes.push(
                 "POLICY_MODE=off: the new replica gets KMS's default key policy, which gives \
                  the whole account (through IAM) full use of the key; set its policy yourself"
                     .into(),
             );
         }
-        if !exists {
-            let mut plan = vec![Action::ReplicateKey {
-                policy: desired.policy.clone(),
-                description: desired.description.clone(),
-                tags: desired.tags.clone(),
-            }];
-            plan.extend(
-                desired
-                    .aliases
-                    .iter()
-                    .map(|a| Action::CreateAlias { alias: a.clone() }),
-            );
-            if dry_run {
-                report.outcome = Outcome::Planned;
-                report.actions = plan;
-                return Some(report);
+        let spec = desired.replica_spec();
+        let mut plan = vec![Action::ReplicateKey(spec.clone())];
+        plan.extend(
+            desired
+                .aliases
+                .iter()
+                .map(|a| Action::CreateAlias { alias: a.clone() }),
+        );
+        if dry_run {
+            report.outcome = Outcome::Planned;
+            report.actions = plan;
+            return true;
+        }
+        match self
+            .kms
+            .replicate_key(&primary.info.region, key_id, target, &spec)
+            .await
+        {
+            Ok(_) => {
+                report.outcome = match self.apply(target, key_id, plan, false, report).await {
+                    None => Outcome::Created,
+                    Some(f) => f,
+                };
+                true
             }
-            let spec = ReplicaSpec {
-                policy: desired.policy.clone(),
-                description: desired.description.clone(),
-                tags: desired.tags.clone(),
-            };
-            match self
-                .kms
-                .replicate_key(&primary.info.region, key_id, target, &spec)
-                .await
-            {
-                Ok(_) => {
-                    let problems = self.apply(target, key_id, plan, false, &mut report).await;
-                    report.outcome = match problems {
-                        None => Outcome::Created,
-                        Some(f) => f,
-                    };
-                    return Some(report);
-                }
-                // Another sync got there first, or the primary's replica list lagged: converge
-                // the replica that exists.
-                Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    debug!(
-                        region = target,
-                        key_id, "replica already exists; converging it"
-                    );
-                }
-                Err(e) => {
-                    report.outcome = failed(&e);
-                    return Some(report);
-                }
+            // Another sync got there first, or the primary's replica list lagged: converge
+            // the replica that exists.
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                debug!(
+                    region = target,
+                    key_id, "replica already exists; converging it"
+                );
+                false
+            }
+            Err(e) => {
+                report.outcome = failed(&e);
+                true
             }
         }
+    }
+
+    /// Observes the replica that exists, plans the writes that bring it in line and makes
+    /// them. Sets the report's outcome.
+    async fn converge(
+        &self,
+        primary: &PrimaryState,
+        desired: &DesiredReplica,
+        dry_run: bool,
+        report: &mut RegionReport,
+    ) {
+        let (key_id, target) = (primary.info.key_id.as_str(), desired.region.as_str());
         let observed = match self.observe(target, key_id).await {
             Ok((_, o)) => o,
             Err(e) => {
                 report.outcome = failed(&e);
-                return Some(report);
+                return;
             }
         };
         // A `Creating` replica can be managed already; only `Updating` refuses management calls.
@@ -121,9 +142,9 @@ impl Syncer<'_> {
                 ),
                 true,
             );
-            return Some(report);
+            return;
         }
-        let plan = plan_replica(&desired, &observed);
+        let plan = plan_replica(desired, &observed);
         report.conflicts = plan.conflicts;
         report.notes.extend(plan.extra_aliases.iter().map(|a| {
             format!("{a} exists only here (made for this Region, not on the primary); kept")
@@ -135,7 +156,7 @@ impl Syncer<'_> {
                     observed.state
                 ));
             }
-            return Some(report);
+            return;
         }
         if let Some(policy) = desired.policy.as_deref() {
             if plan.actions.iter().any(|a| a.op() == Op::PutKeyPolicy) {
@@ -145,17 +166,13 @@ impl Syncer<'_> {
         if dry_run {
             report.outcome = Outcome::Planned;
             report.actions = plan.actions;
-            return Some(report);
+            return;
         }
-        report.outcome = match self
-            .apply(target, key_id, plan.actions, true, &mut report)
-            .await
-        {
+        report.outcome = match self.apply(target, key_id, plan.actions, true, report).await {
             None if report.actions.is_empty() => Outcome::InSync,
             None => Outcome::Updated,
             Some(f) => f,
         };
-        Some(report)
     }
 
     /// Makes the writes in order. A failed write does not stop the independent ones after it,
@@ -213,7 +230,7 @@ impl Syncer<'_> {
         let kms = self.kms;
         let result = match &action {
             // Made by the caller, which needs its result first.
-            Action::ReplicateKey { .. } => Ok(()),
+            Action::ReplicateKey(_) => Ok(()),
             Action::CancelKeyDeletion => kms.cancel_key_deletion(region, key_id).await,
             Action::EnableKey => kms.enable_key(region, key_id).await,
             Action::PutKeyPolicy { policy } => kms.put_key_policy(region, key_id, policy).await,
