@@ -4,7 +4,7 @@
 //! says clearly what is wrong. Arbitrary JSON, and real fixtures with parts cut out or
 //! replaced, are the inputs.
 //!
-//! `make test` runs a few hundred cases of each. The long run (README, "Safety"):
+//! `make test` runs a few hundred cases of each. The long run (docs/testing.md, "Long runs"):
 //! `PROPTEST_CASES=100000 cargo test --release -p kms-replicator --test fuzz`.
 
 use kms_replicator::event::{parse_event, Intake};

@@ -8,7 +8,7 @@
 //! writes nothing.
 //!
 //! `make bench` includes this file to time the checker (`tests/benches/replicator.rs`).
-//! `make test` runs a few hundred histories. The long run (documented in the README):
+//! `make test` runs a few hundred histories. The long run (docs/testing.md, "Long runs"):
 //! `PROPTEST_CASES=10000 cargo test --release -p integration-tests --test random_histories`.
 
 use failover::{Failover, FailoverSettings};
@@ -158,7 +158,7 @@ struct World {
     /// Those of them the replicator could know of: the key's first primary (the oldest key
     /// of its set), and every primary it synced from or promoted. A primary changed twice by
     /// hand with the event of the first lost and no sync between leaves no trace in KMS, so
-    /// no rule can protect that one (README, "Safety").
+    /// no rule can protect that one (docs/safety.md, "The one thing no rule can see").
     known_primary: BTreeSet<(String, String)>,
     /// Replicas a person disabled, and replicas whose deletion a person scheduled.
     disabled_by_person: BTreeSet<(String, String)>,

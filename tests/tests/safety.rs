@@ -1,4 +1,4 @@
-//! The safety invariants (README, "Safety"), each shown on the history that broke it: ordinary
+//! The safety invariants (docs/safety.md), each shown on the history that broke it: ordinary
 //! actions by people, then every event they and the replicator cause, delivered to the real
 //! replicate handler on the in-memory KMS twin.
 

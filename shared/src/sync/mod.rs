@@ -7,7 +7,7 @@
 //! writing, it reads the primary again and repeats (bounded) if the primary changed, so that
 //! of two concurrent syncs the one that read an older primary never has the last word.
 //!
-//! What it never does, whatever the history (the README's "Safety" section): delete a replica
+//! What it never does, whatever the history (docs/safety.md): delete a replica
 //! that was ever the primary or that the tag still lists, undo a deletion or a disable that a
 //! person made, take an alias from a key it does not manage, or send a policy that widens
 //! access or that KMS must refuse.
