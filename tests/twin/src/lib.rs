@@ -21,6 +21,9 @@
 //!
 //! From the top down; each module imports only modules below it.
 //!
+//! - `setup.rs`: what tests and people do outside the port: `create_key`, `disable_key`,
+//!   `delete_alias`, `purge_key`, `set_state`, and how long transient states last.
+//! - `inspect.rs`: what tests read back: the call log, the trail, the audit events, a key.
 //! - `ops/`: the twin as the replicator's ports ([`Kms`](kms_replicator::port::Kms),
 //!   [`TagIndex`](kms_replicator::port::TagIndex), [`AuditSink`](kms_replicator::port::AuditSink)).
 //!   `ops/mod.rs` sends every call through the request path, then serves it with the
@@ -31,12 +34,8 @@
 //!   audit sink). An operation is a function of the state and the caller; a new one (Encrypt,
 //!   GetKeyLastUsage) is a function in its group's file (or a new group's) and one method in
 //!   `ops/mod.rs`.
-//! - `setup.rs`: what tests and people do outside the port: `create_key`, `disable_key`,
-//!   `delete_alias`, `purge_key`, `set_state`, and how long transient states last.
-//! - `inspect.rs`: what tests read back: the call log, the trail, the audit events, a key.
 //! - `request.rs`: the one path every request takes before it is served: latency, outages,
-//!   stalls, injected faults, rate limits, the call log. What applies to every call (checking
-//!   the caller's permissions, recording a key's last use) belongs on this path.
+//!   stalls, injected faults, rate limits, the call log.
 //! - `faults.rs`: the knobs that make calls fail or wait (faults, stalls, outages, rate
 //!   limits, latency, the audit bus), and how a call meets them.
 //! - `policy.rs`: the default key policy, the example primary policy, the lockout safety check.
@@ -44,6 +43,12 @@
 //!   aliases, what was recorded; the lookups every operation makes (resolve a key reference,
 //!   its `KeyMetadata`, the key-state rule of the management calls).
 //! - `trail.rs`: the CloudTrail record of each accepted write, as EventBridge delivers it.
+//!
+//! Where new parts go: authorization (identity and key policies, evaluated for each check an
+//! operation makes) in an `auth/` beside `policy.rs`, which the operations call; key material
+//! and the cryptography over it in a `crypto.rs` below `ops/`, with the cryptographic
+//! operations as a group of their own; a key's last use recorded on the request path, in the
+//! state, and read back by GetKeyLastUsage.
 
 mod faults;
 mod inspect;
