@@ -25,7 +25,7 @@ sam-build:
 	tests/eventbridge/sam-build.sh
 
 ## The user journeys on this machine, no AWS account: builds the functions and the local KMS
-## twin (release), then runs them end to end (tests/twin-server/src/bin/kms-demo.rs).
+## twin (release), then runs them end to end (tests/twin-server/src/bin/kms-demo/main.rs).
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 

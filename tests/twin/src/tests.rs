@@ -1,6 +1,11 @@
 //! The twin's UpdatePrimaryRegion against what AWS documents (AWS-FACTS.md, section 1).
 
 use super::*;
+use kms_replicator::arn::key_arn;
+use kms_replicator::model::{KeyState, MultiRegionKeyType};
+use kms_replicator::op::Op;
+use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};
+use std::time::Duration;
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";

@@ -1,0 +1,142 @@
+//! ListAliases, CreateAlias, UpdateAlias and DeleteAlias: alias names are unique per Region,
+//! and each Region's aliases are its own.
+
+use crate::state::{err, State};
+use crate::trail;
+use kms_replicator::model::AliasEntry;
+use kms_replicator::op::Op;
+use kms_replicator::port::{ErrorKind, KmsResult};
+use serde_json::json;
+
+pub(crate) fn list_aliases(
+    s: &State,
+    region: &str,
+    key_id: Option<&str>,
+) -> KmsResult<Vec<AliasEntry>> {
+    let filter = match key_id {
+        Some(k) => Some(s.resolve(Op::ListAliases, region, k)?),
+        None => None,
+    };
+    Ok(s.aliases
+        .iter()
+        .filter(|((r, _), k)| r == region && filter.as_ref().is_none_or(|f| f == *k))
+        .map(|((_, name), k)| AliasEntry {
+            name: name.clone(),
+            target_key_id: Some(k.clone()),
+        })
+        .collect())
+}
+
+pub(crate) fn create_alias(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    alias: &str,
+    key_id: &str,
+) -> KmsResult<()> {
+    const OP: Op = Op::CreateAlias;
+    alias_name_ok(OP, region, alias)?;
+    let id = s.resolve(OP, region, key_id)?;
+    s.manageable(OP, region, &id)?;
+    let slot = (region.to_string(), alias.to_string());
+    if s.aliases.contains_key(&slot) {
+        return Err(err(
+            ErrorKind::AlreadyExists,
+            OP,
+            region,
+            "AlreadyExistsException",
+            format!(
+                "An alias with the name arn:aws:kms:{region}:{}:{alias} already exists",
+                s.account
+            ),
+        ));
+    }
+    s.aliases.insert(slot, id.clone());
+    let arn = s.arn(region, &id);
+    let params = json!({"aliasName": alias, "targetKeyId": key_id});
+    s.push_record(
+        trail::Record::new(region, OP, caller, params)
+            .key(&arn)
+            .alias(alias),
+    );
+    Ok(())
+}
+
+pub(crate) fn update_alias(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    alias: &str,
+    key_id: &str,
+) -> KmsResult<()> {
+    const OP: Op = Op::UpdateAlias;
+    alias_name_ok(OP, region, alias)?;
+    let id = s.resolve(OP, region, key_id)?;
+    s.manageable(OP, region, &id)?;
+    let slot = (region.to_string(), alias.to_string());
+    let Some(old) = s.aliases.get(&slot).cloned() else {
+        return Err(err(
+            ErrorKind::NotFound,
+            OP,
+            region,
+            "NotFoundException",
+            format!(
+                "Alias arn:aws:kms:{region}:{}:{alias} is not found.",
+                s.account
+            ),
+        ));
+    };
+    s.aliases.insert(slot, id.clone());
+    let (arn, old_arn) = (s.arn(region, &id), s.arn(region, &old));
+    let params = json!({"aliasName": alias, "targetKeyId": key_id});
+    s.push_record(
+        trail::Record::new(region, OP, caller, params)
+            .key(&arn)
+            .key(&old_arn)
+            .alias(alias),
+    );
+    Ok(())
+}
+
+pub(crate) fn delete_alias(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    alias: &str,
+) -> KmsResult<()> {
+    const OP: Op = Op::DeleteAlias;
+    let slot = (region.to_string(), alias.to_string());
+    let Some(id) = s.aliases.remove(&slot) else {
+        return Err(err(
+            ErrorKind::NotFound,
+            OP,
+            region,
+            "NotFoundException",
+            format!(
+                "Alias arn:aws:kms:{region}:{}:{alias} is not found.",
+                s.account
+            ),
+        ));
+    };
+    let arn = s.arn(region, &id);
+    let params = json!({"aliasName": alias});
+    s.push_record(
+        trail::Record::new(region, OP, caller, params)
+            .alias(alias)
+            .key(&arn),
+    );
+    Ok(())
+}
+
+fn alias_name_ok(op: Op, region: &str, alias: &str) -> KmsResult<()> {
+    if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") || alias.len() <= 6 {
+        return Err(err(
+            ErrorKind::Other,
+            op,
+            region,
+            "ValidationException",
+            format!("Alias must start with the prefix \"alias/\" and not \"alias/aws/\": {alias}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The other services the replicator reads and writes: the Resource Groups Tagging API's
+//! GetResources for `kms:key` (it lists replicas as well as primaries, like the real index,
+//! and sees tag changes at once) and EventBridge PutEvents on the audit bus.
+
+use crate::state::State;
+use kms_replicator::port::{AuditError, AuditEvent, TaggedKey};
+
+/// Every key id of a Region, whatever its tags.
+pub(crate) fn key_ids(s: &State, region: &str) -> Vec<String> {
+    s.keys
+        .keys()
+        .filter(|(r, _)| r == region)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+/// The keys of a Region that carry `tag_key`, with its value.
+pub(crate) fn tagged_keys(s: &State, region: &str, tag_key: &str) -> Vec<TaggedKey> {
+    s.keys
+        .iter()
+        .filter(|((r, _), _)| r == region)
+        .filter_map(|((r, id), k)| {
+            Some(TaggedKey {
+                arn: s.arn(r, id),
+                value: k.tags.get(tag_key)?.clone(),
+            })
+        })
+        .collect()
+}
+
+/// PutEvents: recorded for inspection, unless the bus is down.
+pub(crate) fn publish(s: &mut State, events: &[AuditEvent]) -> Result<(), AuditError> {
+    if s.audit_down {
+        return Err(AuditError("EventBridge did not answer".into()));
+    }
+    s.audit.extend_from_slice(events);
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! ReplicateKey and UpdatePrimaryRegion: the calls that span two Regions. Each counts against
+//! both Regions' request quotas, fails when the other Region is down, and is logged in both
+//! Regions (the second record as a call KMS made on the caller's behalf).
+
+use crate::policy::{check_policy, default_policy};
+use crate::state::{err, State, TwinKey};
+use crate::trail;
+use kms_replicator::model::{KeyInfo, KeyState, MultiRegionKeyType};
+use kms_replicator::op::Op;
+use kms_replicator::port::{ErrorKind, KmsResult, ReplicaSpec};
+use serde_json::json;
+use std::time::Instant;
+
+/// A new replica in `replica_region`, `Creating` until the twin's `creating_for` has passed.
+pub(crate) fn replicate_key(
+    s: &mut State,
+    caller: &str,
+    primary_region: &str,
+    key_id: &str,
+    replica_region: &str,
+    spec: &ReplicaSpec,
+) -> KmsResult<KeyInfo> {
+    const OP: Op = Op::ReplicateKey;
+    // One ReplicateKey also counts as two CreateKey requests in the replica's Region.
+    for _ in 0..2 {
+        s.charge(replica_region, Op::CreateKey).map_err(|mut e| {
+            e.operation = OP;
+            e.region = primary_region.to_string();
+            e
+        })?;
+    }
+    let id = s.resolve(OP, primary_region, key_id)?;
+    let arn = s.arn(primary_region, &id);
+    let src = s.keys[&(primary_region.to_string(), id.clone())].clone();
+    if src.multi_region != Some(MultiRegionKeyType::Primary) {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            OP,
+            primary_region,
+            "UnsupportedOperationException",
+            format!("{arn} is not a multi-Region primary key."),
+        ));
+    }
+    replicable(primary_region, &arn, src.state)?;
+    if replica_region == primary_region || !kms_replicator::region::is_region_name(replica_region) {
+        return Err(err(
+            ErrorKind::Other,
+            OP,
+            primary_region,
+            "ValidationException",
+            format!("ReplicaRegion {replica_region} is not valid for {arn}"),
+        ));
+    }
+    if s.keys
+        .contains_key(&(replica_region.to_string(), id.clone()))
+    {
+        return Err(err(
+            ErrorKind::AlreadyExists,
+            OP,
+            primary_region,
+            "AlreadyExistsException",
+            format!(
+                "Replica key already exists in region {replica_region}: {}",
+                s.arn(replica_region, &id)
+            ),
+        ));
+    }
+    if s.is_down(replica_region) {
+        return Err(err(
+            ErrorKind::Internal,
+            OP,
+            primary_region,
+            "KMSInternalException",
+            format!("KMS in {replica_region} is not available"),
+        ));
+    }
+    let policy = match &spec.policy {
+        Some(p) => {
+            check_policy(OP, primary_region, p, &s.account, caller)?;
+            p.clone()
+        }
+        None => default_policy(&s.account),
+    };
+    let creating_for = s.creating_for;
+    let replica = TwinKey {
+        key_id: id.clone(),
+        region: replica_region.to_string(),
+        state: KeyState::Creating,
+        description: spec.description.clone(),
+        policy: policy.clone(),
+        tags: spec
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        multi_region: Some(MultiRegionKeyType::Replica),
+        primary_region: primary_region.to_string(),
+        created_ms: s.next_creation_date(),
+        settles: Some((Instant::now() + creating_for, src.state)),
+    };
+    s.settle_at(Instant::now() + creating_for);
+    s.keys
+        .insert((replica_region.to_string(), id.clone()), replica);
+    let mut info = s.info(replica_region, &id);
+    info.state = KeyState::Creating;
+    let meta = trail::key_metadata(&info, &s.account);
+    let mut params = json!({
+        "keyId": key_id,
+        "replicaRegion": replica_region,
+        "bypassPolicyLockoutSafetyCheck": false,
+        "description": spec.description,
+        "tags": trail::tags_json(&spec.tags),
+    });
+    if spec.policy.is_some() {
+        params["policy"] = json!(policy);
+    }
+    let rec = trail::Record::new(primary_region, OP, caller, params)
+        .response(json!({"replicaKeyMetadata": meta, "replicaPolicy": policy}))
+        .key(&arn);
+    s.push_record(rec);
+    let replica_params = json!({
+        "description": spec.description,
+        "multiRegion": true,
+        "tags": trail::tags_json(&spec.tags),
+    });
+    let rec = trail::Record::new(replica_region, Op::CreateKey, caller, replica_params)
+        .invoked_by_kms()
+        .response(json!({"keyMetadata": meta}))
+        .key(&info.arn);
+    s.push_record(rec);
+    Ok(info)
+}
+
+/// ReplicateKey refuses a primary that is disabled, pending deletion, creating or updating.
+fn replicable(region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
+    const OP: Op = Op::ReplicateKey;
+    match state {
+        KeyState::Disabled => Err(err(
+            ErrorKind::Disabled,
+            OP,
+            region,
+            "DisabledException",
+            format!("{arn} is disabled."),
+        )),
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => Err(err(
+            ErrorKind::InvalidState,
+            OP,
+            region,
+            "KMSInvalidStateException",
+            format!("{arn} is pending deletion."),
+        )),
+        KeyState::Creating => Err(err(
+            ErrorKind::InvalidState,
+            OP,
+            region,
+            "KMSInvalidStateException",
+            format!("{arn} is creating."),
+        )),
+        KeyState::Updating => Err(err(
+            ErrorKind::InvalidState,
+            OP,
+            region,
+            "KMSInvalidStateException",
+            format!("{arn} is updating."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The primary role moves to `new_primary_region`; both keys are `Updating` until the
+/// twin's `updating_for` has passed.
+pub(crate) fn update_primary_region(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key_id: &str,
+    new_primary_region: &str,
+) -> KmsResult<()> {
+    const OP: Op = Op::UpdatePrimaryRegion;
+    let id = s.resolve(OP, region, key_id)?;
+    let arn = s.arn(region, &id);
+    let primary = s.keys[&(region.to_string(), id.clone())].clone();
+    // Also what a caller meets while a previous update is still propagating.
+    if primary.multi_region != Some(MultiRegionKeyType::Primary) {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            OP,
+            region,
+            "UnsupportedOperationException",
+            format!("{arn} is not a multi-Region primary key."),
+        ));
+    }
+    if new_primary_region == region || !kms_replicator::region::is_region_name(new_primary_region) {
+        return Err(err(
+            ErrorKind::Other,
+            OP,
+            region,
+            "ValidationException",
+            format!("PrimaryRegion {new_primary_region} is not valid for {arn}"),
+        ));
+    }
+    promotable(OP, region, &arn, primary.state)?;
+    let new_arn = s.arn(new_primary_region, &id);
+    let Some(replica) = s
+        .keys
+        .get(&(new_primary_region.to_string(), id.clone()))
+        .cloned()
+    else {
+        return Err(err(
+            ErrorKind::NotFound,
+            OP,
+            region,
+            "NotFoundException",
+            format!("Key '{new_arn}' does not exist"),
+        ));
+    };
+    if s.is_down(new_primary_region) {
+        return Err(err(
+            ErrorKind::Internal,
+            OP,
+            region,
+            "KMSInternalException",
+            format!("KMS in {new_primary_region} is not available"),
+        ));
+    }
+    promotable(OP, region, &new_arn, replica.state)?;
+    // One UpdatePrimaryRegion counts as a request in each of the two Regions.
+    s.charge(new_primary_region, OP).map_err(|mut e| {
+        e.region = region.to_string();
+        e
+    })?;
+    let until = Instant::now() + s.updating_for;
+    for k in s.keys.values_mut().filter(|k| k.key_id == id) {
+        k.primary_region = new_primary_region.to_string();
+        k.multi_region = Some(if k.region == new_primary_region {
+            MultiRegionKeyType::Primary
+        } else {
+            MultiRegionKeyType::Replica
+        });
+        if k.region == region || k.region == new_primary_region {
+            k.state = KeyState::Updating;
+            k.settles = Some((until, KeyState::Enabled));
+        }
+    }
+    s.settle_at(until);
+    let params = json!({"keyId": key_id, "primaryRegion": new_primary_region});
+    s.push_record(
+        trail::Record::new(region, OP, caller, params)
+            .response(json!({"keyId": arn}))
+            .key(&arn),
+    );
+    // The new primary's Region logs the call KMS made there; it names no previous Region.
+    let params = json!({"keyId": new_arn, "primaryRegion": new_primary_region});
+    s.push_record(
+        trail::Record::new(new_primary_region, OP, caller, params)
+            .invoked_by_kms()
+            .response(json!({"keyId": new_arn})),
+    );
+    Ok(())
+}
+
+/// UpdatePrimaryRegion needs both keys `Enabled` when it starts (the key-state table's errors).
+fn promotable(op: Op, region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
+    let (kind, code, what) = match state {
+        KeyState::Enabled => return Ok(()),
+        KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending deletion",
+        ),
+        KeyState::Creating => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is creating",
+        ),
+        KeyState::Updating => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is updating",
+        ),
+        KeyState::PendingImport => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending import",
+        ),
+        KeyState::Unavailable => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is unavailable",
+        ),
+    };
+    Err(err(kind, op, region, code, format!("{arn} {what}.")))
+}

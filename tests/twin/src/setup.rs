@@ -1,0 +1,76 @@
+//! What tests and people do to the twin outside the replicator's port: create keys, change a
+//! key's state, disable a key or delete an alias as a person would, purge a replica, and set
+//! how long the transient states last.
+
+use crate::ops;
+use crate::state::Twin;
+use kms_replicator::model::{KeyInfo, KeyState, Tag};
+use kms_replicator::op::Op;
+use kms_replicator::port::KmsResult;
+use std::time::Duration;
+
+impl Twin {
+    /// How long a new replica stays `Creating`.
+    pub fn set_creating_for(&self, d: Duration) {
+        self.lock().creating_for = d;
+    }
+
+    /// How long both keys stay `Updating` after UpdatePrimaryRegion.
+    pub fn set_updating_for(&self, d: Duration) {
+        self.lock().updating_for = d;
+    }
+
+    /// Creates a key as `CreateKey` would (recorded in the trail), bypassing faults and limits.
+    /// `tags` are passed in the request as at CreateKey.
+    pub fn create_key(
+        &self,
+        region: &str,
+        multi_region: bool,
+        policy: Option<&str>,
+        description: &str,
+        tags: &[Tag],
+    ) -> KeyInfo {
+        let mut s = self.lock();
+        ops::create_key(
+            &mut s,
+            &self.caller,
+            region,
+            multi_region,
+            policy,
+            description,
+            tags,
+        )
+    }
+
+    /// Changes a key's state directly (a person disabling a key, say). Not recorded.
+    pub fn set_state(&self, region: &str, key_id: &str, state: KeyState) {
+        if let Some(k) = self
+            .lock()
+            .keys
+            .get_mut(&(region.to_string(), key_id.to_string()))
+        {
+            k.state = state;
+            k.settles = None;
+        }
+    }
+
+    /// DeleteAlias, as a person makes it: the replicator itself never deletes an alias, so
+    /// this is not part of its port.
+    pub async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {
+        self.enter(region, Op::DeleteAlias).await?;
+        ops::delete_alias(&mut self.lock(), &self.caller, region, alias)
+    }
+
+    /// DisableKey as this handle's caller makes it (a person, in incident response): the key
+    /// is `Disabled` and the call is recorded in the trail. Faults and limits do not apply.
+    pub fn disable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
+        ops::disable_key(&mut self.lock(), &self.caller, region, key_id)
+    }
+
+    /// Removes a replica outright, as if its deletion window had passed.
+    pub fn purge_key(&self, region: &str, key_id: &str) {
+        let mut s = self.lock();
+        s.keys.remove(&(region.to_string(), key_id.to_string()));
+        s.aliases.retain(|(r, _), k| !(r == region && k == key_id));
+    }
+}

@@ -1,0 +1,317 @@
+//! What the twin holds: one key store per Region, the aliases, what it recorded (the trail,
+//! the audit events, the call log) and the knobs' settings; the [`Twin`] handle that shares
+//! it; and the lookups every operation makes (resolving a key reference, a key's
+//! `KeyMetadata`, the ARN, the state rule of the management calls).
+
+use crate::trail;
+use kms_replicator::arn::{key_arn, parse_kms_arn};
+use kms_replicator::model::{KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType};
+use kms_replicator::op::Op;
+use kms_replicator::port::{AuditEvent, ErrorKind, KmsError, KmsResult};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
+/// The identity the twin's default handle acts as: the replicator's role.
+pub const REPLICATOR_ROLE: &str = "arn:aws:iam::111122223333:role/kms-replicator-function";
+/// A person's identity, for the writes a test makes as the key's owner.
+pub const ADMIN_USER: &str = "arn:aws:iam::111122223333:user/Alice";
+
+/// One key in one Region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinKey {
+    pub key_id: String,
+    pub region: String,
+    pub state: KeyState,
+    pub description: String,
+    pub policy: String,
+    pub tags: BTreeMap<String, String>,
+    /// `None` for single-Region keys; otherwise PRIMARY or REPLICA.
+    pub multi_region: Option<MultiRegionKeyType>,
+    /// The primary's Region, shared by all related keys.
+    pub primary_region: String,
+    /// CreationDate, milliseconds since the epoch; strictly increasing across the twin.
+    pub created_ms: u64,
+    /// When a transient state (Creating, Updating) ends, and the state it ends in.
+    pub(crate) settles: Option<(Instant, KeyState)>,
+}
+
+/// A recorded call: which identity called which operation in which Region, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub region: String,
+    pub op: Op,
+    pub caller: String,
+    pub at: Instant,
+}
+
+/// A one-shot fault: the next `remaining` calls of `op` (any when `None`) in `region` (any
+/// when `None`) fail with the AWS error `code`.
+#[derive(Debug, Clone)]
+pub(crate) struct Fault {
+    pub(crate) region: Option<String>,
+    pub(crate) op: Option<Op>,
+    pub(crate) kind: ErrorKind,
+    pub(crate) code: String,
+    pub(crate) remaining: usize,
+}
+
+/// A stalled endpoint: calls of `op` (any when `None`) in `region` (any when `None`) are
+/// accepted and answered after `delay`, or never when `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stall {
+    pub(crate) region: Option<String>,
+    pub(crate) op: Option<Op>,
+    pub(crate) delay: Option<Duration>,
+}
+
+/// One (Region, operation)'s requests in the current one-second window.
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    pub(crate) window_start: Option<Instant>,
+    pub(crate) used: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) account: String,
+    pub(crate) keys: BTreeMap<(String, String), TwinKey>,
+    /// (Region, alias name) -> key id
+    pub(crate) aliases: BTreeMap<(String, String), String>,
+    pub(crate) trail: Vec<Value>,
+    pub(crate) audit: Vec<AuditEvent>,
+    pub(crate) calls: Vec<Call>,
+    // The knobs: set in faults.rs and setup.rs, applied on the request path and by the
+    // operations.
+    pub(crate) audit_down: bool,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) down: Vec<String>,
+    pub(crate) stalls: Vec<Stall>,
+    /// Bumped whenever a stall is cleared, to wake the calls that wait for it.
+    pub(crate) stalls_changed: tokio::sync::watch::Sender<u64>,
+    pub(crate) latency: Duration,
+    pub(crate) creating_for: Duration,
+    pub(crate) updating_for: Duration,
+    /// Requests per second allowed per (Region, operation); beyond it ThrottlingException.
+    pub(crate) rate_limits: HashMap<Op, u32>,
+    pub(crate) buckets: HashMap<(String, Op), Bucket>,
+    pub(crate) throttled: usize,
+    pub(crate) counter: u64,
+    /// The last CreationDate handed out, so that creation order is never a tie.
+    pub(crate) last_created_ms: u64,
+    /// The earliest time a transient state (Creating, Updating) ends, if any key has one:
+    /// [`State::settle`] looks at the keys only then, so a call costs the same with 30,000
+    /// keys as with 3.
+    pub(crate) next_settle: Option<Instant>,
+}
+
+#[derive(Clone)]
+pub struct Twin {
+    state: Arc<Mutex<State>>,
+    pub(crate) caller: String,
+}
+
+impl Default for Twin {
+    fn default() -> Self {
+        Twin::new()
+    }
+}
+
+pub(crate) fn err(
+    kind: ErrorKind,
+    op: Op,
+    region: &str,
+    code: &str,
+    msg: impl Into<String>,
+) -> KmsError {
+    KmsError::new(kind, op, region, code, msg)
+}
+
+impl Twin {
+    pub fn new() -> Twin {
+        Twin {
+            state: Arc::new(Mutex::new(State {
+                account: DEFAULT_ACCOUNT.into(),
+                keys: BTreeMap::new(),
+                aliases: BTreeMap::new(),
+                trail: Vec::new(),
+                audit: Vec::new(),
+                calls: Vec::new(),
+                audit_down: false,
+                faults: Vec::new(),
+                down: Vec::new(),
+                stalls: Vec::new(),
+                stalls_changed: tokio::sync::watch::Sender::new(0),
+                latency: Duration::ZERO,
+                creating_for: Duration::ZERO,
+                updating_for: Duration::ZERO,
+                rate_limits: HashMap::new(),
+                buckets: HashMap::new(),
+                throttled: 0,
+                counter: 0,
+                last_created_ms: 0,
+                next_settle: None,
+            })),
+            caller: REPLICATOR_ROLE.into(),
+        }
+    }
+
+    /// A handle on the same state that acts as `caller` (an IAM role or user ARN).
+    pub fn with_caller(&self, caller: &str) -> Twin {
+        Twin {
+            state: self.state.clone(),
+            caller: caller.to_string(),
+        }
+    }
+
+    pub fn caller(&self) -> &str {
+        &self.caller
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// Ends transient states whose time has come.
+    pub(crate) fn settle(&mut self) {
+        let now = Instant::now();
+        if self.next_settle.is_none_or(|at| at > now) {
+            return;
+        }
+        let mut later: Option<Instant> = None;
+        for k in self.keys.values_mut() {
+            if let Some((at, next)) = k.settles {
+                if at <= now {
+                    k.state = next;
+                    k.settles = None;
+                } else {
+                    later = Some(later.map_or(at, |l| l.min(at)));
+                }
+            }
+        }
+        self.next_settle = later;
+    }
+
+    /// A key's transient state ends at `at`.
+    pub(crate) fn settle_at(&mut self, at: Instant) {
+        self.next_settle = Some(self.next_settle.map_or(at, |n| n.min(at)));
+    }
+
+    pub(crate) fn next_n(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    pub(crate) fn push_record(&mut self, rec: trail::Record) {
+        let n = self.next_n();
+        let account = self.account.clone();
+        self.trail.push(rec.into_event(&account, n));
+    }
+
+    /// Finds the key a reference names in `region`: key id, key ARN, alias name or alias ARN.
+    pub(crate) fn resolve(&self, op: Op, region: &str, key: &str) -> KmsResult<String> {
+        let not_found = || {
+            err(
+                ErrorKind::NotFound,
+                op,
+                region,
+                "NotFoundException",
+                format!("Key '{key}' does not exist"),
+            )
+        };
+        let local = match parse_kms_arn(key) {
+            Some(arn) => {
+                if arn.region != region || arn.account != self.account {
+                    return Err(not_found());
+                }
+                arn.resource.to_string()
+            }
+            None => key.to_string(),
+        };
+        if local.starts_with("alias/") {
+            return self
+                .aliases
+                .get(&(region.to_string(), local.clone()))
+                .cloned()
+                .ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        op,
+                        region,
+                        "NotFoundException",
+                        format!(
+                            "Alias arn:aws:kms:{region}:{}:{local} is not found.",
+                            self.account
+                        ),
+                    )
+                });
+        }
+        let id = local.strip_prefix("key/").unwrap_or(&local).to_string();
+        if self.keys.contains_key(&(region.to_string(), id.clone())) {
+            Ok(id)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    pub(crate) fn get(&mut self, region: &str, id: &str) -> &mut TwinKey {
+        self.keys
+            .get_mut(&(region.to_string(), id.to_string()))
+            .expect("resolved key exists")
+    }
+
+    pub(crate) fn arn(&self, region: &str, id: &str) -> String {
+        key_arn("aws", region, &self.account, id)
+    }
+
+    pub(crate) fn info(&self, region: &str, id: &str) -> KeyInfo {
+        let k = &self.keys[&(region.to_string(), id.to_string())];
+        let multi_region = k.multi_region.map(|key_type| MultiRegionConfig {
+            key_type,
+            primary_region: k.primary_region.clone(),
+            replica_regions: self
+                .keys
+                .values()
+                .filter(|o| o.key_id == k.key_id && o.region != k.primary_region)
+                .map(|o| o.region.clone())
+                .collect(),
+        });
+        KeyInfo {
+            key_id: k.key_id.clone(),
+            arn: self.arn(region, id),
+            region: region.to_string(),
+            state: k.state,
+            description: k.description.clone(),
+            multi_region,
+            creation_date: Some(k.created_ms),
+        }
+    }
+
+    pub(crate) fn next_creation_date(&mut self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_created_ms = now.max(self.last_created_ms + 1);
+        self.last_created_ms
+    }
+
+    /// KMSInvalidStateException for keys pending deletion (the management calls' rule).
+    pub(crate) fn manageable(&self, op: Op, region: &str, id: &str) -> KmsResult<()> {
+        let k = &self.keys[&(region.to_string(), id.to_string())];
+        if k.state.is_pending_deletion() {
+            return Err(err(
+                ErrorKind::InvalidState,
+                op,
+                region,
+                "KMSInvalidStateException",
+                format!("{} is pending deletion.", self.arn(region, id)),
+            ));
+        }
+        Ok(())
+    }
+}
