@@ -1,5 +1,6 @@
 //! An in-memory twin of KMS with its multi-Region semantics, behind the same [`Kms`](kms_replicator::port::Kms) port as
-//! the AWS adapter. It follows AWS's documented behaviour (see the README's references):
+//! the AWS adapter. It follows AWS's documented behaviour (the KMS Developer Guide and the KMS API
+//! Reference):
 //!
 //! - one key store per Region; a replica shares its primary's key id and material, while its
 //!   policy, aliases, tags, description and enabled state are its own;

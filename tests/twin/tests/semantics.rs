@@ -1,5 +1,5 @@
-//! The in-memory KMS twin behaves as AWS documents multi-Region keys (see AWS-FACTS in the
-//! README's references): these tests pin that behaviour, since every end-to-end test relies on it.
+//! The in-memory KMS twin behaves as AWS documents multi-Region keys (the KMS Developer Guide and
+//! the KMS API Reference): these tests pin that behaviour, since every end-to-end test relies on it.
 
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};

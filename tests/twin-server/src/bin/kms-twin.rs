@@ -99,7 +99,7 @@ async fn main() {
     );
     let _ = writeln!(
         out,
-        "# as a person:   export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=admin AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1"
+        "# as a person:   export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=admin AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1"
     );
     if !functions.is_empty() {
         let _ = writeln!(
