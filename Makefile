@@ -39,12 +39,15 @@ demo-build:
 
 ## The KMS twin on a loopback port with the functions wired to it, for the AWS CLI
 ## (it prints the endpoint and the variables to export; Ctrl-C stops it).
+# The function roles as the twin deploys template.yaml (stack kms-replicator).
+FUNCTION_ROLES := $(foreach f,Replicate Reconcile Failover,arn:aws:iam::111122223333:role/kms-replicator/kms-replicator-$(f)FunctionRole)
+
 twin: demo-build
 	$(TARGET_DIR)/release/kms-twin --template template.yaml \
 		--function replicate=$(TARGET_DIR)/release/replicate \
 		--function failover=$(TARGET_DIR)/release/failover \
 		--env "ALLOWED_REGIONS=us-east-1 us-west-2 eu-west-1 ap-southeast-2" \
-		--env IGNORE_CALLER_ARNS=arn:aws:iam::111122223333:role/kms-replicator-function \
+		--env "IGNORE_CALLER_ARNS=$(FUNCTION_ROLES)" \
 		--log-dir $(TARGET_DIR)/kms-twin
 
 ## Benchmarks: every scenario with the release binaries on the twin, KMS's request quotas

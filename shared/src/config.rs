@@ -42,6 +42,9 @@ pub struct Config {
     pub ignore_role_path: Option<String>,
     /// The CloudWatch namespace of every function's metrics.
     pub metrics_namespace: String,
+    /// The stack's own account (`ACCOUNT_ID`): CloudTrail events of any other account are
+    /// ignored. `None`: not checked.
+    pub account: Option<String>,
 }
 
 /// The IAM path the template gives the replicator's roles.
@@ -145,6 +148,7 @@ impl Config {
             ignore_callers: Vec::new(),
             ignore_role_path: Some(DEFAULT_ROLE_PATH.into()),
             metrics_namespace: DEFAULT_METRICS_NAMESPACE.into(),
+            account: None,
         }
     }
 
@@ -228,6 +232,7 @@ impl Config {
             ignore_role_path,
             metrics_namespace: var("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.into()),
+            account: var("ACCOUNT_ID"),
         })
     }
 

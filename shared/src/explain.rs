@@ -12,11 +12,7 @@ pub fn explain(e: &KmsError) -> String {
         (ErrorKind::Disabled, Op::ReplicateKey) => {
             format!("the primary key is disabled; enable it to create replicas ({detail})")
         }
-        (ErrorKind::AccessDenied, _) => format!(
-            "access denied in {region}: the replicator's IAM role or the key policy does not \
-             allow {} ({detail})",
-            e.operation
-        ),
+        (ErrorKind::AccessDenied, _) => explain_access_denied(e, &detail),
         // A timeout's message already names the Region and what it means.
         (ErrorKind::Unreachable, _) if e.message.contains("did not answer") => detail,
         (ErrorKind::Unreachable, _) => format!("KMS in {region} did not answer ({detail})"),
@@ -26,6 +22,73 @@ pub fn explain(e: &KmsError) -> String {
         }
         _ => detail,
     }
+}
+
+/// What AWS's refusal says: who, which action, on what, and which kind of policy refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal<'a> {
+    pub principal: &'a str,
+    pub action: &'a str,
+    pub resource: &'a str,
+    pub because: &'a str,
+}
+
+/// Reads "User: P is not authorized to perform: A on resource: R because B", the shape of
+/// AWS's AccessDeniedException messages.
+pub fn refusal(message: &str) -> Option<Refusal<'_>> {
+    let rest = message.strip_prefix("User: ")?;
+    let (principal, rest) = rest.split_once(" is not authorized to perform: ")?;
+    let (action, rest) = rest.split_once(" on resource: ")?;
+    let (resource, because) = match rest.split_once(" because ") {
+        Some((r, b)) => (r, b),
+        None => (rest, ""),
+    };
+    Some(Refusal {
+        principal,
+        action,
+        resource,
+        because,
+    })
+}
+
+/// A refusal is permanent until someone changes a policy: say whose policy and what to add.
+fn explain_access_denied(e: &KmsError, detail: &str) -> String {
+    let region = &e.region;
+    let Some(r) = refusal(&e.message) else {
+        return format!(
+            "access denied in {region}: the replicator's IAM role or the key policy does not \
+             allow {} ({detail})",
+            e.operation
+        );
+    };
+    let (who, action, resource) = (r.principal, r.action, r.resource);
+    let because = r.because;
+    let fix = if because.contains("no resource-based policy allows") {
+        format!(
+            "the key policy of {resource} lets neither {who} nor the account (through IAM) call \
+             {action}. To let the replicator manage the key, its owners add the default key \
+             policy's statement that delegates to IAM (Principal \"arn:aws:iam::<account>:root\", \
+             Action \"kms:*\") or a statement that allows the function's role (its ARN is in the \
+             stack's outputs) {action}"
+        )
+    } else if because.contains("explicit deny in a resource-based policy") {
+        format!(
+            "the key policy of {resource} denies {action} to {who} explicitly: the replicator \
+             leaves the key as it is until its owners change that statement"
+        )
+    } else if because.contains("explicit deny in an identity-based policy") {
+        format!(
+            "an identity-based policy of {who} (the role's policies, a permissions boundary or a \
+             service control policy) denies {action} on {resource} explicitly"
+        )
+    } else {
+        format!(
+            "the IAM policies of {who} (template.yaml's statements for this deployment) do not \
+             allow {action} on {resource} in {region}: check AllowedRegions and RemovalPolicy, or \
+             a permissions boundary"
+        )
+    };
+    format!("access denied: {fix}; retrying will not help ({detail})")
 }
 
 /// KMS answers MalformedPolicyDocumentException for three different problems; its message
@@ -89,5 +152,65 @@ mod tests {
         for text in [lockout, principal, other] {
             assert!(text.contains("MalformedPolicyDocumentException"));
         }
+    }
+
+    fn denied(message: &str) -> KmsError {
+        KmsError::new(
+            ErrorKind::AccessDenied,
+            Op::ReplicateKey,
+            "us-east-1",
+            "AccessDeniedException",
+            message,
+        )
+    }
+
+    const ROLE: &str = "arn:aws:sts::111122223333:assumed-role/kr-Replicate/kr-Replicate";
+
+    #[test]
+    fn a_key_policy_that_does_not_admit_the_replicator_is_said_with_the_statement_to_add() {
+        let e = denied(&format!(
+            "User: {ROLE} is not authorized to perform: kms:ReplicateKey on resource: \
+             arn:aws:kms:us-east-1:111122223333:key/mrk-1 because no resource-based policy \
+             allows the kms:ReplicateKey action"
+        ));
+        let text = explain(&e);
+        assert!(
+            text.contains("the key policy of arn:aws:kms:us-east-1:111122223333:key/mrk-1"),
+            "{text}"
+        );
+        assert!(text.contains("arn:aws:iam::<account>:root"), "{text}");
+        assert!(text.contains("retrying will not help"), "{text}");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn an_iam_refusal_points_at_the_roles_policies_and_the_deployment() {
+        let e = denied(&format!(
+            "User: {ROLE} is not authorized to perform: kms:TagResource on resource: * because \
+             no identity-based policy allows the kms:TagResource action"
+        ));
+        let text = explain(&e);
+        assert!(text.contains("the IAM policies of"), "{text}");
+        assert!(text.contains("kms:TagResource on * in us-east-1"), "{text}");
+    }
+
+    #[test]
+    fn explicit_denies_say_which_kind_of_policy_denies() {
+        let key = denied(&format!(
+            "User: {ROLE} is not authorized to perform: kms:PutKeyPolicy on resource: k because \
+             with an explicit deny in a resource-based policy"
+        ));
+        assert!(explain(&key).contains("denies kms:PutKeyPolicy to"));
+        let iam = denied(&format!(
+            "User: {ROLE} is not authorized to perform: kms:PutKeyPolicy on resource: k because \
+             with an explicit deny in an identity-based policy"
+        ));
+        assert!(explain(&iam).contains("permissions boundary or a service control policy"));
+    }
+
+    #[test]
+    fn a_refusal_of_another_shape_keeps_the_general_sentence() {
+        let text = explain(&denied("Access denied"));
+        assert!(text.starts_with("access denied in us-east-1"), "{text}");
     }
 }

@@ -6,7 +6,7 @@ use kms_replicator::port::{Kms, ReplicaSpec};
 use kms_replicator::Op;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use twin::Twin;
+use twin::{Twin, OPERATOR_ROLE};
 
 fn max_in_any_window(times: &[std::time::Instant], window: Duration) -> usize {
     let mut best = 0;
@@ -22,7 +22,7 @@ fn max_in_any_window(times: &[std::time::Instant], window: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_never_exceed_the_limit_in_any_one_second_window() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     twin.set_rate_limit(Op::UpdateKeyDescription, 5);
     let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
     let kms = Arc::new(RateLimitedKms::new(twin.clone(), Quotas::kms(50)));
@@ -58,7 +58,7 @@ async fn concurrent_callers_never_exceed_the_limit_in_any_one_second_window() {
 
 #[tokio::test]
 async fn replicate_key_is_charged_two_create_key_requests_in_the_replica_region() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     twin.set_rate_limit(Op::CreateKey, 5);
     let kms = RateLimitedKms::new(twin.clone(), Quotas::kms(50));
     let started = Instant::now();
@@ -75,7 +75,7 @@ async fn replicate_key_is_charged_two_create_key_requests_in_the_replica_region(
 
 #[tokio::test]
 async fn without_the_limiter_the_twin_throttles_the_same_burst() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     twin.set_rate_limit(Op::CreateKey, 5);
     let mut errors = 0;
     for _ in 0..4 {
@@ -93,7 +93,7 @@ async fn without_the_limiter_the_twin_throttles_the_same_burst() {
 
 #[tokio::test]
 async fn throttling_that_still_gets_through_is_counted() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     twin.inject_fault(None, Some(Op::DescribeKey), "ThrottlingException", 2);
     let kms = RateLimitedKms::new(twin.clone(), Quotas::unlimited());
     for _ in 0..3 {

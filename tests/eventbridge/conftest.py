@@ -76,6 +76,20 @@ def resources(template):
     return template["Resources"]
 
 
+# The account of the CloudTrail fixtures, and moto's own.
+FIXTURE_ACCOUNT = "111122223333"
+MOTO_ACCOUNT = "123456789012"
+
+
+def deployed_pattern(pattern, account=FIXTURE_ACCOUNT):
+    """A rule's pattern as deployed in `account`: its one intrinsic, `account: [!Ref
+    AWS::AccountId]`, resolved."""
+    pattern = json.loads(json.dumps(pattern))
+    assert pattern.get("account") == [{"Ref": "AWS::AccountId"}], pattern.get("account")
+    pattern["account"] = [account]
+    return pattern
+
+
 def fixture_paths():
     return sorted(FIXTURES.glob("*.json"))
 

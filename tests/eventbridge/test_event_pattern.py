@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from moto.events.models import EventPattern
 
-from conftest import fixture_paths, load_event, with_detail
+from conftest import MOTO_ACCOUNT, deployed_pattern, fixture_paths, load_event, with_detail
 
 RULE_EVENT_NAMES = {
     "CreateKey",
@@ -58,12 +58,20 @@ def pattern(resources):
 @pytest.fixture(scope="module")
 def matcher(pattern):
     # load() runs moto's pattern validation as PutRule does.
-    return EventPattern.load(json.dumps(pattern))
+    return EventPattern.load(json.dumps(deployed_pattern(pattern)))
 
 
-def test_the_pattern_is_plain_data_without_intrinsic_functions(pattern):
-    text = json.dumps(pattern)
+def test_the_pattern_is_plain_data_but_for_the_stacks_account(pattern):
+    rest = {k: v for k, v in pattern.items() if k != "account"}
+    text = json.dumps(rest)
     assert "Fn::" not in text and '"Ref"' not in text
+    assert pattern["account"] == [{"Ref": "AWS::AccountId"}]
+
+
+def test_a_call_of_another_account_is_not_matched(matcher):
+    event = load_event("kms-TagResource.eventbridge.json")
+    event["account"] = "444455556666"
+    assert not matcher.matches_event(event)
 
 
 def test_the_pattern_names_exactly_the_calls_that_can_change_a_replicated_key(pattern):
@@ -164,7 +172,9 @@ def test_moto_eventbridge_delivers_exactly_the_expected_fixtures_to_the_rule_tar
     sqs = boto3.client("sqs", region_name=region)
     queue_url = sqs.create_queue(QueueName="replicate-target")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="KmsApiCallRule", EventPattern=json.dumps(pattern), State="ENABLED")
+    # moto puts events in its own account.
+    deployed = deployed_pattern(pattern, MOTO_ACCOUNT)
+    events.put_rule(Name="KmsApiCallRule", EventPattern=json.dumps(deployed), State="ENABLED")
     events.put_targets(Rule="KmsApiCallRule", Targets=[{"Id": "target", "Arn": queue_arn}])
 
     for name in sorted(EXPECTED):

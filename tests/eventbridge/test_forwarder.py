@@ -12,7 +12,7 @@ import re
 import pytest
 from moto.events.models import EventPattern
 
-from conftest import fixture_paths, load_event, role_statements
+from conftest import deployed_pattern, fixture_paths, load_event, role_statements
 
 HOME_BUS = {"Fn::Sub": "arn:${AWS::Partition}:events:${HomeRegion}:${AWS::AccountId}:event-bus/default"}
 
@@ -63,8 +63,10 @@ def test_it_listens_on_the_default_bus_like_cloudtrail_delivers(forward_rule):
 
 @pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.name)
 def test_it_forwards_what_the_main_rule_delivers(template, forward_rule, path):
-    main = EventPattern.load(json.dumps(template["Resources"]["KmsApiCallRule"]["Properties"]["EventPattern"]))
-    forward = EventPattern.load(json.dumps(forward_rule["EventPattern"]))
+    main = EventPattern.load(
+        json.dumps(deployed_pattern(template["Resources"]["KmsApiCallRule"]["Properties"]["EventPattern"]))
+    )
+    forward = EventPattern.load(json.dumps(deployed_pattern(forward_rule["EventPattern"])))
     event = load_event(path.name)
     assert forward.matches_event(event) == main.matches_event(event)
 

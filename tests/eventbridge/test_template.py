@@ -28,9 +28,9 @@ COMMON = {
     "KmsPutKeyPolicy": {"kms:PutKeyPolicy"},
     "KmsManageAliasNames": {"kms:CreateAlias", "kms:UpdateAlias"},
     "KmsAliasReplicaKeys": {"kms:CreateAlias", "kms:UpdateAlias"},
+    "KmsTagNewReplicas": {"kms:TagResource"},
     "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
     "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
-    "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
     "DenyPolicyLockoutBypass": {"kms:CreateKey", "kms:PutKeyPolicy"},
     "AuditPutEvents": {"events:PutEvents"},
     "LogsWrite": {"logs:CreateLogStream", "logs:PutLogEvents"},
@@ -40,10 +40,18 @@ COMMON = {
 EXTRA = {
     "ReplicateFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}},
     "ReconcileFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}, "TagGetResources": {"tag:GetResources"}},
-    "FailoverFunction": {"KmsListKeys": {"kms:ListKeys"}, "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"}},
+    "FailoverFunction": {
+        "KmsListKeys": {"kms:ListKeys"},
+        "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"},
+        "KmsTagOldPrimary": {"kms:TagResource"},
+    },
 }
-# ... plus these with RemovalPolicy ScheduleDeletion only.
-WITH_SCHEDULE_DELETION = {"KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"}}
+# ... plus these with RemovalPolicy ScheduleDeletion only: with Retain, nothing is deleted, so
+# nothing is restored either.
+WITH_SCHEDULE_DELETION = {
+    "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
+    "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
+}
 KMS_WRITE_SIDS = {
     "KmsReplicateKey",
     "KmsCreateReplicaKey",
@@ -51,6 +59,8 @@ KMS_WRITE_SIDS = {
     "KmsManageAliasNames",
     "KmsAliasReplicaKeys",
     "KmsManageTags",
+    "KmsTagNewReplicas",
+    "KmsTagOldPrimary",
     "KmsUpdateKeyDescription",
     "KmsScheduleReplicaDeletion",
     "KmsRestoreReplica",
@@ -67,6 +77,8 @@ ENV_VARS = {
     "AUDIT_SOURCE",
     "IGNORE_CALLER_ARNS",
     "IGNORE_CALLER_ROLE_PATH",
+    "ACCOUNT_ID",
+    "METRICS_NAMESPACE",
 }
 
 
@@ -389,7 +401,7 @@ def test_every_other_statement_allows(template, function):
 def test_kms_writes_are_limited_to_the_allowed_regions(template, function):
     # Where AWS documents no example of aws:RequestedRegion (the cross-Region authorizations of
     # ReplicateKey's CreateKey and of UpdatePrimaryRegion), the condition is ...IfExists.
-    if_exists = {"KmsCreateReplicaKey", "KmsUpdatePrimaryRegion"}
+    if_exists = {"KmsCreateReplicaKey", "KmsTagNewReplicas", "KmsUpdatePrimaryRegion"}
     for sid, statement in by_sid(template, function).items():
         if sid in KMS_WRITE_SIDS:
             operator = "StringEqualsIfExists" if sid in if_exists else "StringEquals"
@@ -403,7 +415,7 @@ REPLICA_ONLY = {"KmsPutKeyPolicy", "KmsUpdateKeyDescription", "KmsAliasReplicaKe
 def test_writes_to_keys_are_limited_to_replicas(template, function):
     # The functions write only replicas; the failover function also tags the old primary
     # before promoting it.
-    sids = REPLICA_ONLY | ({"KmsManageTags"} if function != "FailoverFunction" else set())
+    sids = REPLICA_ONLY | {"KmsManageTags"}
     for sid in sids:
         statement = by_sid(template, function)[sid]
         assert statement["Condition"]["StringEquals"]["kms:MultiRegionKeyType"] == "REPLICA", sid
@@ -411,14 +423,33 @@ def test_writes_to_keys_are_limited_to_replicas(template, function):
     assert "kms:MultiRegionKeyType" not in json.dumps(alias_names), "an alias carries no key type"
 
 
-def test_only_the_failover_function_may_tag_a_primary(template):
-    tags = by_sid(template, "FailoverFunction")["KmsManageTags"]
-    assert tags["Condition"] == {"StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT}}
+def test_only_the_failover_function_may_tag_a_primary_and_only_with_its_two_tag_keys(template):
+    tags = by_sid(template, "FailoverFunction")["KmsTagOldPrimary"]
+    assert tags["Action"] == "kms:TagResource"
+    assert tags["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "PRIMARY"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [{"Ref": "ReplicationTagKey"}, "kms-replicator:primary-regions"]},
+    }
+    for function in FUNCTIONS:
+        if function != "FailoverFunction":
+            assert "KmsTagOldPrimary" not in by_sid(template, function)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_tags_at_replica_creation_are_granted_on_any_key_but_never_on_a_primary_or_single_region_key(
+    template, function
+):
+    statement = by_sid(template, function)["KmsTagNewReplicas"]
+    assert statement["Resource"] == "*"
+    assert statement["Condition"] == {
+        "StringEqualsIfExists": {"aws:RequestedRegion": ALLOWED_REGIONS_SPLIT, "kms:MultiRegionKeyType": "REPLICA"},
+        "BoolIfExists": {"kms:MultiRegion": "true"},
+    }
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_key_actions_are_scoped_to_multi_region_keys_of_this_account(template, function):
-    unscoped = {"KmsListAliases", "KmsListKeys", "KmsCreateReplicaKey"}
+    unscoped = {"KmsListAliases", "KmsListKeys", "KmsCreateReplicaKey", "KmsTagNewReplicas"}
     for sid, statement in by_sid(template, function).items():
         if not sid.startswith("Kms") or sid in unscoped:
             continue
@@ -453,7 +484,7 @@ def test_replicas_are_only_created_in_allowed_regions(template, function):
 
 def test_primaries_are_only_moved_to_allowed_regions(template):
     statement = by_sid(template, "FailoverFunction")["KmsUpdatePrimaryRegion"]
-    assert statement["Condition"]["StringEquals"]["kms:PrimaryRegion"] == ALLOWED_REGIONS_SPLIT
+    assert statement["Condition"]["StringEqualsIfExists"]["kms:PrimaryRegion"] == ALLOWED_REGIONS_SPLIT
 
 
 @pytest.mark.parametrize("removal_policy", REMOVAL_POLICIES)

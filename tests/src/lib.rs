@@ -8,7 +8,7 @@ use kms_replicator::{Config, Op};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{is_replicator, Call, Twin, ADMIN_USER, REPLICATE_ROLE};
 
 pub mod bins;
 pub mod scenarios;
@@ -87,12 +87,20 @@ pub async fn seed_primary(twin: &Twin) -> String {
     key.key_id
 }
 
+/// The twin as the function whose role is `role` calls it, in a stack deployed with `cfg`: the
+/// role's identity policies are those `template.yaml` gives for `cfg`'s parameters.
+pub fn as_function(twin: &Twin, cfg: &Config, role: &str) -> Twin {
+    twin.deploy(cfg);
+    twin.with_caller(role)
+}
+
 /// Delivers every event in the twin's trail to the replicate handler, then the events those
 /// deliveries cause, until none is left. Returns how many rounds it took and the errors the
 /// handler returned (retryable failures are Lambda errors). Panics if it does not settle.
 pub async fn deliver_trail(twin: &Twin, cfg: &Config) -> (usize, Vec<String>) {
+    let kms = as_function(twin, cfg, REPLICATE_ROLE);
     let handler = replicate::Replicator {
-        kms: twin,
+        kms: &kms,
         audit: twin,
         config: cfg,
     };
@@ -120,7 +128,7 @@ pub fn writes(calls: &[Call]) -> Vec<&Call> {
 pub fn replicator_writes(calls: &[Call]) -> Vec<&Call> {
     calls
         .iter()
-        .filter(|c| c.caller == REPLICATOR_ROLE && c.op.is_write())
+        .filter(|c| is_replicator(&c.caller) && c.op.is_write())
         .collect()
 }
 

@@ -20,7 +20,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use twin::{Call, Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{Call, Twin, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES, RECONCILE_ROLE, REPLICATE_ROLE};
 use twin_server::{LocalCloud, LocalCloudBuilder};
 
 /// The latency injected on every KMS call: Lambda to KMS in the same Region.
@@ -190,7 +190,7 @@ impl Bench {
             LocalCloud::builder()
                 .function(function, self.binary(function))
                 .env("ALLOWED_REGIONS", allowed)
-                .env("IGNORE_CALLER_ARNS", REPLICATOR_ROLE)
+                .env("IGNORE_CALLER_ARNS", &FUNCTION_ROLES.join(" "))
                 .timeout(timeout),
         )
         .start()
@@ -255,7 +255,7 @@ impl Bench {
         let twin = cloud.twin().clone();
         let targets = TARGETS[..regions].join(" ");
         // The first invocation starts the process and its SDK clients: not measured.
-        let warm = tagged_key(&twin, &TARGETS.join(" "), aliases, "warm-up").await;
+        let warm = tagged_key(&cloud, &TARGETS.join(" "), aliases, "warm-up").await;
         twin.set_latency(self.latency);
         enforce_kms_quotas(&twin);
         cloud.invoke("replicate", &warm).await.expect("warm-up");
@@ -265,7 +265,7 @@ impl Bench {
             // The limiter holds each permit one window after its answer.
             tokio::time::sleep(WINDOW + Duration::from_millis(100)).await;
             twin.set_latency(Duration::ZERO);
-            let event = tagged_key(&twin, &targets, aliases, &format!("run {run}")).await;
+            let event = tagged_key(&cloud, &targets, aliases, &format!("run {run}")).await;
             twin.set_latency(self.latency);
             twin.reset_calls();
             let started = Instant::now();
@@ -320,7 +320,7 @@ impl Bench {
         let twin = cloud.twin().clone();
         let mut events = Vec::new();
         for i in 0..keys {
-            events.push(tagged_key(&twin, "us-west-2 eu-west-1", 0, &format!("burst {i}")).await);
+            events.push(tagged_key(&cloud, "us-west-2 eu-west-1", 0, &format!("burst {i}")).await);
         }
         twin.set_latency(self.latency);
         enforce_kms_quotas(&twin);
@@ -410,8 +410,10 @@ impl Bench {
         }
         // In sync, with no latency and no limit: the starting point, not measured.
         let cfg = Config::new(&REGIONS);
-        let unlimited =
-            kms_replicator::limit::RateLimitedKms::new(twin.clone(), Quotas::unlimited());
+        let unlimited = kms_replicator::limit::RateLimitedKms::new(
+            crate::as_function(&twin, &cfg, RECONCILE_ROLE),
+            Quotas::unlimited(),
+        );
         let settings = reconcile::Settings::default();
         let setup = reconcile::Reconciler {
             kms: &unlimited,
@@ -509,16 +511,17 @@ impl Bench {
             .await;
         let twin = cloud.twin().clone();
         let mut cfg = Config::new(&[from, to]);
-        cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+        cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
         // Replicated in process, with no latency and no limit: the starting point.
+        let kms = crate::as_function(&twin, &cfg, REPLICATE_ROLE);
         let replicator = replicate::Replicator {
-            kms: &twin,
+            kms: &kms,
             audit: &twin,
             config: &cfg,
         };
         let mut ids = Vec::new();
         for i in 0..keys {
-            let e = tagged_key(&twin, to, 1, &format!("failover {i}")).await;
+            let e = tagged_key(&cloud, to, 1, &format!("failover {i}")).await;
             replicator.handle(&e, None).await.expect("replicated");
             ids.push(crate::requested_key(&e));
         }
@@ -581,8 +584,10 @@ pub fn scheduled() -> Value {
 }
 
 /// A person's new multi-Region key in us-east-1 with `aliases` aliases, then tagged for
-/// `regions`: returns the TagResource event EventBridge would deliver.
-pub async fn tagged_key(twin: &Twin, regions: &str, aliases: usize, name: &str) -> Value {
+/// `regions`: returns the TagResource event EventBridge would deliver. The cloud's bus routes
+/// the twin's trail every 50 ms, so the record is looked for in what it routed too.
+pub async fn tagged_key(cloud: &LocalCloud, regions: &str, aliases: usize, name: &str) -> Value {
+    let twin = cloud.twin();
     let admin = twin.with_caller(ADMIN_USER);
     let policy = crate::primary_policy(&twin.account());
     let key = admin.create_key(PRIMARY_REGION, true, Some(&policy), name, &[]);
@@ -601,9 +606,14 @@ pub async fn tagged_key(twin: &Twin, regions: &str, aliases: usize, name: &str) 
         )
         .await
         .expect("tag");
+    let is_it = |e: &Value| {
+        e["detail"]["eventName"] == "TagResource"
+            && e["detail"]["requestParameters"]["keyId"] == key.key_id.as_str()
+    };
     twin.take_trail()
         .into_iter()
-        .rfind(|e| e["detail"]["eventName"] == "TagResource")
+        .rfind(is_it)
+        .or_else(|| cloud.deliveries().into_iter().map(|d| d.event).rfind(is_it))
         .expect("the TagResource record")
 }
 
@@ -617,7 +627,7 @@ fn lambda_env(function: &str, api: &str) -> Vec<(String, String)> {
             ("AWS_SECRET_ACCESS_KEY", "bench"),
             ("AWS_SESSION_TOKEN", "bench"),
             ("ALLOWED_REGIONS", "us-east-1 us-west-2 eu-west-1"),
-            ("IGNORE_CALLER_ARNS", REPLICATOR_ROLE),
+            ("IGNORE_CALLER_ARNS", &FUNCTION_ROLES.join(" ")),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string())),
@@ -654,9 +664,10 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
         .chain(TARGETS.iter().copied())
         .map(str::to_string)
         .collect();
-    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
+    let as_replicate = crate::as_function(&twin, &cfg, REPLICATE_ROLE);
     let handler = replicate::Replicator {
-        kms: &twin,
+        kms: &as_replicate,
         audit: &twin,
         config: &cfg,
     };
@@ -721,8 +732,9 @@ pub async fn api_economy(regions: usize) -> Vec<(String, Charges, usize)> {
     measure("one alias added".into(), 8 + 4 * r + 2 * r, twin.calls());
     twin.take_trail();
 
+    let as_failover = twin.with_caller(FAILOVER_ROLE);
     let failover = failover::Failover {
-        kms: &twin,
+        kms: &as_failover,
         audit: &twin,
         config: &cfg,
         settings: failover::FailoverSettings::default(),

@@ -15,7 +15,7 @@ use kms_replicator::policy::rewrite_policy;
 use kms_replicator::Op;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use twin::{ADMIN_USER, REPLICATOR_ROLE};
+use twin::{is_replicator, ADMIN_USER, FUNCTION_ROLES};
 use twin_server::{client, LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ async fn start(configure: impl FnOnce(LocalCloudBuilder) -> LocalCloudBuilder) -
         .template(root().join("template.yaml"))
         .function("replicate", replicate)
         .env("ALLOWED_REGIONS", ALLOWED)
-        .env("IGNORE_CALLER_ARNS", REPLICATOR_ROLE)
+        .env("IGNORE_CALLER_ARNS", &FUNCTION_ROLES.join(" "))
         .retry_delay(Duration::from_millis(100))
         .timeout(Duration::from_secs(30));
     if let Some(f) = binary("failover") {
@@ -187,7 +187,7 @@ async fn tagging_a_key_creates_mirrored_replicas_through_cloudtrail_eventbridge_
     // The replicator's own writes came back too, and were skipped as configured.
     let own: Vec<_> = routed
         .iter()
-        .filter(|d| d.caller() == REPLICATOR_ROLE && !d.delivered_to.is_empty())
+        .filter(|d| is_replicator(&d.caller()) && !d.delivered_to.is_empty())
         .collect();
     assert!(
         own.len() >= 6,
@@ -219,7 +219,11 @@ async fn tagging_a_key_creates_mirrored_replicas_through_cloudtrail_eventbridge_
 #[tokio::test]
 async fn without_the_ignore_list_the_replicators_own_events_are_synced_and_settle_with_no_extra_write(
 ) {
-    let cloud = start(|b| b.env("IGNORE_CALLER_ARNS", "")).await;
+    let cloud = start(|b| {
+        b.env("IGNORE_CALLER_ARNS", "")
+            .env("IGNORE_CALLER_ROLE_PATH", "")
+    })
+    .await;
     let _logs = LogsOnFailure(&cloud);
     let key = create_primary(&cloud).await;
     tag(&cloud, &key, "us-west-2 eu-west-1").await;
@@ -229,7 +233,7 @@ async fn without_the_ignore_list_the_replicators_own_events_are_synced_and_settl
         .twin()
         .calls()
         .iter()
-        .filter(|c| c.caller == REPLICATOR_ROLE && c.op.is_write())
+        .filter(|c| is_replicator(&c.caller) && c.op.is_write())
         .map(|c| c.op)
         .collect();
     let count = |op: &str| writes.iter().filter(|w| **w == op).count();
@@ -240,7 +244,7 @@ async fn without_the_ignore_list_the_replicators_own_events_are_synced_and_settl
     let synced_in_sync = cloud
         .invocations()
         .iter()
-        .filter(|i| i.trigger.contains(REPLICATOR_ROLE))
+        .filter(|i| FUNCTION_ROLES.iter().any(|r| i.trigger.contains(r)))
         .filter(|i| {
             i.result
                 .as_ref()
@@ -398,7 +402,7 @@ async fn a_single_region_key_is_reported_and_never_written() {
         .twin()
         .calls()
         .iter()
-        .all(|c| c.caller != REPLICATOR_ROLE || c.region == PRIMARY_REGION));
+        .all(|c| !is_replicator(&c.caller) || c.region == PRIMARY_REGION));
 }
 
 #[tokio::test]
@@ -774,7 +778,7 @@ async fn a_key_tagged_in_another_managed_region_is_replicated_through_the_forwar
     assert_eq!(tag_event.delivered_to, vec!["replicate".to_string()]);
     // The replicator's writes in us-west-2 came back through that Region's forwarder too.
     assert!(routed.iter().any(|d| d.region() == "us-west-2"
-        && d.caller() == REPLICATOR_ROLE
+        && is_replicator(&d.caller())
         && d.forwarded_by.as_deref() == Some("KmsApiCallForwardRule@us-west-2")));
     assert!(cloud.invocations().iter().all(|i| i.result.is_ok()));
     assert!(cloud.dead_letters().is_empty());

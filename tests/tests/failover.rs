@@ -4,7 +4,9 @@
 
 use failover::FailoverSettings;
 use failover::{quotas, Failover};
-use integration_tests::{config, count_op, primary_policy, seed_primary, writes, PRIMARY_REGION};
+use integration_tests::{
+    as_function, config, count_op, primary_policy, seed_primary, writes, PRIMARY_REGION,
+};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
@@ -14,7 +16,7 @@ use kms_replicator::{Config, Kms, Syncer};
 use replicate::Replicator;
 use serde_json::{json, Value};
 use std::time::Duration;
-use twin::{Call, Twin, ADMIN_USER};
+use twin::{Call, Twin, ADMIN_USER, FAILOVER_ROLE, REPLICATE_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
@@ -34,7 +36,7 @@ async fn run_with(
     input: Value,
 ) -> Result<Value, String> {
     // As in the function's main: UpdatePrimaryRegion within its quota.
-    let kms = RateLimitedKms::new(twin.clone(), quotas());
+    let kms = RateLimitedKms::new(as_function(twin, cfg, FAILOVER_ROLE), quotas());
     let f = Failover {
         kms: &kms,
         audit: twin,
@@ -548,8 +550,9 @@ async fn replication_continues_from_the_new_primary_after_a_tag_change() {
         .await
         .unwrap();
     let event = twin.take_trail().remove(0);
+    let kms = as_function(&twin, &cfg, REPLICATE_ROLE);
     let replicator = Replicator {
-        kms: &twin,
+        kms: &kms,
         audit: &twin,
         config: &cfg,
     };
@@ -661,7 +664,7 @@ async fn a_bulk_failover_larger_than_its_deadline_returns_a_partial_report_in_ti
     let ids = managed_keys(&twin, &cfg, 12).await;
     // Each promotion keeps both keys Updating for 1.5 s: 12 keys two at a time need ~9 s.
     twin.set_updating_for(Duration::from_millis(1500));
-    let kms = RateLimitedKms::new(twin.clone(), quotas());
+    let kms = RateLimitedKms::new(as_function(&twin, &cfg, FAILOVER_ROLE), quotas());
     let f = Failover {
         kms: &kms,
         audit: &twin,
@@ -823,8 +826,9 @@ async fn with_a_third_region_stalled_a_bulk_failover_of_a_healthy_pair_reports_e
     }
     // eu-west-1 accepts requests and never answers (not down: stalled).
     twin.set_stall(Some(EU), None, None);
+    let kms = as_function(&twin, &cfg, FAILOVER_ROLE);
     let f = Failover {
-        kms: &twin,
+        kms: &kms,
         audit: &twin,
         config: &cfg,
         settings: FailoverSettings {

@@ -8,7 +8,7 @@
 
 use failover::Failover;
 use failover::FailoverSettings;
-use integration_tests::{config, deliver_trail, seed_primary, PRIMARY_REGION};
+use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::model::Tag;
 use kms_replicator::{Config, Kms};
@@ -18,7 +18,7 @@ use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
-use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{is_replicator, Twin, ADMIN_USER, FAILOVER_ROLE, RECONCILE_ROLE};
 
 const WEST: &str = "us-west-2";
 
@@ -34,7 +34,7 @@ fn schedule_deletion_config() -> Config {
 fn actions_called(twin: &Twin) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for call in twin.calls() {
-        if call.caller != REPLICATOR_ROLE {
+        if !is_replicator(&call.caller) {
             continue;
         }
         out.insert(call.op.iam_action());
@@ -140,9 +140,10 @@ async fn reconcile_journeys() -> BTreeSet<String> {
     let twin = Twin::new();
     let cfg = schedule_deletion_config();
     let settings = Settings::default();
+    let kms = as_function(&twin, &cfg, RECONCILE_ROLE);
     let r = Reconciler {
-        kms: &twin,
-        tags: &twin,
+        kms: &kms,
+        tags: &kms,
         audit: &twin,
         config: &cfg,
         settings: &settings,
@@ -193,7 +194,7 @@ async fn failover_journeys() -> BTreeSet<String> {
         let cfg = cfg.clone();
         async move {
             Failover {
-                kms: &twin,
+                kms: &as_function(&twin, &cfg, FAILOVER_ROLE),
                 audit: &twin,
                 config: &cfg,
                 settings: settings(),

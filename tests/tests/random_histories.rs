@@ -12,7 +12,7 @@
 //! `PROPTEST_CASES=10000 cargo test --release -p integration-tests --test random_histories`.
 
 use failover::{Failover, FailoverSettings};
-use integration_tests::{primary_policy, CallHook, HookedKms};
+use integration_tests::{as_function, primary_policy, CallHook, HookedKms};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::desired::is_replicator_tag;
 use kms_replicator::event::{parse_event, Intake};
@@ -26,12 +26,11 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{is_replicator, Twin, ADMIN_USER, FAILOVER_ROLE, REPLICATE_ROLE, TEAM_B_ROLE};
 
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 /// A real Region outside the allow-list: named in tags, never written to (I7).
 const FORBIDDEN: &str = "ap-southeast-2";
-const TEAM_B: &str = "arn:aws:iam::111122223333:role/team-b";
 const ALIASES: [&str; 3] = ["alias/app", "alias/shared", "alias/teamb"];
 const TAG_VALUES: [&str; 7] = [
     "us-west-2",
@@ -217,8 +216,9 @@ impl World {
 
     async fn handle(&mut self, event: &Value) -> Result<(), String> {
         self.mark_seen_by_event(event).await;
+        let kms = as_function(&self.twin, &self.cfg, REPLICATE_ROLE);
         let r = Replicator {
-            kms: &self.twin,
+            kms: &kms,
             audit: &self.twin,
             config: &self.cfg,
         };
@@ -261,7 +261,7 @@ impl World {
                 );
             }
             Step::TeamBKeyWithRegionalAlias { alias } => {
-                let team_b = self.twin.with_caller(TEAM_B);
+                let team_b = self.twin.with_caller(TEAM_B_ROLE);
                 let k = team_b.create_key(REGIONS[0], true, None, "team b", &[]);
                 team_b
                     .replicate_key(REGIONS[0], &k.key_id, REGIONS[1], &ReplicaSpec::default())
@@ -375,8 +375,9 @@ impl World {
             }
             Step::Failover { key, to } => {
                 if let Some((k, p)) = self.key_and_primary(key).await {
+                    let kms = as_function(&self.twin, &self.cfg, FAILOVER_ROLE);
                     let f = Failover {
-                        kms: &self.twin,
+                        kms: &kms,
                         audit: &self.twin,
                         config: &self.cfg,
                         settings: FailoverSettings {
@@ -451,7 +452,7 @@ impl World {
                         .map(|i| &step_calls[i..])
                         .unwrap_or_default()
                         .iter()
-                        .filter(|c| c.caller == REPLICATOR_ROLE)
+                        .filter(|c| is_replicator(&c.caller))
                         .filter(|c| c.op == "PutKeyPolicy" || c.op == "ReplicateKey")
                         .map(|c| c.region.clone())
                         .collect();
@@ -526,7 +527,7 @@ impl World {
         let calls = self.twin.calls();
         let new = &calls[self.calls_seen.min(calls.len())..];
         self.calls_seen = calls.len();
-        for c in new.iter().filter(|c| c.caller == REPLICATOR_ROLE) {
+        for c in new.iter().filter(|c| is_replicator(&c.caller)) {
             // I7: only allowed Regions are written to (reads anywhere are harmless, but the
             // replicator has no reason to make any in a forbidden Region either).
             if c.region == FORBIDDEN {

@@ -5,7 +5,8 @@
 
 use integration_tests::scenarios::enforce_kms_quotas;
 use integration_tests::{
-    config, people_tags, primary_policy, replicator_writes, seed_primary, PRIMARY_REGION,
+    as_function, config, people_tags, primary_policy, replicator_writes, seed_primary,
+    PRIMARY_REGION,
 };
 use kms_replicator::limit::{Quotas, RateLimitedKms, GET_RESOURCES_RATE};
 use kms_replicator::model::Tag;
@@ -16,7 +17,7 @@ use reconcile::{Reconciler, Settings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use twin::{Twin, ADMIN_USER};
+use twin::{Twin, ADMIN_USER, FAILOVER_ROLE, RECONCILE_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
@@ -51,7 +52,7 @@ impl Env {
     fn with(quotas: Quotas, cfg: Config) -> Env {
         let twin = Twin::new();
         Env {
-            kms: RateLimitedKms::new(twin.clone(), quotas),
+            kms: RateLimitedKms::new(as_function(&twin, &cfg, RECONCILE_ROLE), quotas),
             twin,
             cfg,
             settings: Settings::default(),
@@ -501,9 +502,11 @@ async fn a_key_in_sync_costs_three_reads_per_region_it_lives_in() {
     // The same work with ListKeys discovery and a plain sync per key, for comparison.
     env.twin.reset_calls();
     let cfg = config();
-    let syncer = Syncer::new(&env.twin, &cfg);
+    // ListKeys discovery is the failover function's (bulk mode): its role lists keys.
+    let failover = as_function(&env.twin, &cfg, FAILOVER_ROLE);
+    let syncer = Syncer::new(&failover, &cfg);
     for region in &cfg.managed_regions {
-        for key in kms_replicator::discover::managed_primaries(&env.twin, &cfg, region)
+        for key in kms_replicator::discover::managed_primaries(&failover, &cfg, region)
             .await
             .unwrap()
             .primaries
@@ -558,7 +561,10 @@ async fn a_sweep_of_2000_keys_under_the_real_quotas_is_never_throttled() {
     twin.set_rate_limit(Op::GetResources, GET_RESOURCES_RATE);
     twin.reset_calls();
     let env = Env {
-        kms: RateLimitedKms::new(twin.clone(), Quotas::kms(u32::MAX)),
+        kms: RateLimitedKms::new(
+            as_function(&twin, &cfg, RECONCILE_ROLE),
+            Quotas::kms(u32::MAX),
+        ),
         twin: twin.clone(),
         cfg,
         settings: Settings::default(),

@@ -3,8 +3,8 @@
 
 use integration_tests::scenarios::enforce_kms_quotas;
 use integration_tests::{
-    config, count_op, deliver_trail, fixtures, people_tags, primary_policy, replicator_writes,
-    requested_key, seed_primary, PRIMARY_REGION,
+    as_function, config, count_op, deliver_trail, fixtures, people_tags, primary_policy,
+    replicator_writes, requested_key, seed_primary, PRIMARY_REGION,
 };
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
@@ -13,11 +13,12 @@ use kms_replicator::Op;
 use kms_replicator::{Config, Kms};
 use replicate::Replicator;
 use serde_json::{json, Value};
-use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{Twin, ADMIN_USER, FUNCTION_ROLES, REPLICATE_ROLE};
 
 async fn handle(twin: &Twin, cfg: &Config, event: &Value) -> Result<Value, String> {
+    let kms = as_function(twin, cfg, REPLICATE_ROLE);
     let r = Replicator {
-        kms: twin,
+        kms: &kms,
         audit: twin,
         config: cfg,
     };
@@ -285,7 +286,7 @@ async fn a_replica_still_creating_when_its_own_events_arrive_is_managed_without_
 async fn events_made_by_the_replicators_own_role_are_skipped_when_configured() {
     let twin = Twin::new();
     let mut cfg = config();
-    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
     let key_id = seed_primary(&twin).await;
     let event = tag_for_regions(&twin, &key_id, "us-west-2").await;
     handle(&twin, &cfg, &event).await.unwrap();
@@ -509,13 +510,47 @@ async fn an_alias_held_by_an_unrelated_key_is_a_conflict_and_is_not_stolen() {
 }
 
 #[tokio::test]
+async fn a_key_policy_that_does_not_admit_the_replicator_says_which_statement_to_add() {
+    let twin = Twin::new();
+    let cfg = config();
+    let admin = twin.with_caller(ADMIN_USER);
+    // Names its principals and does not delegate to IAM: the replicator's role may not even
+    // read the key, whatever its IAM policies allow.
+    let only_alice = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "OnlyAlice", "Effect": "Allow",
+        "Principal": {"AWS": ADMIN_USER}, "Action": "kms:*", "Resource": "*"
+    }]})
+    .to_string();
+    let key = admin.create_key(PRIMARY_REGION, true, Some(&only_alice), "", &[]);
+    let event = tag_for_regions(&twin, &key.key_id, "us-west-2").await;
+    let out = handle(&twin, &cfg, &event)
+        .await
+        .expect("permanent: not retried");
+    let report = &out["report"];
+    assert_eq!(report["outcome"], "failed", "{out:#}");
+    assert_eq!(report["retryable"], false, "{out:#}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("kms:DescribeKey"), "{reason}");
+    assert!(reason.contains("delegates to IAM"), "{reason}");
+    assert!(reason.contains("retrying will not help"), "{reason}");
+    assert!(twin.key("us-west-2", &key.key_id).is_none());
+}
+
+#[tokio::test]
 async fn a_policy_that_would_lock_the_replicator_out_fails_with_a_clear_reason() {
     let twin = Twin::new();
     let cfg = config();
     let admin = twin.with_caller(ADMIN_USER);
+    // The replicator may read the key and replicate it, but the policy it would mirror does not
+    // let it change the replica's policy later: KMS's lockout check refuses it.
     let lockout = json!({"Version": "2012-10-17", "Statement": [{
         "Sid": "OnlyAlice", "Effect": "Allow",
         "Principal": {"AWS": ADMIN_USER}, "Action": "kms:*", "Resource": "*"
+    }, {
+        "Sid": "ReplicatorReadsAndReplicates", "Effect": "Allow",
+        "Principal": {"AWS": REPLICATE_ROLE},
+        "Action": ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListResourceTags", "kms:ReplicateKey"],
+        "Resource": "*"
     }]})
     .to_string();
     let key = admin.create_key(PRIMARY_REGION, true, Some(&lockout), "", &[]);
@@ -739,7 +774,7 @@ async fn run_sandboxes(
     let tasks: Vec<_> = (0..sandboxes)
         .map(|_| {
             let (twin, cfg, queue) = (twin.clone(), cfg.clone(), queue.clone());
-            let kms = RateLimitedKms::new(twin.clone(), quotas.clone());
+            let kms = RateLimitedKms::new(as_function(&twin, &cfg, REPLICATE_ROLE), quotas.clone());
             tokio::spawn(async move {
                 let mut failed = 0;
                 loop {
@@ -769,7 +804,7 @@ async fn run_sandboxes(
 async fn a_burst_of_tagged_keys_is_replicated_within_the_quotas_and_nothing_is_dead_lettered() {
     let twin = Twin::new();
     let mut cfg = config();
-    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
     let events = burst_of_tags(&twin, 20).await;
     assert_eq!(events.len(), 20);
     enforce_kms_quotas(&twin);
@@ -796,7 +831,7 @@ async fn a_burst_of_tagged_keys_is_replicated_within_the_quotas_and_nothing_is_d
 async fn without_a_share_of_the_quotas_the_same_burst_is_throttled() {
     let twin = Twin::new();
     let mut cfg = config();
-    cfg.ignore_callers = vec![REPLICATOR_ROLE.to_string()];
+    cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
     let events = burst_of_tags(&twin, 20).await;
     enforce_kms_quotas(&twin);
     // Two sandboxes that each believe they have the whole quota.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use twin::{Twin, ADMIN_USER};
+use twin::{Twin, ADMIN_USER, TEAM_B_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
@@ -251,7 +251,7 @@ async fn a_deletion_the_replicator_scheduled_carries_its_marker_and_is_restored_
 async fn another_teams_alias_in_a_replica_region_is_never_taken() {
     let twin = new_twin();
     let cfg = config();
-    let team_b = twin.with_caller("arn:aws:iam::111122223333:role/team-b");
+    let team_b = twin.with_caller(TEAM_B_ROLE);
     // Team B: an unmanaged multi-Region key with a replica and a Regional alias in us-west-2.
     let b = team_b.create_key(PRIMARY_REGION, true, None, "team b", &[]);
     team_b

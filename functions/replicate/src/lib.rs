@@ -29,6 +29,10 @@ impl Replicator<'_> {
         event: &Value,
         _deadline: Option<Instant>,
     ) -> Result<Value, FunctionError> {
+        if let Some(reason) = self.other_account(event) {
+            info!(%reason, "event ignored");
+            return Ok(json!({"action": "ignored", "reason": reason}));
+        }
         let intake = parse_event_ignoring(
             event,
             &self.config.tag_key,
@@ -80,6 +84,21 @@ impl Replicator<'_> {
             ));
         }
         Ok(json!({"action": "synced", "report": report}))
+    }
+}
+
+impl Replicator<'_> {
+    /// Why an event of another account than the stack's is not acted on (the rules match the
+    /// stack's account only; this holds if a rule is ever widened by hand).
+    fn other_account(&self, event: &Value) -> Option<String> {
+        let own = self.config.account.as_deref()?;
+        let account = event.get("account").and_then(Value::as_str)?;
+        (account != own).then(|| {
+            format!(
+                "the event is from account {account}, not this stack's account {own}: \
+                 ReplicateKey works within one account"
+            )
+        })
     }
 }
 

@@ -16,5 +16,7 @@ pub mod kms_api;
 pub mod lambda;
 pub mod pattern;
 
-pub use cloud::{LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY};
+pub use cloud::{
+    LocalCloud, LocalCloudBuilder, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY, OPERATOR_ACCESS_KEY,
+};
 pub use lambda::InvokeError;

@@ -5,9 +5,9 @@
 //! pattern using anything else is refused when it is loaded, never silently misread. The same
 //! pattern is checked with moto's own matcher by `tests/eventbridge/`.
 
+use authz::cfn::{Stack, Template};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use yaml_rust2::{Yaml, YamlLoader};
 
 /// A validated event pattern.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,9 +134,7 @@ pub fn rules_from_template(path: &Path) -> Result<Vec<RuleDef>, String> {
 }
 
 pub fn rules_from_template_text(text: &str) -> Result<Vec<RuleDef>, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
-    let doc = docs.first().ok_or("empty template")?;
-    let template = yaml_to_json(doc);
+    let (template, cfn) = read(text)?;
     let resources = template
         .get("Resources")
         .and_then(Value::as_object)
@@ -167,14 +165,11 @@ pub fn rules_from_template_text(text: &str) -> Result<Vec<RuleDef>, String> {
             let Some(pattern) = res.pointer("/Properties/EventPattern") else {
                 continue; // a schedule
             };
-            let bus = res
-                .pointer("/Properties/EventBusName")
-                .and_then(Value::as_str)
-                .unwrap_or("default");
-            if bus != "default" {
+            if !on_default_bus(&cfn, res) {
                 continue;
             }
-            let pattern = EventPattern::parse(pattern).map_err(|e| format!("{id}: {e}"))?;
+            let pattern = EventPattern::parse(&resolved(&cfn, id, pattern)?)
+                .map_err(|e| format!("{id}: {e}"))?;
             let targets = res
                 .pointer("/Properties/Targets")
                 .and_then(Value::as_array)
@@ -208,8 +203,8 @@ pub fn rules_from_template_text(text: &str) -> Result<Vec<RuleDef>, String> {
                 let Some(pattern) = ev.pointer("/Properties/Pattern") else {
                     continue;
                 };
-                let pattern =
-                    EventPattern::parse(pattern).map_err(|e| format!("{id}.{ev_id}: {e}"))?;
+                let pattern = EventPattern::parse(&resolved(&cfn, id, pattern)?)
+                    .map_err(|e| format!("{id}.{ev_id}: {e}"))?;
                 if let Some((binary, retries)) = function(id) {
                     rules.push(RuleDef {
                         name: format!("{id}{ev_id}"),
@@ -244,9 +239,7 @@ pub fn forward_rules_from_template(path: &Path) -> Result<Vec<ForwardRuleDef>, S
 }
 
 pub fn forward_rules_from_template_text(text: &str) -> Result<Vec<ForwardRuleDef>, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
-    let doc = docs.first().ok_or("empty template")?;
-    let template = yaml_to_json(doc);
+    let (template, cfn) = read(text)?;
     let resources = template
         .get("Resources")
         .and_then(Value::as_object)
@@ -259,11 +252,7 @@ pub fn forward_rules_from_template_text(text: &str) -> Result<Vec<ForwardRuleDef
         let Some(pattern) = res.pointer("/Properties/EventPattern") else {
             continue;
         };
-        let bus = res
-            .pointer("/Properties/EventBusName")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        if bus != "default" {
+        if !on_default_bus(&cfn, res) {
             continue;
         }
         let targets = res
@@ -283,7 +272,8 @@ pub fn forward_rules_from_template_text(text: &str) -> Result<Vec<ForwardRuleDef
         if !to_bus {
             continue;
         }
-        let pattern = EventPattern::parse(pattern).map_err(|e| format!("{id}: {e}"))?;
+        let pattern =
+            EventPattern::parse(&resolved(&cfn, id, pattern)?).map_err(|e| format!("{id}: {e}"))?;
         rules.push(ForwardRuleDef {
             name: id.clone(),
             pattern,
@@ -310,34 +300,37 @@ fn get_att_target(v: &Value) -> Option<String> {
     }
 }
 
-/// YAML -> JSON. CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...) are dropped
-/// with their scalar or list kept: enough for patterns, which hold plain data.
-fn yaml_to_json(y: &Yaml) -> Value {
-    match y {
-        Yaml::Real(s) => s
-            .parse::<f64>()
+/// The template as written (intrinsic functions in their long form, `{"Ref": ...}`), and the
+/// same template as a stack in the twin's account would see it, to evaluate the parts that
+/// matter here: a pattern's values (`!Ref AWS::AccountId`) and a rule's bus.
+fn read(text: &str) -> Result<(Value, Template), String> {
+    let doc = authz::yaml::parse(text).map_err(|e| e.to_string())?;
+    let stack = Stack::new(
+        twin::auth::STACK_NAME,
+        twin::DEFAULT_ACCOUNT,
+        twin::auth::HOME_REGION,
+    );
+    let cfn = Template::parse_partial(text, stack).map_err(|e| e.to_string())?;
+    Ok((doc, cfn))
+}
+
+/// A pattern with its intrinsic functions evaluated.
+fn resolved(cfn: &Template, id: &str, pattern: &Value) -> Result<Value, String> {
+    cfn.resolve(pattern)
+        .map_err(|e| format!("{id}: {e}"))?
+        .ok_or_else(|| format!("{id}: the pattern is AWS::NoValue"))
+}
+
+/// Whether a rule is on the Region's default bus (no `EventBusName`, or one that resolves to
+/// `default`).
+fn on_default_bus(cfn: &Template, rule: &Value) -> bool {
+    match rule.pointer("/Properties/EventBusName") {
+        None => true,
+        Some(bus) => cfn
+            .resolve(bus)
             .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(s.clone())),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        Yaml::Integer(i) => i.to_string(),
-                        Yaml::Boolean(b) => b.to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    (key, yaml_to_json(v))
-                })
-                .collect(),
-        ),
-        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+            .flatten()
+            .is_some_and(|b| b.as_str() == Some("default")),
     }
 }
 
@@ -375,6 +368,7 @@ mod tests {
 
     fn event(name: &str) -> Value {
         json!({"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail",
+               "account": "111122223333",
                "detail": {"eventSource": "kms.amazonaws.com", "eventName": name}})
     }
 
@@ -517,5 +511,8 @@ Resources:
             assert!(rule.pattern.matches(&event(name)), "{name}");
         }
         assert!(!rule.pattern.matches(&event("Decrypt")));
+        let mut elsewhere = event("TagResource");
+        elsewhere["account"] = json!("444455556666");
+        assert!(!rule.pattern.matches(&elsewhere), "another account's call");
     }
 }

@@ -8,8 +8,8 @@ use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{AuditEvent, AuditSink, ErrorKind, Kms, ReplicaSpec, TagIndex};
 use kms_replicator::Op;
 use serde_json::json;
-use twin::{ADMIN_USER, REPLICATOR_ROLE};
-use twin_server::{client, LocalCloud, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY};
+use twin::{ADMIN_USER, OPERATOR_ROLE, REPLICATE_ROLE};
+use twin_server::{client, LocalCloud, ADMIN_ACCESS_KEY, FUNCTION_ACCESS_KEY, OPERATOR_ACCESS_KEY};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -29,7 +29,7 @@ fn policy() -> String {
 /// show up at once.
 async fn adapter(cloud: &LocalCloud, retries: bool) -> AwsKms {
     let mut sdk = cloud
-        .sdk_config(FUNCTION_ACCESS_KEY, EAST)
+        .sdk_config(OPERATOR_ACCESS_KEY, EAST)
         .await
         .into_builder();
     if !retries {
@@ -75,7 +75,7 @@ async fn the_adapter_over_http_reads_exactly_what_the_twin_holds() {
     let cloud = LocalCloud::builder().start().await.unwrap();
     let id = seed(&cloud).await;
     let http = adapter(&cloud, false).await;
-    let direct = cloud.twin().with_caller(REPLICATOR_ROLE);
+    let direct = cloud.twin().with_caller(OPERATOR_ROLE);
     // Page size 1 everywhere: the adapter's paginators must follow every marker.
     cloud.api().set_page_cap(1);
 
@@ -227,7 +227,7 @@ async fn errors_arrive_with_the_codes_and_kinds_the_twin_gives_directly() {
     let cloud = LocalCloud::builder().start().await.unwrap();
     let id = seed(&cloud).await;
     let http = adapter(&cloud, false).await;
-    let direct = cloud.twin().with_caller(REPLICATOR_ROLE);
+    let direct = cloud.twin().with_caller(OPERATOR_ROLE);
     let spec = ReplicaSpec::default();
     http.replicate_key(EAST, &id, WEST, &spec).await.unwrap();
     let lockout = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
@@ -363,8 +363,13 @@ async fn requests_act_as_the_identity_their_access_key_names() {
         json!(ADMIN_USER),
         "the CreateKey record names the person"
     );
-    adapter(&cloud, false).await.list_keys(EAST).await.unwrap();
-    assert_eq!(cloud.twin().calls().last().unwrap().caller, REPLICATOR_ROLE);
+    let replicate = AwsKms::new(&cloud.sdk_config(FUNCTION_ACCESS_KEY, EAST).await);
+    replicate.list_aliases(EAST, None).await.unwrap();
+    assert_eq!(cloud.twin().calls().last().unwrap().caller, REPLICATE_ROLE);
+    // Its role may not list the keys of the Region: refused as AWS refuses it.
+    let denied = replicate.list_keys(EAST).await.unwrap_err();
+    assert_eq!(denied.code, "AccessDeniedException", "{denied}");
+    assert!(denied.message.contains("kms:ListKeys"), "{denied}");
 }
 
 #[tokio::test]
@@ -408,7 +413,7 @@ async fn the_tag_index_lists_tagged_keys_page_by_page() {
     }
     admin.create_key(EAST, true, None, "", &[Tag::new("team", "x")]);
     cloud.api().set_page_cap(1);
-    let sdk = cloud.sdk_config(FUNCTION_ACCESS_KEY, EAST).await;
+    let sdk = cloud.sdk_config("reconcile", EAST).await;
     let keys = AwsTagIndex::new(&sdk)
         .tagged_keys(EAST, "replicate-to")
         .await
@@ -533,7 +538,7 @@ async fn debug_endpoints_inject_faults_and_show_what_went_through_the_bus() {
 /// The functions' adapter with short call bounds (`kms_replicator::aws::CallTimeouts`).
 async fn bounded_adapter(cloud: &LocalCloud, operation_ms: u64) -> AwsKms {
     let mut sdk = cloud
-        .sdk_config(FUNCTION_ACCESS_KEY, EAST)
+        .sdk_config(OPERATOR_ACCESS_KEY, EAST)
         .await
         .into_builder();
     let timeouts = kms_replicator::aws::CallTimeouts {

@@ -51,6 +51,7 @@
 //! operations as a group of their own; a key's last use recorded on the request path, in the
 //! state, and read back by GetKeyLastUsage.
 
+mod access;
 pub mod auth;
 mod faults;
 mod inspect;
@@ -61,8 +62,12 @@ mod setup;
 mod state;
 mod trail;
 
+pub use auth::{
+    is_replicator, Authorization, Undocumented, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES,
+    OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TEAM_B_ROLE,
+};
 pub use policy::example_primary_policy;
-pub use state::{Call, Twin, TwinKey, ADMIN_USER, DEFAULT_ACCOUNT, REPLICATOR_ROLE};
+pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};
 
 #[cfg(test)]
 mod tests;

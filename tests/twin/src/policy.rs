@@ -1,7 +1,9 @@
 //! Key policies: the default key policy KMS attaches, an example primary policy for tests and
 //! the demo, and the lockout safety check that ReplicateKey and PutKeyPolicy make.
 
-use crate::state::err;
+use crate::auth::KeyFacts;
+use crate::state::{err, State};
+use authz::Policy;
 use kms_replicator::op::Op;
 use kms_replicator::port::{ErrorKind, KmsResult};
 use serde_json::{json, Value};
@@ -58,15 +60,17 @@ pub(crate) fn default_policy(account: &str) -> String {
     .expect("static JSON")
 }
 
-/// The policy a write sets, checked as KMS checks it: its length, then the lockout safety
-/// check for `caller`.
+/// The policy a write sets on `key`, checked as KMS checks it: its length, then the lockout
+/// safety check for `caller` (evaluated as KMS would: could the caller change the policy
+/// again under the new one, through the key policy itself or its delegation to IAM).
 pub(crate) fn check_policy(
+    s: &State,
     op: Op,
-    region: &str,
-    policy: &str,
-    account: &str,
     caller: &str,
+    key: &KeyFacts,
+    policy: &str,
 ) -> KmsResult<()> {
+    let region = key.region.as_str();
     // A length constraint of the API: the request fails validation before any check.
     if policy.len() > kms_replicator::policy::MAX_POLICY_BYTES {
         return Err(err(
@@ -81,7 +85,14 @@ pub(crate) fn check_policy(
             ),
         ));
     }
-    match allows_put_key_policy(policy, account, caller) {
+    let verdict = if s.auth.enabled {
+        Policy::parse_str(policy)
+            .map(|p| s.auth.allows_later_put_key_policy(caller, key, &p))
+            .map_err(|e| e.to_string())
+    } else {
+        allows_put_key_policy(policy, &s.account, caller)
+    };
+    match verdict {
         Ok(true) => Ok(()),
         Ok(false) => Err(err(ErrorKind::MalformedPolicy, op, region, "MalformedPolicyDocumentException", "The new key policy will not allow you to update the key policy in the future.")),
         Err(e) => Err(err(ErrorKind::MalformedPolicy, op, region, "MalformedPolicyDocumentException", format!("Policy contains a statement with one or more invalid principals or is not valid JSON: {e}"))),

@@ -20,16 +20,16 @@ impl Twin {
         self.lock().updating_for = d;
     }
 
-    /// Creates a key as `CreateKey` would (recorded in the trail), bypassing faults and limits.
-    /// `tags` are passed in the request as at CreateKey.
-    pub fn create_key(
+    /// Creates a key as `CreateKey` would (authorized, recorded in the trail), bypassing faults
+    /// and limits. `tags` are passed in the request as at CreateKey.
+    pub fn try_create_key(
         &self,
         region: &str,
         multi_region: bool,
         policy: Option<&str>,
         description: &str,
         tags: &[Tag],
-    ) -> KeyInfo {
+    ) -> KmsResult<KeyInfo> {
         let mut s = self.lock();
         ops::create_key(
             &mut s,
@@ -40,6 +40,19 @@ impl Twin {
             description,
             tags,
         )
+    }
+
+    /// [`Twin::try_create_key`] for a test's setup, where a refusal is the test's own mistake.
+    pub fn create_key(
+        &self,
+        region: &str,
+        multi_region: bool,
+        policy: Option<&str>,
+        description: &str,
+        tags: &[Tag],
+    ) -> KeyInfo {
+        self.try_create_key(region, multi_region, policy, description, tags)
+            .unwrap_or_else(|e| panic!("CreateKey as {}: {e}", self.caller))
     }
 
     /// Changes a key's state directly (a person disabling a key, say). Not recorded.

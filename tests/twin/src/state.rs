@@ -3,6 +3,7 @@
 //! it; and the lookups every operation makes (resolving a key reference, a key's
 //! `KeyMetadata`, the ARN, the state rule of the management calls).
 
+use crate::auth::{Authorization, Check, Identities, KeyFacts, REPLICATE_ROLE};
 use crate::trail;
 use kms_replicator::arn::{key_arn, parse_kms_arn};
 use kms_replicator::model::{KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType};
@@ -13,11 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_ACCOUNT: &str = "111122223333";
-/// The identity the twin's default handle acts as: the replicator's role.
-pub const REPLICATOR_ROLE: &str = "arn:aws:iam::111122223333:role/kms-replicator-function";
-/// A person's identity, for the writes a test makes as the key's owner.
-pub const ADMIN_USER: &str = "arn:aws:iam::111122223333:user/Alice";
+pub const DEFAULT_ACCOUNT: &str = crate::auth::ACCOUNT;
 
 /// One key in one Region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +102,11 @@ pub(crate) struct State {
     /// [`State::settle`] looks at the keys only then, so a call costs the same with 30,000
     /// keys as with 3.
     pub(crate) next_settle: Option<Instant>,
+    /// Who may do what: identity policies and key policies, evaluated for every check.
+    pub(crate) auth: Authorization,
+    /// Every check made, once a test asks for them (operations hold the state shared, so the
+    /// record has its own lock).
+    pub(crate) checks_made: Option<Mutex<Vec<crate::auth::CheckRecord>>>,
 }
 
 #[derive(Clone)]
@@ -153,8 +155,10 @@ impl Twin {
                 counter: 0,
                 last_created_ms: 0,
                 next_settle: None,
+                auth: Authorization::on(Identities::for_config(&default_deployment())),
+                checks_made: None,
             })),
-            caller: REPLICATOR_ROLE.into(),
+            caller: REPLICATE_ROLE.into(),
         }
     }
 
@@ -175,7 +179,67 @@ impl Twin {
     }
 }
 
+/// The deployment a new twin's roles come from, until [`Twin::deploy`] says otherwise: the
+/// repository's template with the Regions the tests use, `RemovalPolicy=Retain`.
+pub fn default_deployment() -> kms_replicator::Config {
+    kms_replicator::Config::new(&["us-east-1", "us-west-2", "eu-west-1"])
+}
+
 impl State {
+    /// What the request context says about a key that exists.
+    pub(crate) fn key_facts(&self, region: &str, id: &str) -> KeyFacts {
+        let k = &self.keys[&(region.to_string(), id.to_string())];
+        KeyFacts {
+            arn: self.arn(region, id),
+            region: region.to_string(),
+            policy: k.policy.clone(),
+            tags: k.tags.clone(),
+            multi_region_type: k.multi_region.map(|t| match t {
+                MultiRegionKeyType::Primary => "PRIMARY",
+                MultiRegionKeyType::Replica => "REPLICA",
+            }),
+            aliases: self
+                .aliases
+                .iter()
+                .filter(|((r, _), target)| r == region && *target == id)
+                .map(|((_, name), _)| name.clone())
+                .collect(),
+            origin: "AWS_KMS".into(),
+            spec: "SYMMETRIC_DEFAULT".into(),
+            usage: "ENCRYPT_DECRYPT".into(),
+        }
+    }
+
+    /// Decides one authorization that `op`, called by `caller` in `region`, needs.
+    pub(crate) fn authorize(
+        &self,
+        caller: &str,
+        op: Op,
+        region: &str,
+        check: &Check,
+    ) -> KmsResult<()> {
+        if let Some(record) = &self.checks_made {
+            record
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(self.auth.record_of(caller, check));
+        }
+        self.auth.authorize(caller, op, region, check)
+    }
+
+    /// `op` on the existing key `id` of `region`, with extra context from `more`.
+    pub(crate) fn authorize_key(
+        &self,
+        caller: &str,
+        op: Op,
+        region: &str,
+        id: &str,
+        more: impl FnOnce(Check) -> Check,
+    ) -> KmsResult<()> {
+        let check = more(Check::on_key(op, &self.key_facts(region, id)));
+        self.authorize(caller, op, region, &check)
+    }
+
     /// Ends transient states whose time has come.
     pub(crate) fn settle(&mut self) {
         let now = Instant::now();

@@ -1,4 +1,5 @@
-//! The twin's UpdatePrimaryRegion against what AWS documents (AWS-FACTS.md, section 1).
+//! The twin's UpdatePrimaryRegion against what AWS documents (the KMS Developer Guide, "Updating the
+//! primary Region", and the KMS API Reference).
 
 use super::*;
 use kms_replicator::arn::key_arn;
@@ -29,7 +30,7 @@ fn arn(twin: &Twin, region: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn promotion_moves_the_primary_role_to_the_replica_and_every_related_key_follows() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
 
     twin.update_primary_region(EAST, &id, WEST).await.unwrap();
@@ -52,7 +53,7 @@ async fn promotion_moves_the_primary_role_to_the_replica_and_every_related_key_f
 
 #[tokio::test]
 async fn both_keys_are_updating_and_described_as_replicas_until_the_update_settles() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
     twin.set_updating_for(Duration::from_millis(150));
 
@@ -89,7 +90,7 @@ async fn both_keys_are_updating_and_described_as_replicas_until_the_update_settl
 
 #[tokio::test]
 async fn a_second_update_during_the_first_meets_the_errors_aws_gives() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
     twin.set_updating_for(Duration::from_secs(60));
     twin.update_primary_region(EAST, &id, WEST).await.unwrap();
@@ -115,7 +116,7 @@ async fn a_second_update_during_the_first_meets_the_errors_aws_gives() {
 
 #[tokio::test]
 async fn calling_it_in_a_replica_region_is_unsupported() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
 
     let e = twin.update_primary_region(WEST, &id, EU).await.unwrap_err();
@@ -134,7 +135,7 @@ async fn calling_it_in_a_replica_region_is_unsupported() {
 
 #[tokio::test]
 async fn a_single_region_key_is_unsupported() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key(EAST, false, None, "", &[]);
 
     let e = twin
@@ -147,7 +148,7 @@ async fn a_single_region_key_is_unsupported() {
 
 #[tokio::test]
 async fn a_target_region_without_a_replica_is_not_found() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
 
     let e = twin
@@ -164,7 +165,7 @@ async fn a_target_region_without_a_replica_is_not_found() {
 
 #[tokio::test]
 async fn both_keys_must_be_enabled() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
 
     twin.set_state(EAST, &id, KeyState::Disabled);
@@ -201,7 +202,7 @@ async fn both_keys_must_be_enabled() {
 
 #[tokio::test]
 async fn a_replica_still_creating_cannot_become_primary() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key(EAST, true, None, "", &[]);
     twin.set_creating_for(Duration::from_secs(60));
     twin.replicate_key(EAST, &key.key_id, WEST, &ReplicaSpec::default())
@@ -222,7 +223,7 @@ async fn a_replica_still_creating_cannot_become_primary() {
 
 #[tokio::test]
 async fn each_region_logs_its_own_record_and_the_new_one_is_invoked_by_kms() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
     let alice = twin.with_caller(ADMIN_USER);
 
@@ -249,7 +250,7 @@ async fn each_region_logs_its_own_record_and_the_new_one_is_invoked_by_kms() {
 
 #[tokio::test]
 async fn outages_faults_and_the_quota_counted_in_both_regions_apply() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = primary_with_replicas(&twin).await;
 
     twin.set_region_down(EAST, true);

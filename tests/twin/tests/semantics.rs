@@ -5,7 +5,7 @@ use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};
 use kms_replicator::Op;
 use std::time::Duration;
-use twin::{Twin, ADMIN_USER, REPLICATOR_ROLE};
+use twin::{Twin, ADMIN_USER, OPERATOR_ROLE};
 
 fn spec() -> ReplicaSpec {
     ReplicaSpec::default()
@@ -13,7 +13,7 @@ fn spec() -> ReplicaSpec {
 
 #[tokio::test]
 async fn replicate_key_without_a_policy_gives_the_default_policy_and_nothing_else() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key(
         "us-east-1",
         true,
@@ -35,7 +35,7 @@ async fn replicate_key_without_a_policy_gives_the_default_policy_and_nothing_els
 
 #[tokio::test]
 async fn a_new_replica_is_creating_then_enabled() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     twin.set_creating_for(Duration::from_millis(50));
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     let replica = twin
@@ -62,7 +62,7 @@ async fn a_new_replica_is_creating_then_enabled() {
 
 #[tokio::test]
 async fn the_primary_lists_its_replicas_and_a_replica_names_its_primary() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
         .await
@@ -82,7 +82,7 @@ async fn the_primary_lists_its_replicas_and_a_replica_names_its_primary() {
 
 #[tokio::test]
 async fn replicating_twice_into_a_region_is_already_exists() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
         .await
@@ -99,7 +99,7 @@ async fn replicating_twice_into_a_region_is_already_exists() {
 
 #[tokio::test]
 async fn replicas_and_single_region_keys_cannot_be_replicated() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
         .await
@@ -120,7 +120,7 @@ async fn replicas_and_single_region_keys_cannot_be_replicated() {
 
 #[tokio::test]
 async fn policy_aliases_tags_and_description_are_independent_per_region() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "primary", &[]);
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
         .await
@@ -142,7 +142,7 @@ async fn policy_aliases_tags_and_description_are_independent_per_region() {
 
 #[tokio::test]
 async fn alias_names_are_unique_per_region_but_may_repeat_across_regions() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let a = twin.create_key("us-east-1", false, None, "", &[]);
     let b = twin.create_key("us-east-1", false, None, "", &[]);
     let c = twin.create_key("eu-west-1", false, None, "", &[]);
@@ -168,7 +168,7 @@ async fn alias_names_are_unique_per_region_but_may_repeat_across_regions() {
 
 #[tokio::test]
 async fn deleting_a_primary_with_replicas_waits_for_them_and_cancel_leaves_it_disabled() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
         .await
@@ -206,7 +206,7 @@ async fn deleting_a_primary_with_replicas_waits_for_them_and_cancel_leaves_it_di
 
 #[tokio::test]
 async fn a_disabled_primary_cannot_be_replicated() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.set_state("us-east-1", &key.key_id, KeyState::Disabled);
     let e = twin
@@ -221,7 +221,7 @@ async fn a_disabled_primary_cannot_be_replicated() {
 
 #[tokio::test]
 async fn the_lockout_safety_check_refuses_policies_that_shut_the_caller_out() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     let only_alice = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ADMIN_USER}"}},"Action":"kms:*","Resource":"*"}}]}}"#
@@ -232,7 +232,7 @@ async fn the_lockout_safety_check_refuses_policies_that_shut_the_caller_out() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::MalformedPolicy);
     // The same policy naming the caller's role is accepted.
-    let with_role = only_alice.replace(ADMIN_USER, REPLICATOR_ROLE);
+    let with_role = only_alice.replace(ADMIN_USER, OPERATOR_ROLE);
     twin.put_key_policy("us-east-1", &key.key_id, &with_role)
         .await
         .unwrap();
@@ -245,7 +245,7 @@ async fn the_lockout_safety_check_refuses_policies_that_shut_the_caller_out() {
 
 #[tokio::test]
 async fn replicate_key_is_logged_in_the_primary_region_and_create_key_in_the_replica_region() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.take_trail();
     twin.replicate_key("us-east-1", &key.key_id, "eu-west-1", &spec())
@@ -261,7 +261,7 @@ async fn replicate_key_is_logged_in_the_primary_region_and_create_key_in_the_rep
     );
     assert_eq!(
         trail[0]["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"],
-        REPLICATOR_ROLE
+        OPERATOR_ROLE
     );
     assert_eq!(trail[1]["detail"]["eventName"], "CreateKey");
     assert_eq!(trail[1]["region"], "eu-west-1");
@@ -283,7 +283,7 @@ async fn replicate_key_is_logged_in_the_primary_region_and_create_key_in_the_rep
 
 #[tokio::test]
 async fn faults_outages_and_rate_limits_are_injectable() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.inject_fault(
         Some("us-east-1"),
@@ -319,7 +319,7 @@ async fn faults_outages_and_rate_limits_are_injectable() {
 
 #[tokio::test]
 async fn a_policy_over_32768_bytes_fails_validation_as_kms_length_constraint_does() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     let pad = "x".repeat(kms_replicator::policy::MAX_POLICY_BYTES);
     let big = twin
@@ -348,7 +348,7 @@ async fn a_policy_over_32768_bytes_fails_validation_as_kms_length_constraint_doe
 
 #[tokio::test]
 async fn a_persons_disable_key_is_recorded_with_who_made_it_and_only_enable_key_undoes_it() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let key = twin.create_key("us-east-1", true, None, "", &[]);
     twin.take_trail();
     let admin = twin.with_caller(ADMIN_USER);
@@ -369,7 +369,7 @@ async fn a_persons_disable_key_is_recorded_with_who_made_it_and_only_enable_key_
     // A role's call names the role as the session's issuer.
     assert_eq!(
         trail[0]["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str(),
-        Some(REPLICATOR_ROLE)
+        Some(OPERATOR_ROLE)
     );
     assert_eq!(
         twin.key("us-east-1", &key.key_id).unwrap().state,

@@ -6,7 +6,7 @@ use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec, TagIndex};
 use kms_replicator::Op;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use twin::Twin;
+use twin::{Twin, OPERATOR_ROLE};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -31,7 +31,7 @@ async fn key(twin: &Twin) -> String {
 
 #[tokio::test]
 async fn a_stalled_region_records_the_call_and_never_answers_while_other_regions_answer() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = key(&twin).await;
     twin.set_stall(Some(EU), None, None);
 
@@ -75,7 +75,7 @@ async fn a_stalled_region_records_the_call_and_never_answers_while_other_regions
 
 #[tokio::test]
 async fn a_stall_can_be_limited_to_one_operation() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = key(&twin).await;
     twin.set_stall(Some(EU), Some(Op::PutKeyPolicy), None);
 
@@ -102,7 +102,7 @@ async fn a_stall_can_be_limited_to_one_operation() {
 
 #[tokio::test]
 async fn a_delayed_stall_answers_late_and_a_write_is_still_applied() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     let id = key(&twin).await;
     twin.set_stall(Some(EU), None, Some(Duration::from_millis(300)));
 
@@ -128,7 +128,7 @@ async fn a_delayed_stall_answers_late_and_a_write_is_still_applied() {
 
 #[tokio::test]
 async fn the_tag_index_of_a_stalled_region_stalls_and_a_new_stall_replaces_the_old_one() {
-    let twin = Twin::new();
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
     key(&twin).await;
     twin.set_stall(Some(EAST), Some(Op::GetResources), None);
     assert!(timeout(

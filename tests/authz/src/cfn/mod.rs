@@ -71,6 +71,22 @@ impl Template {
         stack: Stack,
         overrides: &[(&str, &str)],
     ) -> Result<Template, CfnError> {
+        Template::read(text, stack, overrides, true)
+    }
+
+    /// Like [`Template::parse`] for reading parts of a template that do not depend on every
+    /// parameter (an event rule's pattern): a parameter with no value is an error only where it
+    /// is referred to.
+    pub fn parse_partial(text: &str, stack: Stack) -> Result<Template, CfnError> {
+        Template::read(text, stack, &[], false)
+    }
+
+    fn read(
+        text: &str,
+        stack: Stack,
+        overrides: &[(&str, &str)],
+        complete: bool,
+    ) -> Result<Template, CfnError> {
         let doc = yaml::parse(text)?;
         let mut parameters = BTreeMap::new();
         let declared = doc
@@ -93,6 +109,7 @@ impl Template {
                 .map(|(_, v)| v.to_string());
             let value = match given.or_else(|| decl.get("Default").map(scalar_text)) {
                 Some(v) => v,
+                None if !complete => continue,
                 None => {
                     return Err(CfnError::Parameter {
                         name: name.clone(),
@@ -116,7 +133,11 @@ impl Template {
             parameters,
             conditions: BTreeMap::new(),
         };
-        t.decide_conditions()?;
+        match t.decide_conditions() {
+            Err(e) if complete => return Err(e),
+            // A partial read leaves the conditions it cannot decide undecided.
+            _ => {}
+        }
         Ok(t)
     }
 
@@ -155,6 +176,17 @@ impl Template {
             .cloned()
             .unwrap_or(Value::Object(Map::new()));
         Ok(self.resolve(&props)?.unwrap_or(Value::Null))
+    }
+
+    /// A resource's `Metadata` (SAM's `BuildProperties`, say), intrinsic functions evaluated.
+    pub fn metadata(&self, logical_id: &str) -> Result<Value, CfnError> {
+        let meta = self
+            .resource_map()
+            .get(logical_id)
+            .and_then(|r| r.get("Metadata"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(self.resolve(&meta)?.unwrap_or(Value::Null))
     }
 
     /// What `Ref` gives for a resource (its physical name, or the ARN for the types whose
@@ -245,6 +277,13 @@ impl Template {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "/".to_string()),
         })
+    }
+
+    fn declares_parameter(&self, name: &str) -> bool {
+        self.doc
+            .get("Parameters")
+            .and_then(|p| p.get(name))
+            .is_some()
     }
 
     fn resource_map(&self) -> &Map<String, Value> {
@@ -497,6 +536,12 @@ impl Template {
             "AWS::URLSuffix" => "amazonaws.com".to_string(),
             _ => match self.parameters.get(name) {
                 Some(v) => v.clone(),
+                None if self.declares_parameter(name) => {
+                    return Err(CfnError::Parameter {
+                        name: name.to_string(),
+                        message: "has no value".into(),
+                    })
+                }
                 None => self.physical_ref(name)?,
             },
         }))

@@ -20,6 +20,8 @@ use crate::http::spawn_server;
 use crate::kms_api::KmsApi;
 use crate::lambda::{FunctionSpec, InvocationRecord, InvokeError, LambdaFunction, LAMBDA_REGION};
 use crate::pattern::{forward_rules_from_template, forwarder_beside, rules_from_template};
+use authz::cfn::{Stack, Template};
+use kms_replicator::Config;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,12 +30,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use twin::{Twin, ADMIN_USER};
+use twin::{Twin, ADMIN_USER, FAILOVER_ROLE, OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE};
 
-/// The access key id the functions use; requests signed with it act as the replicator's role.
-pub const FUNCTION_ACCESS_KEY: &str = "test";
+/// The access key id of the replicate function; each function signs with its own name, and
+/// acts as its role in the template (see [`function_roles`]).
+pub const FUNCTION_ACCESS_KEY: &str = "replicate";
 /// The access key id of the person in the demo and the tests: [`ADMIN_USER`].
 pub const ADMIN_ACCESS_KEY: &str = "admin";
+/// The access key id of a role with administrator access ([`OPERATOR_ROLE`]), for tests of the
+/// protocol rather than of anyone's permissions.
+pub const OPERATOR_ACCESS_KEY: &str = "operator";
 
 pub struct LocalCloudBuilder {
     twin: Option<Twin>,
@@ -175,10 +181,7 @@ impl LocalCloudBuilder {
         for (name, binary) in &self.functions {
             let mut env = vec![
                 ("AWS_ENDPOINT_URL".to_string(), endpoint.clone()),
-                (
-                    "AWS_ACCESS_KEY_ID".to_string(),
-                    FUNCTION_ACCESS_KEY.to_string(),
-                ),
+                ("AWS_ACCESS_KEY_ID".to_string(), name.clone()),
                 ("AWS_SECRET_ACCESS_KEY".to_string(), "test".to_string()),
             ];
             env.extend(self.env.iter().cloned());
@@ -222,10 +225,26 @@ impl LocalCloudBuilder {
             in_progress,
             self.retry_delay,
         );
-        let mut identities = self.identities;
-        identities
-            .entry(ADMIN_ACCESS_KEY.to_string())
-            .or_insert_with(|| ADMIN_USER.to_string());
+        let mut identities = default_access_keys();
+        // The functions' configuration gives the template's parameters, as a deployment does;
+        // their roles' policies come from the template the cloud routes with, or else the
+        // repository's.
+        let cfg = Config::from_lookup(|k| {
+            self.env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        });
+        if let Ok(cfg) = cfg {
+            let template = self
+                .template
+                .clone()
+                .unwrap_or_else(twin::auth::repository_template);
+            twin.deploy_template(&template, &cfg)?;
+            identities.extend(function_roles(&template, &cfg)?);
+        }
+        identities.extend(self.identities);
         let server = Arc::new(Server {
             api: KmsApi::new(twin.clone()),
             bus: bus.clone(),
@@ -250,6 +269,53 @@ impl LocalCloudBuilder {
             tasks: vec![serving, routing],
         })
     }
+}
+
+/// Who the well-known access keys act as: `admin` is the person ([`ADMIN_USER`]); each
+/// function's name is its role.
+fn default_access_keys() -> BTreeMap<String, String> {
+    [
+        (ADMIN_ACCESS_KEY, ADMIN_USER),
+        (OPERATOR_ACCESS_KEY, OPERATOR_ROLE),
+        ("replicate", REPLICATE_ROLE),
+        ("reconcile", RECONCILE_ROLE),
+        ("failover", FAILOVER_ROLE),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Each function of `template` (by its binary's name) and the ARN of its role, with the
+/// parameters that give `cfg`.
+pub fn function_roles(template: &Path, cfg: &Config) -> Result<BTreeMap<String, String>, String> {
+    let params = twin::auth::template_parameters(cfg);
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let stack = Stack::new(
+        twin::auth::STACK_NAME,
+        twin::DEFAULT_ACCOUNT,
+        twin::auth::HOME_REGION,
+    );
+    let t = Template::load(template, stack, &params).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for (id, ty) in t.resources() {
+        if ty != "AWS::Serverless::Function" && ty != "AWS::Lambda::Function" {
+            continue;
+        }
+        let binary = t.metadata(&id).map_err(|e| e.to_string())?["BuildProperties"]["Binary"]
+            .as_str()
+            .map(str::to_string);
+        let role = t.properties(&id).map_err(|e| e.to_string())?["Role"]
+            .as_str()
+            .map(str::to_string);
+        if let (Some(binary), Some(role)) = (binary, role) {
+            out.insert(binary, role);
+        }
+    }
+    Ok(out)
 }
 
 pub struct LocalCloud {

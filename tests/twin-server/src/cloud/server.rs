@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use twin::REPLICATOR_ROLE;
 
 pub(super) struct Server {
     pub(super) api: KmsApi,
@@ -113,7 +112,8 @@ impl Server {
             .identities
             .get(&akid)
             .cloned()
-            .unwrap_or_else(|| REPLICATOR_ROLE.to_string());
+            // Any other key is a principal the account does not know: no identity policy.
+            .unwrap_or_else(|| format!("arn:aws:iam::{}:user/{akid}", twin::DEFAULT_ACCOUNT));
         if let Some(op) = target.strip_prefix("TrentService.") {
             let result = self.api.call(&caller, &region, op, &parsed).await;
             self.bus.poke();

@@ -40,13 +40,13 @@ impl KmsApi {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let tags = tags_in(body)?;
-        let info = kms.create_key(
+        let info = kms.try_create_key(
             region,
             multi_region,
             opt_str(body, "Policy"),
             opt_str(body, "Description").unwrap_or(""),
             &tags,
-        );
+        )?;
         Ok(json!({"KeyMetadata": self.key_metadata(&info)}))
     }
 

@@ -73,6 +73,25 @@ struct Extra {
     when: Option<Undocumented>,
 }
 
+/// What kind of resource a check names, as the Service Authorization Reference types them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResourceType {
+    Key,
+    Alias,
+    /// No resource (`*`).
+    None,
+}
+
+/// A check as it was made: for comparing the twin's checks with the Service Authorization
+/// Reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CheckRecord {
+    pub action: Op,
+    pub resource_type: ResourceType,
+    /// The condition keys the request context held (as named when set).
+    pub keys: Vec<String>,
+}
+
 /// One authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -198,6 +217,14 @@ impl Check {
             Target::Key(k) => k.arn.clone(),
             Target::Alias(a) => a.clone(),
             Target::Nothing => "*".to_string(),
+        }
+    }
+
+    pub fn resource_type(&self) -> ResourceType {
+        match &self.target {
+            Target::Key(_) => ResourceType::Key,
+            Target::Alias(_) => ResourceType::Alias,
+            Target::Nothing => ResourceType::None,
         }
     }
 

@@ -27,8 +27,20 @@ pub const RECONCILE_ROLE: &str =
 pub const FAILOVER_ROLE: &str =
     "arn:aws:iam::111122223333:role/kms-replicator/kms-replicator-FailoverFunctionRole";
 
+/// The three function roles.
+pub const FUNCTION_ROLES: [&str; 3] = [REPLICATE_ROLE, RECONCILE_ROLE, FAILOVER_ROLE];
+
 /// A person with administrator access (`*` on `*`), as key owners and incident responders are.
 pub const ADMIN_USER: &str = "arn:aws:iam::111122223333:user/Alice";
+/// A role with administrator access, for tests of the twin's KMS semantics made by a role.
+pub const OPERATOR_ROLE: &str = "arn:aws:iam::111122223333:role/operator";
+/// Another team of the account, which administers its own keys (`kms:*`).
+pub const TEAM_B_ROLE: &str = "arn:aws:iam::111122223333:role/team-b";
+
+/// Whether `caller` is one of the replicator's roles: a role under the template's IAM path.
+pub fn is_replicator(caller: &str) -> bool {
+    caller.contains(":role/kms-replicator/")
+}
 
 /// A principal and its identity policies.
 #[derive(Debug, Clone)]
@@ -70,15 +82,22 @@ impl Identities {
         self.by_arn.keys().map(String::as_str)
     }
 
-    /// The people of the tests: [`ADMIN_USER`] with administrator access.
+    /// The people of the tests: [`ADMIN_USER`] and [`OPERATOR_ROLE`] with administrator
+    /// access, [`TEAM_B_ROLE`] with KMS access.
     pub fn people() -> Identities {
         let mut ids = Identities::default();
         let admin = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "AdministratorAccess", "Effect": "Allow", "Action": "*", "Resource": "*"}
         ]});
+        let admin = Policy::parse(&admin).expect("static policy");
+        ids.insert(ADMIN_USER, vec![admin.clone()]);
+        ids.insert(OPERATOR_ROLE, vec![admin]);
+        let key_admin = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "KeyAdministrator", "Effect": "Allow", "Action": "kms:*", "Resource": "*"}
+        ]});
         ids.insert(
-            ADMIN_USER,
-            vec![Policy::parse(&admin).expect("static policy")],
+            TEAM_B_ROLE,
+            vec![Policy::parse(&key_admin).expect("static policy")],
         );
         ids
     }
@@ -101,23 +120,31 @@ impl Identities {
     /// The repository's `template.yaml` deployed with the parameters that give `cfg` (read once
     /// per distinct set of parameters).
     pub fn for_config(cfg: &Config) -> Identities {
-        let params = template_parameters(cfg);
+        Identities::for_template(&repository_template(), cfg)
+            .unwrap_or_else(|e| panic!("template.yaml cannot be deployed for {cfg:?}: {e}"))
+    }
+
+    /// `template` deployed with the parameters that give `cfg` (each template and set of
+    /// parameters read once).
+    pub fn for_template(template: &Path, cfg: &Config) -> Result<Identities, String> {
+        let mut params = template_parameters(cfg);
+        params.push(("(template)".into(), template.display().to_string()));
         static CACHE: OnceLock<Mutex<ByParameters>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         if let Some(ids) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&params) {
-            return ids.clone();
+            return Ok(ids.clone());
         }
         let borrowed: Vec<(&str, &str)> = params
             .iter()
+            .filter(|(k, _)| k != "(template)")
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let ids = Identities::deployed(&repository_template(), &borrowed)
-            .unwrap_or_else(|e| panic!("template.yaml cannot be deployed with {params:?}: {e}"));
+        let ids = Identities::deployed(template, &borrowed)?;
         cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(params, ids.clone());
-        ids
+        Ok(ids)
     }
 }
 

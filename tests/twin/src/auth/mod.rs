@@ -13,9 +13,11 @@
 mod checks;
 mod identities;
 
-pub use checks::{Check, KeyFacts, Undocumented};
+pub use checks::{Check, CheckRecord, KeyFacts, ResourceType, Undocumented};
 pub use identities::{
-    Identities, Identity, ADMIN_USER, FAILOVER_ROLE, RECONCILE_ROLE, REPLICATE_ROLE,
+    is_replicator, repository_template, template_parameters, Identities, Identity, ACCOUNT,
+    ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES, HOME_REGION, OPERATOR_ROLE, RECONCILE_ROLE,
+    REPLICATE_ROLE, STACK_NAME, TEAM_B_ROLE,
 };
 
 use authz::policy::{identity_decision, resource_decision};
@@ -50,6 +52,16 @@ impl Authorization {
             enabled: true,
             identities,
             undocumented: Undocumented::all(),
+        }
+    }
+
+    /// What a decision of `check` for `caller` puts on the record.
+    pub fn record_of(&self, caller: &str, check: &Check) -> CheckRecord {
+        let ctx = check.context(caller, &self.undocumented);
+        CheckRecord {
+            action: check.action,
+            resource_type: check.resource_type(),
+            keys: ctx.entries().map(|(k, _)| k.to_string()).collect(),
         }
     }
 

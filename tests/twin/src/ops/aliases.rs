@@ -1,6 +1,7 @@
 //! ListAliases, CreateAlias, UpdateAlias and DeleteAlias: alias names are unique per Region,
 //! and each Region's aliases are its own.
 
+use crate::auth::Check;
 use crate::state::{err, State};
 use crate::trail;
 use kms_replicator::model::AliasEntry;
@@ -10,9 +11,12 @@ use serde_json::json;
 
 pub(crate) fn list_aliases(
     s: &State,
+    caller: &str,
     region: &str,
     key_id: Option<&str>,
 ) -> KmsResult<Vec<AliasEntry>> {
+    let check = Check::without_resource(Op::ListAliases, region);
+    s.authorize(caller, Op::ListAliases, region, &check)?;
     let filter = match key_id {
         Some(k) => Some(s.resolve(Op::ListAliases, region, k)?),
         None => None,
@@ -37,6 +41,8 @@ pub(crate) fn create_alias(
     const OP: Op = Op::CreateAlias;
     alias_name_ok(OP, region, alias)?;
     let id = s.resolve(OP, region, key_id)?;
+    authorize_alias(s, caller, OP, region, alias)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     s.manageable(OP, region, &id)?;
     let slot = (region.to_string(), alias.to_string());
     if s.aliases.contains_key(&slot) {
@@ -72,6 +78,8 @@ pub(crate) fn update_alias(
     const OP: Op = Op::UpdateAlias;
     alias_name_ok(OP, region, alias)?;
     let id = s.resolve(OP, region, key_id)?;
+    authorize_alias(s, caller, OP, region, alias)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     s.manageable(OP, region, &id)?;
     let slot = (region.to_string(), alias.to_string());
     let Some(old) = s.aliases.get(&slot).cloned() else {
@@ -86,6 +94,8 @@ pub(crate) fn update_alias(
             ),
         ));
     };
+    // UpdateAlias is authorized on the alias, the key it points to now and the new one.
+    s.authorize_key(caller, OP, region, &old, |c| c)?;
     s.aliases.insert(slot, id.clone());
     let (arn, old_arn) = (s.arn(region, &id), s.arn(region, &old));
     let params = json!({"aliasName": alias, "targetKeyId": key_id});
@@ -106,7 +116,7 @@ pub(crate) fn delete_alias(
 ) -> KmsResult<()> {
     const OP: Op = Op::DeleteAlias;
     let slot = (region.to_string(), alias.to_string());
-    let Some(id) = s.aliases.remove(&slot) else {
+    let Some(id) = s.aliases.get(&slot).cloned() else {
         return Err(err(
             ErrorKind::NotFound,
             OP,
@@ -118,6 +128,9 @@ pub(crate) fn delete_alias(
             ),
         ));
     };
+    authorize_alias(s, caller, OP, region, alias)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
+    s.aliases.remove(&slot);
     let arn = s.arn(region, &id);
     let params = json!({"aliasName": alias});
     s.push_record(
@@ -126,6 +139,13 @@ pub(crate) fn delete_alias(
             .key(&arn),
     );
     Ok(())
+}
+
+/// The alias side of CreateAlias, UpdateAlias and DeleteAlias: an alias has no policy of its
+/// own, so an IAM policy on its ARN decides.
+fn authorize_alias(s: &State, caller: &str, op: Op, region: &str, alias: &str) -> KmsResult<()> {
+    let arn = format!("arn:aws:kms:{region}:{}:{alias}", s.account);
+    s.authorize(caller, op, region, &Check::on_alias(op, region, &arn))
 }
 
 fn alias_name_ok(op: Op, region: &str, alias: &str) -> KmsResult<()> {

@@ -2,21 +2,36 @@
 //! GetResources for `kms:key` (it lists replicas as well as primaries, like the real index,
 //! and sees tag changes at once) and EventBridge PutEvents on the audit bus.
 
+use crate::auth::Check;
 use crate::state::State;
-use kms_replicator::port::{AuditError, AuditEvent, TaggedKey};
+use kms_replicator::op::Op;
+use kms_replicator::port::{AuditError, AuditEvent, KmsResult, TaggedKey};
+
+/// `tag:GetResources`: an IAM policy decides (the Tagging API has no resource to name).
+fn authorize(s: &State, caller: &str, region: &str) -> KmsResult<()> {
+    let check = Check::without_resource(Op::GetResources, region);
+    s.authorize(caller, Op::GetResources, region, &check)
+}
 
 /// Every key id of a Region, whatever its tags.
-pub(crate) fn key_ids(s: &State, region: &str) -> Vec<String> {
-    s.keys
+pub(crate) fn key_ids(s: &State, caller: &str, region: &str) -> KmsResult<Vec<String>> {
+    authorize(s, caller, region)?;
+    Ok(s.keys
         .keys()
         .filter(|(r, _)| r == region)
         .map(|(_, id)| id.clone())
-        .collect()
+        .collect())
 }
 
 /// The keys of a Region that carry `tag_key`, with its value.
-pub(crate) fn tagged_keys(s: &State, region: &str, tag_key: &str) -> Vec<TaggedKey> {
-    s.keys
+pub(crate) fn tagged_keys(
+    s: &State,
+    caller: &str,
+    region: &str,
+    tag_key: &str,
+) -> KmsResult<Vec<TaggedKey>> {
+    authorize(s, caller, region)?;
+    Ok(s.keys
         .iter()
         .filter(|((r, _), _)| r == region)
         .filter_map(|((r, id), k)| {
@@ -25,7 +40,7 @@ pub(crate) fn tagged_keys(s: &State, region: &str, tag_key: &str) -> Vec<TaggedK
                 value: k.tags.get(tag_key)?.clone(),
             })
         })
-        .collect()
+        .collect())
 }
 
 /// PutEvents: recorded for inspection, unless the bus is down.

@@ -1,5 +1,6 @@
 //! CreateKey, DescribeKey, ListKeys, GetKeyPolicy, PutKeyPolicy and UpdateKeyDescription.
 
+use crate::auth::{Check, KeyFacts};
 use crate::policy::{check_policy, default_policy};
 use crate::state::{State, TwinKey};
 use crate::trail;
@@ -9,7 +10,9 @@ use kms_replicator::port::KmsResult;
 use serde_json::json;
 
 /// A new `Enabled` key: a multi-Region primary or a single-Region key, with the default key
-/// policy unless `policy` is given.
+/// policy unless `policy` is given. Authorized as CreateKey is: `kms:CreateKey` in an IAM
+/// policy (there is no key yet), `kms:TagResource` too when tags are given, and the lockout
+/// check on the policy.
 pub(crate) fn create_key(
     s: &mut State,
     caller: &str,
@@ -18,9 +21,9 @@ pub(crate) fn create_key(
     policy: Option<&str>,
     description: &str,
     tags: &[Tag],
-) -> KeyInfo {
-    s.counter += 1;
-    let n = s.counter;
+) -> KmsResult<KeyInfo> {
+    const OP: Op = Op::CreateKey;
+    let n = s.counter + 1;
     let key_id = if multi_region {
         format!("mrk-{n:032x}")
     } else {
@@ -29,6 +32,31 @@ pub(crate) fn create_key(
     let policy = policy
         .map(str::to_string)
         .unwrap_or_else(|| default_policy(&s.account));
+    let facts = KeyFacts {
+        arn: s.arn(region, &key_id),
+        region: region.to_string(),
+        policy: policy.clone(),
+        tags: tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        multi_region_type: multi_region.then_some("PRIMARY"),
+        aliases: Vec::new(),
+        origin: "AWS_KMS".into(),
+        spec: "SYMMETRIC_DEFAULT".into(),
+        usage: "ENCRYPT_DECRYPT".into(),
+    };
+    let create = Check::without_resource(OP, region)
+        .new_key_properties(&facts, None)
+        .request_tags(tags, None)
+        .bypass_lockout_check(false);
+    s.authorize(caller, OP, region, &create)?;
+    if !tags.is_empty() {
+        let tag = Check::without_resource(Op::TagResource, region).request_tags(tags, None);
+        s.authorize(caller, OP, region, &tag)?;
+    }
+    check_policy(s, OP, caller, &facts, &policy)?;
+    s.counter = n;
     let key = TwinKey {
         key_id: key_id.clone(),
         region: region.to_string(),
@@ -60,11 +88,12 @@ pub(crate) fn create_key(
         .response(response)
         .key(&info.arn);
     s.push_record(rec);
-    info
+    Ok(info)
 }
 
-pub(crate) fn describe_key(s: &State, region: &str, key: &str) -> KmsResult<KeyInfo> {
+pub(crate) fn describe_key(s: &State, caller: &str, region: &str, key: &str) -> KmsResult<KeyInfo> {
     let id = s.resolve(Op::DescribeKey, region, key)?;
+    s.authorize_key(caller, Op::DescribeKey, region, &id, |c| c)?;
     let mut info = s.info(region, &id);
     // While a primary Region update is in progress, DescribeKey may show both the old and
     // the new primary as replicas.
@@ -76,16 +105,28 @@ pub(crate) fn describe_key(s: &State, region: &str, key: &str) -> KmsResult<KeyI
     Ok(info)
 }
 
-pub(crate) fn list_keys(s: &State, region: &str) -> Vec<String> {
-    s.keys
+pub(crate) fn list_keys(s: &State, caller: &str, region: &str) -> KmsResult<Vec<String>> {
+    s.authorize(
+        caller,
+        Op::ListKeys,
+        region,
+        &Check::without_resource(Op::ListKeys, region),
+    )?;
+    Ok(s.keys
         .keys()
         .filter(|(r, _)| r == region)
         .map(|(_, id)| id.clone())
-        .collect()
+        .collect())
 }
 
-pub(crate) fn get_key_policy(s: &State, region: &str, key_id: &str) -> KmsResult<String> {
+pub(crate) fn get_key_policy(
+    s: &State,
+    caller: &str,
+    region: &str,
+    key_id: &str,
+) -> KmsResult<String> {
     let id = s.resolve(Op::GetKeyPolicy, region, key_id)?;
+    s.authorize_key(caller, Op::GetKeyPolicy, region, &id, |c| c)?;
     Ok(s.keys[&(region.to_string(), id)].policy.clone())
 }
 
@@ -98,7 +139,8 @@ pub(crate) fn put_key_policy(
 ) -> KmsResult<()> {
     const OP: Op = Op::PutKeyPolicy;
     let id = s.resolve(OP, region, key_id)?;
-    check_policy(OP, region, policy, &s.account, caller)?;
+    s.authorize_key(caller, OP, region, &id, |c| c.bypass_lockout_check(false))?;
+    check_policy(s, OP, caller, &s.key_facts(region, &id), policy)?;
     s.get(region, &id).policy = policy.to_string();
     let arn = s.arn(region, &id);
     let params = json!({"keyId": key_id, "policyName": "default", "policy": policy, "bypassPolicyLockoutSafetyCheck": false});
@@ -115,6 +157,7 @@ pub(crate) fn update_key_description(
 ) -> KmsResult<()> {
     const OP: Op = Op::UpdateKeyDescription;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     s.manageable(OP, region, &id)?;
     s.get(region, &id).description = description.to_string();
     let arn = s.arn(region, &id);

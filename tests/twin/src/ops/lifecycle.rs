@@ -11,6 +11,7 @@ use serde_json::json;
 pub(crate) fn enable_key(s: &mut State, caller: &str, region: &str, key_id: &str) -> KmsResult<()> {
     const OP: Op = Op::EnableKey;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     let arn = s.arn(region, &id);
     let k = s.get(region, &id);
     match k.state {
@@ -44,6 +45,7 @@ pub(crate) fn disable_key(
 ) -> KmsResult<()> {
     const OP: Op = Op::DisableKey;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     let arn = s.arn(region, &id);
     let k = s.get(region, &id);
     if !matches!(k.state, KeyState::Enabled | KeyState::Disabled) {
@@ -71,6 +73,12 @@ pub(crate) fn schedule_key_deletion(
 ) -> KmsResult<()> {
     const OP: Op = Op::ScheduleKeyDeletion;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| {
+        c.with(
+            "kms:ScheduleKeyDeletionPendingWindowInDays",
+            pending_window_days.to_string(),
+        )
+    })?;
     s.manageable(OP, region, &id)?;
     if !(7..=30).contains(&pending_window_days) {
         return Err(err(
@@ -115,6 +123,7 @@ pub(crate) fn cancel_key_deletion(
 ) -> KmsResult<()> {
     const OP: Op = Op::CancelKeyDeletion;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
     let arn = s.arn(region, &id);
     let k = s.get(region, &id);
     if !k.state.is_pending_deletion() {

@@ -25,22 +25,22 @@ use kms_replicator::port::{
 impl Kms for Twin {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
         self.enter(region, Op::DescribeKey).await?;
-        keys::describe_key(&self.lock(), region, key)
+        keys::describe_key(&self.lock(), &self.caller, region, key)
     }
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
         self.enter(region, Op::GetKeyPolicy).await?;
-        keys::get_key_policy(&self.lock(), region, key_id)
+        keys::get_key_policy(&self.lock(), &self.caller, region, key_id)
     }
 
     async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
         self.enter(region, Op::ListResourceTags).await?;
-        tags::list_resource_tags(&self.lock(), region, key_id)
+        tags::list_resource_tags(&self.lock(), &self.caller, region, key_id)
     }
 
     async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
         self.enter(region, Op::ListAliases).await?;
-        aliases::list_aliases(&self.lock(), region, key_id)
+        aliases::list_aliases(&self.lock(), &self.caller, region, key_id)
     }
 
     async fn replicate_key(
@@ -120,7 +120,7 @@ impl Kms for Twin {
 
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
         self.enter(region, Op::ListKeys).await?;
-        Ok(keys::list_keys(&self.lock(), region))
+        keys::list_keys(&self.lock(), &self.caller, region)
     }
 
     async fn update_primary_region(
@@ -141,7 +141,7 @@ impl Twin {
     /// the operation `GetResources`, like [`TagIndex::tagged_keys`].
     pub async fn tag_index_key_ids(&self, region: &str) -> KmsResult<Vec<String>> {
         self.enter(region, Op::GetResources).await?;
-        Ok(index::key_ids(&self.lock(), region))
+        index::key_ids(&self.lock(), &self.caller, region)
     }
 }
 
@@ -150,7 +150,7 @@ impl Twin {
 impl TagIndex for Twin {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
         self.enter(region, Op::GetResources).await?;
-        Ok(index::tagged_keys(&self.lock(), region, tag_key))
+        index::tagged_keys(&self.lock(), &self.caller, region, tag_key)
     }
 }
 

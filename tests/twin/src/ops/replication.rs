@@ -2,6 +2,7 @@
 //! both Regions' request quotas, fails when the other Region is down, and is logged in both
 //! Regions (the second record as a call KMS made on the caller's behalf).
 
+use crate::auth::{Check, KeyFacts, Undocumented};
 use crate::policy::{check_policy, default_policy};
 use crate::state::{err, State, TwinKey};
 use crate::trail;
@@ -30,6 +31,9 @@ pub(crate) fn replicate_key(
         })?;
     }
     let id = s.resolve(OP, primary_region, key_id)?;
+    s.authorize_key(caller, OP, primary_region, &id, |c| {
+        c.with("kms:ReplicaRegion", replica_region)
+    })?;
     let arn = s.arn(primary_region, &id);
     let src = s.keys[&(primary_region.to_string(), id.clone())].clone();
     if src.multi_region != Some(MultiRegionKeyType::Primary) {
@@ -74,13 +78,30 @@ pub(crate) fn replicate_key(
             format!("KMS in {replica_region} is not available"),
         ));
     }
-    let policy = match &spec.policy {
-        Some(p) => {
-            check_policy(OP, primary_region, p, &s.account, caller)?;
-            p.clone()
-        }
-        None => default_policy(&s.account),
+    let policy = spec
+        .policy
+        .clone()
+        .unwrap_or_else(|| default_policy(&s.account));
+    let replica_facts = KeyFacts {
+        arn: s.arn(replica_region, &id),
+        region: replica_region.to_string(),
+        policy: policy.clone(),
+        tags: spec
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        multi_region_type: Some("REPLICA"),
+        aliases: Vec::new(),
+        ..s.key_facts(primary_region, &id)
     };
+    authorize_replica_side(s, caller, primary_region, &replica_facts, spec)?;
+    if spec.policy.is_some() {
+        check_policy(s, OP, caller, &replica_facts, &policy).map_err(|mut e| {
+            e.region = primary_region.to_string();
+            e
+        })?;
+    }
     let creating_for = s.creating_for;
     let replica = TwinKey {
         key_id: id.clone(),
@@ -131,6 +152,34 @@ pub(crate) fn replicate_key(
     Ok(info)
 }
 
+/// What ReplicateKey is authorized for in the replica's Region, before the replica exists
+/// (the KMS Developer Guide, "Replicating keys"): `kms:CreateKey` in an IAM policy there, and
+/// `kms:TagResource` too when the request passes Tags. Neither can name the key: a statement
+/// restricted to key ARNs does not match.
+fn authorize_replica_side(
+    s: &State,
+    caller: &str,
+    primary_region: &str,
+    replica: &KeyFacts,
+    spec: &ReplicaSpec,
+) -> KmsResult<()> {
+    const OP: Op = Op::ReplicateKey;
+    let region = replica.region.as_str();
+    let create = Check::without_resource(Op::CreateKey, region)
+        .across_regions()
+        .new_key_properties(replica, Some(Undocumented::ReplicaKeyProperties))
+        .request_tags(&spec.tags, Some(Undocumented::ReplicaCreateKeyTags))
+        .bypass_lockout_check(false);
+    s.authorize(caller, OP, primary_region, &create)?;
+    if !spec.tags.is_empty() {
+        let tag = Check::without_resource(Op::TagResource, region)
+            .across_regions()
+            .request_tags(&spec.tags, None);
+        s.authorize(caller, OP, primary_region, &tag)?;
+    }
+    Ok(())
+}
+
 /// ReplicateKey refuses a primary that is disabled, pending deletion, creating or updating.
 fn replicable(region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
     const OP: Op = Op::ReplicateKey;
@@ -178,6 +227,9 @@ pub(crate) fn update_primary_region(
 ) -> KmsResult<()> {
     const OP: Op = Op::UpdatePrimaryRegion;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| {
+        c.with("kms:PrimaryRegion", new_primary_region)
+    })?;
     let arn = s.arn(region, &id);
     let primary = s.keys[&(region.to_string(), id.clone())].clone();
     // Also what a caller meets while a previous update is still propagating.
@@ -223,6 +275,15 @@ pub(crate) fn update_primary_region(
             format!("KMS in {new_primary_region} is not available"),
         ));
     }
+    // Authorized on the replica too, in its own Region, by its own key policy.
+    let on_replica = Check::on_key(OP, &s.key_facts(new_primary_region, &id))
+        .across_regions()
+        .undocumented(
+            Undocumented::PrimaryRegionOnReplica,
+            "kms:PrimaryRegion",
+            vec![new_primary_region.to_string()],
+        );
+    s.authorize(caller, OP, region, &on_replica)?;
     promotable(OP, region, &new_arn, replica.state)?;
     // One UpdatePrimaryRegion counts as a request in each of the two Regions.
     s.charge(new_primary_region, OP).map_err(|mut e| {

@@ -7,8 +7,14 @@ use kms_replicator::op::Op;
 use kms_replicator::port::KmsResult;
 use serde_json::json;
 
-pub(crate) fn list_resource_tags(s: &State, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
+pub(crate) fn list_resource_tags(
+    s: &State,
+    caller: &str,
+    region: &str,
+    key_id: &str,
+) -> KmsResult<Vec<Tag>> {
     let id = s.resolve(Op::ListResourceTags, region, key_id)?;
+    s.authorize_key(caller, Op::ListResourceTags, region, &id, |c| c)?;
     Ok(s.keys[&(region.to_string(), id)]
         .tags
         .iter()
@@ -25,6 +31,7 @@ pub(crate) fn tag_resource(
 ) -> KmsResult<()> {
     const OP: Op = Op::TagResource;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| c.request_tags(tags, None))?;
     s.manageable(OP, region, &id)?;
     let k = s.get(region, &id);
     for t in tags {
@@ -45,6 +52,9 @@ pub(crate) fn untag_resource(
 ) -> KmsResult<()> {
     const OP: Op = Op::UntagResource;
     let id = s.resolve(OP, region, key_id)?;
+    s.authorize_key(caller, OP, region, &id, |c| {
+        c.with_all("aws:TagKeys", keys.iter().cloned())
+    })?;
     s.manageable(OP, region, &id)?;
     let k = s.get(region, &id);
     for key in keys {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use twin::{example_primary_policy, DEFAULT_ACCOUNT, REPLICATOR_ROLE};
+use twin::{example_primary_policy, is_replicator, DEFAULT_ACCOUNT};
 use twin_server::{LocalCloud, ADMIN_ACCESS_KEY};
 
 pub const HOME: &str = "us-east-1";
@@ -177,10 +177,7 @@ impl Demo {
         let new_d = &deliveries[self.seen_deliveries.min(deliveries.len())..];
         let new_i = &invocations[self.seen_invocations.min(invocations.len())..];
         let delivered = new_d.iter().filter(|d| !d.delivered_to.is_empty()).count();
-        let own = new_d
-            .iter()
-            .filter(|d| d.caller() == REPLICATOR_ROLE)
-            .count();
+        let own = new_d.iter().filter(|d| is_replicator(&d.caller())).count();
         let errors = new_i.iter().filter(|i| i.result.is_err()).count();
         let names: Vec<String> = {
             let mut m: BTreeMap<&str, usize> = BTreeMap::new();

@@ -22,7 +22,7 @@ use kms_replicator::aws::AwsKms;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use twin::{DEFAULT_ACCOUNT, REPLICATOR_ROLE};
+use twin::{DEFAULT_ACCOUNT, FAILOVER_ROLE, RECONCILE_ROLE, REPLICATE_ROLE};
 use twin_server::pattern::find_template;
 use twin_server::{LocalCloud, ADMIN_ACCESS_KEY};
 
@@ -84,7 +84,10 @@ async fn start_cloud(options: &Options, replicate: &Path, failover: Option<&Path
         .env("ALLOWED_REGIONS", ALLOWED)
         .env("REMOVAL_POLICY", "ScheduleDeletion")
         .env("PENDING_WINDOW_DAYS", "7")
-        .env("IGNORE_CALLER_ARNS", REPLICATOR_ROLE)
+        .env(
+            "IGNORE_CALLER_ARNS",
+            &format!("{REPLICATE_ROLE} {RECONCILE_ROLE} {FAILOVER_ROLE}"),
+        )
         .log_dir(&options.log_dir)
         .retry_delay(Duration::from_millis(500))
         .timeout(Duration::from_secs(60));

@@ -1,0 +1,416 @@
+//! What the stack's roles may do, decided as AWS decides it: the identity policies of
+//! `template.yaml`'s roles (read from the template with the deployment's parameters), a key
+//! policy that delegates to IAM, and the request context KMS builds for each check, with and
+//! without each context key AWS does not document for that check.
+//!
+//! The must-deny matrix holds for every deployment (both removal policies, every policy mode)
+//! and every choice of undocumented keys; the must-allow list beside it shows that the denials
+//! are not vacuous: each role can do exactly its job.
+
+use kms_replicator::config::{PolicyMode, RemovalPolicy};
+use kms_replicator::model::Tag;
+use kms_replicator::{Config, Op};
+use std::collections::{BTreeMap, BTreeSet};
+use twin::auth::{repository_template, Authorization, Check, Identities, KeyFacts, Undocumented};
+use twin::{FAILOVER_ROLE, RECONCILE_ROLE, REPLICATE_ROLE};
+
+const ALLOWED: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+/// A Region outside AllowedRegions.
+const OUTSIDE: &str = "ap-south-1";
+const ROLES: [&str; 3] = [REPLICATE_ROLE, RECONCILE_ROLE, FAILOVER_ROLE];
+/// The roles that never act on a primary.
+const SYNC_ROLES: [&str; 2] = [REPLICATE_ROLE, RECONCILE_ROLE];
+
+fn deployments() -> Vec<Config> {
+    let mut out = Vec::new();
+    for removal in [
+        RemovalPolicy::Retain,
+        RemovalPolicy::ScheduleDeletion {
+            pending_window_days: 7,
+        },
+    ] {
+        for mode in [PolicyMode::Rewrite, PolicyMode::Verbatim, PolicyMode::Off] {
+            let mut cfg = Config::new(&ALLOWED);
+            cfg.removal = removal;
+            cfg.policy_mode = mode;
+            out.push(cfg);
+        }
+    }
+    out
+}
+
+/// Every undocumented key set, each one left out alone, and none set.
+fn undocumented_variants() -> Vec<BTreeSet<Undocumented>> {
+    let mut out = vec![Undocumented::all(), BTreeSet::new()];
+    for u in Undocumented::ALL {
+        let mut s = Undocumented::all();
+        s.remove(&u);
+        out.push(s);
+    }
+    out
+}
+
+fn root_delegation() -> String {
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#.into()
+}
+
+/// A key whose policy delegates to IAM: `kind` PRIMARY, REPLICA, or `None` for single-Region.
+fn key(region: &str, kind: Option<&'static str>) -> KeyFacts {
+    let id = if kind.is_some() {
+        "mrk-00000000000000000000000000000001"
+    } else {
+        "00000001-0000-4000-8000-000000000001"
+    };
+    KeyFacts {
+        arn: format!("arn:aws:kms:{region}:111122223333:key/{id}"),
+        region: region.to_string(),
+        policy: root_delegation(),
+        tags: BTreeMap::from([("replicate-to".to_string(), "us-west-2".to_string())]),
+        multi_region_type: kind,
+        aliases: vec!["alias/payments".into()],
+        origin: "AWS_KMS".into(),
+        spec: "SYMMETRIC_DEFAULT".into(),
+        usage: "ENCRYPT_DECRYPT".into(),
+    }
+}
+
+fn primary(region: &str) -> KeyFacts {
+    key(region, Some("PRIMARY"))
+}
+
+fn replica(region: &str) -> KeyFacts {
+    key(region, Some("REPLICA"))
+}
+
+fn tags(keys: &[&str]) -> Vec<Tag> {
+    keys.iter().map(|k| Tag::new(*k, "v")).collect()
+}
+
+fn alias_arn(region: &str) -> String {
+    format!("arn:aws:kms:{region}:111122223333:alias/payments")
+}
+
+/// The writes a role makes to one existing key, each with the context its request brings.
+fn writes_to(k: &KeyFacts) -> Vec<(Op, Check)> {
+    vec![
+        (
+            Op::PutKeyPolicy,
+            Check::on_key(Op::PutKeyPolicy, k).bypass_lockout_check(false),
+        ),
+        (
+            Op::UpdateKeyDescription,
+            Check::on_key(Op::UpdateKeyDescription, k),
+        ),
+        (
+            Op::TagResource,
+            Check::on_key(Op::TagResource, k).request_tags(&tags(&["team"]), None),
+        ),
+        (
+            Op::UntagResource,
+            Check::on_key(Op::UntagResource, k).with_all("aws:TagKeys", ["team".to_string()]),
+        ),
+        (Op::CreateAlias, Check::on_key(Op::CreateAlias, k)),
+        (Op::UpdateAlias, Check::on_key(Op::UpdateAlias, k)),
+        (
+            Op::ScheduleKeyDeletion,
+            Check::on_key(Op::ScheduleKeyDeletion, k)
+                .with("kms:ScheduleKeyDeletionPendingWindowInDays", "7"),
+        ),
+        (
+            Op::CancelKeyDeletion,
+            Check::on_key(Op::CancelKeyDeletion, k),
+        ),
+        (Op::EnableKey, Check::on_key(Op::EnableKey, k)),
+    ]
+}
+
+/// The checks of one ReplicateKey with Tags from `from` to `to`, as KMS makes them.
+fn replicate_key(from: &str, to: &str) -> Vec<Check> {
+    let p = primary(from);
+    let mut new = replica(to);
+    new.tags.clear();
+    let t = tags(&["replicate-to", "team", "kms-replicator:primary-regions"]);
+    vec![
+        Check::on_key(Op::ReplicateKey, &p).with("kms:ReplicaRegion", to),
+        Check::without_resource(Op::CreateKey, to)
+            .across_regions()
+            .new_key_properties(&new, Some(Undocumented::ReplicaKeyProperties))
+            .request_tags(&t, Some(Undocumented::ReplicaCreateKeyTags))
+            .bypass_lockout_check(false),
+        Check::without_resource(Op::TagResource, to)
+            .across_regions()
+            .request_tags(&t, None),
+    ]
+}
+
+/// The two checks of UpdatePrimaryRegion from `from` to `to`.
+fn update_primary_region(from: &str, to: &str) -> Vec<Check> {
+    vec![
+        Check::on_key(Op::UpdatePrimaryRegion, &primary(from)).with("kms:PrimaryRegion", to),
+        Check::on_key(Op::UpdatePrimaryRegion, &replica(to))
+            .across_regions()
+            .undocumented(
+                Undocumented::PrimaryRegionOnReplica,
+                "kms:PrimaryRegion",
+                vec![to.to_string()],
+            ),
+    ]
+}
+
+fn allowed(auth: &Authorization, role: &str, check: &Check) -> bool {
+    auth.authorize(role, check.action, &check.region, check)
+        .is_ok()
+}
+
+/// Every check of `checks` passes.
+fn all_allowed(auth: &Authorization, role: &str, checks: &[Check]) -> bool {
+    checks.iter().all(|c| allowed(auth, role, c))
+}
+
+fn each_deployment(mut test: impl FnMut(&Config, &Authorization, &str)) {
+    for cfg in deployments() {
+        for present in undocumented_variants() {
+            let mut auth = Authorization::on(Identities::for_config(&cfg));
+            auth.undocumented = present.clone();
+            let label = format!(
+                "{:?} {:?}, undocumented keys set: {present:?}",
+                cfg.removal, cfg.policy_mode
+            );
+            test(&cfg, &auth, &label);
+        }
+    }
+}
+
+#[test]
+fn no_role_writes_a_primary_except_failovers_two_tags_and_its_promotion() {
+    each_deployment(|_, auth, label| {
+        for region in ALLOWED {
+            let p = primary(region);
+            for (op, check) in writes_to(&p) {
+                for role in ROLES {
+                    assert!(
+                        !allowed(auth, role, &check),
+                        "{role} {op} on a primary ({label})"
+                    );
+                }
+            }
+            let alias = Check::on_alias(Op::CreateAlias, region, &alias_arn(region));
+            let key_side = Check::on_key(Op::CreateAlias, &p);
+            for role in ROLES {
+                assert!(
+                    !(allowed(auth, role, &alias) && allowed(auth, role, &key_side)),
+                    "{role} points an alias at a primary ({label})"
+                );
+            }
+        }
+        // The failover function tags the old primary with the replication tag and the
+        // history tag before it promotes; any other tag key is refused.
+        let p = primary("us-east-1");
+        let own = Check::on_key(Op::TagResource, &p).request_tags(
+            &tags(&["replicate-to", "kms-replicator:primary-regions"]),
+            None,
+        );
+        assert!(allowed(auth, FAILOVER_ROLE, &own), "{label}");
+        let other = Check::on_key(Op::TagResource, &p)
+            .request_tags(&tags(&["replicate-to", "owner"]), None);
+        assert!(!allowed(auth, FAILOVER_ROLE, &other), "{label}");
+        for role in SYNC_ROLES {
+            assert!(
+                !allowed(auth, role, &own),
+                "{role} tags a primary ({label})"
+            );
+        }
+    });
+}
+
+#[test]
+fn no_role_writes_outside_allowed_regions() {
+    each_deployment(|_, auth, label| {
+        let r = replica(OUTSIDE);
+        for (op, check) in writes_to(&r) {
+            for role in ROLES {
+                assert!(
+                    !allowed(auth, role, &check),
+                    "{role} {op} in {OUTSIDE} ({label})"
+                );
+            }
+        }
+        let alias = Check::on_alias(Op::CreateAlias, OUTSIDE, &alias_arn(OUTSIDE));
+        for role in ROLES {
+            assert!(
+                !allowed(auth, role, &alias),
+                "{role} makes an alias in {OUTSIDE} ({label})"
+            );
+            // KMS checks the primary side first; it names the replica's Region.
+            let to_outside = replicate_key("us-east-1", OUTSIDE);
+            assert!(
+                !all_allowed(auth, role, &to_outside),
+                "{role} replicates to {OUTSIDE} ({label})"
+            );
+            let from_outside = replicate_key(OUTSIDE, "us-west-2");
+            assert!(
+                !all_allowed(auth, role, &from_outside),
+                "{role} replicates from {OUTSIDE} ({label})"
+            );
+            assert!(
+                !all_allowed(auth, role, &update_primary_region("us-east-1", OUTSIDE)),
+                "{role} promotes into {OUTSIDE} ({label})"
+            );
+        }
+    });
+}
+
+#[test]
+fn with_retain_no_role_deletes_restores_or_enables_a_key() {
+    each_deployment(|cfg, auth, label| {
+        let retain = cfg.removal == RemovalPolicy::Retain;
+        let r = replica("us-west-2");
+        for (op, check) in writes_to(&r) {
+            if !matches!(
+                op,
+                Op::ScheduleKeyDeletion | Op::CancelKeyDeletion | Op::EnableKey
+            ) {
+                continue;
+            }
+            for role in ROLES {
+                assert_eq!(
+                    allowed(auth, role, &check),
+                    !retain,
+                    "{role} {op} on a replica ({label})"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn only_the_failover_role_may_change_the_primary_region() {
+    each_deployment(|_, auth, label| {
+        let promote = update_primary_region("us-east-1", "us-west-2");
+        assert!(all_allowed(auth, FAILOVER_ROLE, &promote), "{label}");
+        for role in SYNC_ROLES {
+            assert!(!all_allowed(auth, role, &promote), "{role} ({label})");
+        }
+    });
+}
+
+#[test]
+fn no_role_bypasses_the_lockout_safety_check_nor_creates_a_single_region_key_or_a_primary() {
+    each_deployment(|_, auth, label| {
+        let bypass =
+            Check::on_key(Op::PutKeyPolicy, &replica("us-west-2")).bypass_lockout_check(true);
+        let mut new = replica("us-west-2");
+        new.tags.clear();
+        let create_bypassing = Check::without_resource(Op::CreateKey, "us-west-2")
+            .new_key_properties(&new, None)
+            .bypass_lockout_check(true);
+        let single = Check::without_resource(Op::CreateKey, "us-west-2")
+            .new_key_properties(&key("us-west-2", None), None)
+            .bypass_lockout_check(false);
+        let a_primary = Check::without_resource(Op::CreateKey, "us-west-2")
+            .new_key_properties(&primary("us-west-2"), None)
+            .bypass_lockout_check(false);
+        for role in ROLES {
+            for (what, check) in [
+                ("PutKeyPolicy bypassing the lockout check", &bypass),
+                ("CreateKey bypassing the lockout check", &create_bypassing),
+                ("CreateKey of a single-Region key", &single),
+                ("CreateKey of a primary", &a_primary),
+            ] {
+                assert!(!allowed(auth, role, check), "{role}: {what} ({label})");
+            }
+        }
+    });
+}
+
+#[test]
+fn each_role_may_do_its_job_on_replicas_in_allowed_regions() {
+    each_deployment(|cfg, auth, label| {
+        let deletes = cfg.removal != RemovalPolicy::Retain;
+        for role in ROLES {
+            assert!(
+                all_allowed(auth, role, &replicate_key("us-east-1", "eu-west-1")),
+                "{role} creates a replica with tags ({label})"
+            );
+            let r = replica("eu-west-1");
+            for (op, check) in writes_to(&r) {
+                let deletion = matches!(
+                    op,
+                    Op::ScheduleKeyDeletion | Op::CancelKeyDeletion | Op::EnableKey
+                );
+                if deletion && !deletes {
+                    continue;
+                }
+                assert!(
+                    allowed(auth, role, &check),
+                    "{role} {op} on a replica ({label})"
+                );
+            }
+            let alias = Check::on_alias(Op::CreateAlias, "eu-west-1", &alias_arn("eu-west-1"));
+            assert!(allowed(auth, role, &alias), "{role} ({label})");
+            for op in [Op::DescribeKey, Op::GetKeyPolicy, Op::ListResourceTags] {
+                assert!(
+                    allowed(auth, role, &Check::on_key(op, &primary("us-east-1"))),
+                    "{role} {op}"
+                );
+            }
+            let single = key("us-east-1", None);
+            assert!(
+                allowed(auth, role, &Check::on_key(Op::DescribeKey, &single)),
+                "{role}"
+            );
+            assert!(
+                !allowed(auth, role, &Check::on_key(Op::GetKeyPolicy, &single)),
+                "{role}"
+            );
+            assert!(allowed(
+                auth,
+                role,
+                &Check::without_resource(Op::ListAliases, "us-east-1")
+            ));
+        }
+        let list = Check::without_resource(Op::GetResources, "us-east-1");
+        assert!(allowed(auth, RECONCILE_ROLE, &list), "{label}");
+        assert!(!allowed(auth, REPLICATE_ROLE, &list), "{label}");
+        let keys = Check::without_resource(Op::ListKeys, "us-east-1");
+        assert!(allowed(auth, FAILOVER_ROLE, &keys), "{label}");
+    });
+}
+
+/// The template before the replica-side TagResource was granted: ReplicateKey with Tags is
+/// authorized for kms:TagResource in the replica's Region on "*" (the replica does not exist
+/// yet), which a statement restricted to key ARNs does not match. Every new replica was refused.
+#[test]
+fn replicate_key_with_tags_is_refused_without_a_tag_statement_unrestricted_to_keys() {
+    let text = std::fs::read_to_string(repository_template()).expect("template.yaml");
+    let start = text
+        .find("          # ReplicateKey with Tags also needs kms:TagResource")
+        .expect("the statement's comment");
+    let end = start
+        + text[start..]
+            .find("          - Sid: KmsPutKeyPolicy")
+            .expect("next statement");
+    let before_fix = format!("{}{}", &text[..start], &text[end..]);
+    let dir = std::env::temp_dir().join(format!("kms-replicator-authz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, before_fix).unwrap();
+    let cfg = Config::new(&ALLOWED);
+    let old = Authorization::on(Identities::for_template(&path, &cfg).expect("old template"));
+    let new = Authorization::on(Identities::for_config(&cfg));
+    let checks = replicate_key("us-east-1", "us-west-2");
+    let refused = checks
+        .iter()
+        .find_map(|c| {
+            old.authorize(REPLICATE_ROLE, Op::ReplicateKey, "us-east-1", c)
+                .err()
+        })
+        .expect("the old template refuses a new replica");
+    assert!(
+        refused.message.contains("kms:TagResource on resource: *"),
+        "{}",
+        refused.message
+    );
+    assert!(all_allowed(&new, REPLICATE_ROLE, &checks));
+    let _ = std::fs::remove_dir_all(dir);
+}
