@@ -443,11 +443,17 @@ fn key_outcome(inv: &Invoked, expected: &str) -> Result<Value, Problem> {
     if outcome == expected {
         return Ok(k);
     }
+    let reason = k["reason"]
+        .as_str()
+        .or(inv.answer["summary"].as_str())
+        .unwrap_or("");
+    // A failed check whose words the reason already quotes adds nothing.
     let failed: Vec<String> = k["checks"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|c| c["passed"] == false)
+        .filter(|c| !reason.contains(c["detail"].as_str().unwrap_or("")))
         .map(|c| {
             format!(
                 "{}: {}",
@@ -456,22 +462,18 @@ fn key_outcome(inv: &Invoked, expected: &str) -> Result<Value, Problem> {
             )
         })
         .collect();
+    let outcome = if outcome.is_empty() {
+        "no outcome"
+    } else {
+        outcome
+    };
+    let checks = if failed.is_empty() {
+        String::new()
+    } else {
+        format!(" (failed checks: {})", failed.join("; "))
+    };
     Err(Problem::new(format!(
-        "the failover function answered {} instead of {expected}: {}{}",
-        if outcome.is_empty() {
-            "no outcome"
-        } else {
-            outcome
-        },
-        k["reason"]
-            .as_str()
-            .or(inv.answer["summary"].as_str())
-            .unwrap_or(""),
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!("; failed checks: {}", failed.join("; "))
-        }
+        "the failover function answered {outcome} instead of {expected}: {reason}{checks}"
     ))
     .with_denials(Denial::all_in(&inv.answer)))
 }
@@ -635,7 +637,7 @@ mod tests {
         assert!(p.message.starts_with("the failover function answered failed instead of promoted: UpdatePrimaryRegion was refused"), "{}", p.message);
         assert!(
             p.message
-                .contains("failed checks: update_primary_region: User:"),
+                .contains("(failed checks: update_primary_region: User:"),
             "{}",
             p.message
         );

@@ -357,6 +357,48 @@ async fn a_step_that_fails_is_explained_the_rest_is_not_run_and_cleanup_still_re
 }
 
 #[tokio::test]
+async fn a_refused_promotion_fails_that_step_in_the_functions_words_and_cleanup_still_runs() {
+    let cloud = start(true).await;
+    let dir = scratch("refused-promotion");
+    // The first UpdatePrimaryRegion (the promotion; the dry run makes none) is refused.
+    cloud.twin().inject_fault(
+        Some(HOME),
+        Some(kms_replicator::Op::UpdatePrimaryRegion),
+        "AccessDeniedException",
+        1,
+    );
+
+    let mut c = harness(&cloud, Some("1"));
+    c.args(journey_args(&dir, "30s"));
+    let out = run(c).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&dir);
+    let journey = statuses(&r["journey"]);
+    assert!(
+        journey[..7].iter().all(|(_, s)| s == "passed"),
+        "{journey:?}"
+    );
+    assert_eq!(journey[7], ("promotion".into(), "failed".into()));
+    let error = r["journey"][7]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the failover function answered failed instead of promoted"),
+        "{error}"
+    );
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    let cleanup = statuses(&r["cleanup"]);
+    assert!(cleanup.iter().all(|(_, s)| s == "passed"), "{cleanup:?}");
+    cloud.settle(Duration::from_secs(30)).await.unwrap();
+    let key = key_id_of(&r);
+    assert_eq!(
+        cloud.twin().key(HOME, &key).unwrap().state,
+        KeyState::PendingReplicaDeletion,
+        "the primary never moved"
+    );
+    assert_cleaned_up(&cloud, &key);
+}
+
+#[tokio::test]
 async fn a_run_that_was_killed_is_cleaned_up_from_its_ledger_and_blocks_new_runs_until_then() {
     let cloud = start(false).await;
     let dir = scratch("killed");
