@@ -550,31 +550,32 @@ async fn promotion(ctx: &Ctx, key: &TestKey, target: &str) -> Result<(), Problem
     }
 }
 
-/// A wait for the replicator ran out: the reconcile function's plan for the key says what is
-/// still missing (and quotes any refusal it met), and the report says where to look next.
+/// A wait for the replicator ran out. The reconcile function tells a missing event from a
+/// missing permission: its plan for the key (no writes) says what is still to do, and a repair
+/// of this key only (the one the run made) either makes it, so the permissions that reconcile
+/// shares with replicate work and the event never reached the replicate function, or fails
+/// with KMS's refusal, which the report reads out.
 async fn explain_wait(ctx: &Ctx, key: &TestKey, p: Problem) -> Problem {
     let mut p = p;
     match &ctx.settings.reconcile_function {
-        Some(f) => match ctx
-            .cloud
-            .invoke(f, &json!({"dryRun": true, "keys": [key.arn]}))
-            .await
-        {
-            Ok(inv) => {
-                match (inv.answer["summary"].as_str(), inv.answer["errorMessage"].as_str()) {
-                    (Some(s), _) => s.lines().for_each(|l| ctx.saw(format!("reconcile's plan: {l}"))),
-                    (None, Some(m)) => ctx.saw(format!("the reconcile function failed: {m}")),
-                    _ => ctx.saw(format!("the reconcile function answered {}", inv.answer)),
+        Some(f) => {
+            let plan = reconcile(ctx, f, "plan", json!({"dryRun": true, "keys": [key.arn]})).await;
+            p = p.with_denials(plan.denials);
+            if plan.changes > 0 {
+                let repair = reconcile(ctx, f, "repair", json!({"keys": [key.arn]})).await;
+                p = p.with_denials(repair.denials);
+                if repair.changes > 0 && repair.failed == 0 {
+                    ctx.saw(
+                        "the reconcile function made the change itself: the permissions it shares \
+                         with the replicate function work, so the event did not reach the \
+                         replicate function or the replicate function failed",
+                    );
                 }
-                p = p.with_denials(Denial::all_in(&inv.answer));
             }
-            Err(e) => {
-                ctx.saw(format!("the reconcile function's plan could not be had: {e}"));
-                p = p.with_denials(e.denial().into_iter().collect());
-            }
-        },
+        }
         None => ctx.saw(
-            "for the reconcile function's plan of this key, pass --reconcile-function (or --stack-outputs)",
+            "for the reconcile function's plan and repair of this key, pass --reconcile-function \
+             (or --stack-outputs)",
         ),
     }
     ctx.saw(format!(
@@ -585,6 +586,44 @@ async fn explain_wait(ctx: &Ctx, key: &TestKey, p: Problem) -> Problem {
         key.id
     ));
     p
+}
+
+/// What one invocation of the reconcile function said.
+struct Reconciled {
+    /// Changes planned (dry run) or made.
+    changes: u64,
+    failed: u64,
+    denials: Vec<Denial>,
+}
+
+async fn reconcile(ctx: &Ctx, function: &str, what: &str, request: Value) -> Reconciled {
+    let inv = match ctx.cloud.invoke(function, &request).await {
+        Ok(inv) => inv,
+        Err(e) => {
+            ctx.saw(format!(
+                "the reconcile function's {what} could not be had: {e}"
+            ));
+            return Reconciled {
+                changes: 0,
+                failed: 0,
+                denials: e.denial().into_iter().collect(),
+            };
+        }
+    };
+    let a = &inv.answer;
+    // A run with a retryable failure answers as a function error whose message is the plan.
+    match (a["summary"].as_str(), a["errorMessage"].as_str()) {
+        (Some(text), _) | (None, Some(text)) => text
+            .lines()
+            .for_each(|l| ctx.saw(format!("reconcile's {what}: {l}"))),
+        (None, None) => ctx.saw(format!("reconcile's {what}: {a}")),
+    }
+    let count = |k: &str| a["counts"][k].as_u64().unwrap_or(0);
+    Reconciled {
+        changes: count("planned") + count("repaired"),
+        failed: count("failed") + u64::from(inv.function_error.is_some()),
+        denials: Denial::all_in(a),
+    }
 }
 
 #[cfg(test)]

@@ -327,7 +327,8 @@ async fn a_step_that_fails_is_explained_the_rest_is_not_run_and_cleanup_still_re
         "{error}"
     );
     assert!(error.contains("us-west-2: no key"), "{error}");
-    // The reconcile function's plan says what the replicator would still do.
+    // The reconcile function's plan says what the replicator would still do, and its repair
+    // of the key tells a missing event from a missing permission.
     let seen: Vec<&str> = failed["seen"]
         .as_array()
         .unwrap()
@@ -340,6 +341,16 @@ async fn a_step_that_fails_is_explained_the_rest_is_not_run_and_cleanup_still_re
         "{seen:?}"
     );
     assert!(
+        seen.iter()
+            .any(|l| l.starts_with("reconcile's repair: Applied: 4 change(s) to 1 key(s)")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("the event did not reach the replicate function")),
+        "{seen:?}"
+    );
+    assert!(
         seen.iter().any(|l| l.starts_with("where to look:")),
         "{seen:?}"
     );
@@ -347,10 +358,17 @@ async fn a_step_that_fails_is_explained_the_rest_is_not_run_and_cleanup_still_re
     let cleanup = statuses(&r["cleanup"]);
     assert!(cleanup.iter().all(|(_, s)| s == "passed"), "{cleanup:?}");
     let key = key_id_of(&r);
+    // The repair's replicas were found through the key's multi-Region configuration.
+    for region in REPLICAS {
+        assert_eq!(
+            cloud.twin().key(region, &key).unwrap().state,
+            KeyState::PendingDeletion,
+            "{region}"
+        );
+    }
     assert_eq!(
         cloud.twin().key(HOME, &key).unwrap().state,
-        KeyState::PendingDeletion,
-        "no replica: the primary itself is pending deletion"
+        KeyState::PendingReplicaDeletion
     );
     assert_cleaned_up(&cloud, &key);
     assert_bystander_untouched(&cloud, &other);
