@@ -62,3 +62,24 @@ bench-quick: bench-build
 
 bench-build:
 	$(CARGO) build --release --locked -p replicate -p reconcile -p failover
+
+## The user journeys against the deployed stack in a real AWS account, then cleanup and a
+## report per step (tests/acceptance/; docs/deployment.md#first-deploy-check-it-in-a-sandbox-account).
+## Refuses without KMS_REPLICATOR_ACCEPTANCE=1. REPLICA_REGIONS="us-west-2 eu-west-1" is
+## required; the functions are found with `sam list stack-outputs` (STACK_NAME, default
+## kms-replicator) unless FAILOVER_FUNCTION (and RECONCILE_FUNCTION) name them; AWS_PROFILE,
+## AWS_REGION (the stack's), REMOVAL_POLICY (Retain or ScheduleDeletion, as deployed) and
+## ACCEPTANCE_WAIT (default 10m) are read too. `make acceptance-cleanup`: what an interrupted
+## run left (its ledger, target/acceptance/ledger.json).
+.PHONY: acceptance acceptance-cleanup acceptance-build
+
+acceptance: acceptance-build
+	ACCEPTANCE_BIN=$(TARGET_DIR)/debug/kms-acceptance tests/acceptance/run.sh journeys
+
+acceptance-cleanup: acceptance-build
+	ACCEPTANCE_BIN=$(TARGET_DIR)/debug/kms-acceptance tests/acceptance/run.sh cleanup
+
+# The dev profile on purpose: the release profile aborts on a panic, and the harness turns a
+# panic in a step into a failed step and cleans up after it.
+acceptance-build:
+	$(CARGO) build --locked -p acceptance
