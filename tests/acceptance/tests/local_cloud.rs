@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
-use twin::{ADMIN_USER, REPLICATOR_ROLE};
+use twin::{ADMIN_USER, FUNCTION_ROLES};
 use twin_server::{LocalCloud, ADMIN_ACCESS_KEY};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kms-acceptance");
@@ -37,7 +37,7 @@ async fn start(with_replicate: bool) -> LocalCloud {
         .env("ALLOWED_REGIONS", "us-east-1 us-west-2 eu-west-1")
         .env("REMOVAL_POLICY", "ScheduleDeletion")
         .env("PENDING_WINDOW_DAYS", "7")
-        .env("IGNORE_CALLER_ARNS", REPLICATOR_ROLE)
+        .env("IGNORE_CALLER_ARNS", &FUNCTION_ROLES.join(" "))
         .function_env("failover", "FAILOVER_WAIT_SECONDS", "20")
         .retry_delay(Duration::from_millis(100))
         .timeout(Duration::from_secs(30));
@@ -505,4 +505,32 @@ async fn without_the_opt_in_the_harness_refuses_and_calls_nothing() {
     );
     assert!(cloud.invocations().is_empty(), "no function was invoked");
     assert!(!dir.join("ledger.json").exists() && !dir.join("report.json").exists());
+}
+
+#[tokio::test]
+async fn a_principal_without_the_permission_is_told_which_action_on_which_resource_was_refused() {
+    let cloud = start(true).await;
+    let dir = scratch("refused");
+    // A principal the account knows nothing of: no identity policy allows it anything.
+    let mut c = harness(&cloud, Some("1"));
+    c.env("AWS_ACCESS_KEY_ID", "nobody");
+    c.args(journey_args(&dir, "2s"));
+    let out = run(c).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&dir);
+    assert_eq!(r["passed"], false);
+    let step = &r["journey"][0];
+    assert_eq!(step["status"], "failed", "{r:#}");
+    let denial = &step["access_denied"][0];
+    assert_eq!(
+        denial["principal"], "arn:aws:iam::111122223333:user/nobody",
+        "{r:#}"
+    );
+    assert_eq!(denial["action"], "kms:CreateKey", "{r:#}");
+    assert_eq!(denial["resource"], "*", "{r:#}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kms:CreateKey"),
+        "the printed report names the action"
+    );
 }
