@@ -21,6 +21,7 @@ pub mod limit;
 pub mod metrics;
 pub mod model;
 pub mod op;
+pub mod pipeline;
 pub mod policy;
 pub mod policy_diff;
 pub mod port;

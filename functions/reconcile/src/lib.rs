@@ -18,6 +18,8 @@
 //! [`settings`](Settings) and [`request`](parse_request) read the environment and the
 //! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened.
 
+pub mod health;
+pub mod missed;
 mod report;
 mod request;
 mod settings;

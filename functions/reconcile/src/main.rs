@@ -2,8 +2,9 @@
 //! and tagging adapters in one rate limiter per process, and runs a sweep per invocation with
 //! [`reconcile::Reconciler`] against the invocation's deadline.
 
-use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms, AwsTagIndex};
+use kms_replicator::aws::{audit_sink, load_sdk_config, AwsKms, AwsPipelineProbe, AwsTagIndex};
 use kms_replicator::error::deadline_instant;
+use kms_replicator::error::FunctionError;
 use kms_replicator::limit::{Quotas, RateLimitedKms};
 use kms_replicator::{telemetry, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -21,6 +22,8 @@ async fn main() -> Result<(), Error> {
     let kms = RateLimitedKms::new(AwsKms::new(&sdk), quotas.clone());
     let tags = RateLimitedKms::new(AwsTagIndex::new(&sdk), quotas);
     let audit = audit_sink(&sdk, &config);
+    let probe = AwsPipelineProbe::new(&sdk, &config.metrics_namespace);
+    let home = reconcile::health::home_from_env(&config);
     let reconciler = Reconciler {
         kms: &kms,
         tags: &tags,
@@ -30,8 +33,16 @@ async fn main() -> Result<(), Error> {
         limiter: Some(&kms),
     };
     run(service_fn(|event: LambdaEvent<Value>| {
-        let reconciler = &reconciler;
+        let (reconciler, probe, home, config) = (&reconciler, &probe, &home, &config);
         async move {
+            // {"check":"pipeline"}: the event path's health, read-only.
+            match reconcile::health::requested_check(&event.payload) {
+                Some(Ok(())) => {
+                    return Ok(reconcile::health::check_pipeline(probe, config, home).await)
+                }
+                Some(Err(e)) => return Err(FunctionError::InvalidInput(e)),
+                None => {}
+            }
             let deadline = deadline_instant(event.context.deadline);
             reconciler.handle(&event.payload, Some(deadline)).await
         }

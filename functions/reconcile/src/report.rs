@@ -27,6 +27,9 @@ pub struct Sweep {
     /// Keys abandoned while in flight at the deadline (their writes so far stand; the next
     /// run completes them).
     pub interrupted: Vec<String>,
+    /// Keys repaired that events should already have fixed, per primary Region
+    /// ([`crate::missed`]).
+    pub events_missed: crate::missed::Missed,
     /// Regions whose tag index could not be read.
     pub discovery_errors: Vec<KmsError>,
     pub duration: Duration,
@@ -164,6 +167,7 @@ impl Sweep {
                 "message": e.message, "retryable": e.is_retryable(),
             })).collect::<Vec<_>>(),
             "durationMs": self.duration.as_millis() as u64,
+            "eventsMissed": self.events_missed,
         })
     }
 
@@ -188,6 +192,7 @@ impl Sweep {
             .count("KeysRemaining", c.remaining)
             .count("DiscoveryErrors", self.discovery_errors.len())
             .count("Throttles", throttles)
+            .count("EventsMissed", self.events_missed.values().sum())
             .millis("RateLimitWait", self.rate_limit_wait.as_millis())
             .millis("SweepDuration", self.duration.as_millis())
             .property("complete", self.complete())

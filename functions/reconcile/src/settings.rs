@@ -17,6 +17,9 @@ pub struct Settings {
     pub deadline_margin: Duration,
     /// Requests per second allowed for each read operation, per Region.
     pub read_rate: u32,
+    /// How long after a key's creation a repair of it counts as one events should have made
+    /// (CloudTrail's delivery delay; [`crate::missed`]).
+    pub event_delay: Duration,
 }
 
 impl Default for Settings {
@@ -25,6 +28,7 @@ impl Default for Settings {
             concurrency: 16,
             deadline_margin: Duration::from_secs(10),
             read_rate: DEFAULT_READ_RATE,
+            event_delay: Duration::from_secs(900),
         }
     }
 }
@@ -51,6 +55,10 @@ impl Settings {
         }
         if let Some(n) = whole_number(&get, "RECONCILE_READ_RATE", 1..=2000, "")? {
             s.read_rate = n as u32;
+        }
+        if let Some(n) = whole_number(&get, "EVENT_DELIVERY_DELAY_SECONDS", 0..=86_400, "seconds")?
+        {
+            s.event_delay = Duration::from_secs(n);
         }
         Ok(s)
     }

@@ -18,7 +18,7 @@ use kms_replicator::Op;
 use kms_replicator::{AuditSink, Config, Kms, Syncer, TagIndex};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -44,6 +44,8 @@ struct Synced {
     reports: Vec<SyncReport>,
     /// Abandoned while in flight.
     interrupted: Vec<String>,
+    /// Repairs events should have made, per primary Region.
+    missed: crate::missed::Missed,
     not_started: Vec<String>,
 }
 
@@ -106,6 +108,7 @@ impl Reconciler<'_> {
         })?;
         let sweep = self.run(&request, deadline).await;
         sweep.metrics(&self.config.metrics_namespace).emit();
+        crate::missed::emit(&self.config.metrics_namespace, &sweep.events_missed);
         let c = sweep.counts();
         info!(
             dry_run = sweep.dry_run,
@@ -173,6 +176,7 @@ impl Reconciler<'_> {
             reports,
             not_started: synced.not_started,
             interrupted: synced.interrupted,
+            events_missed: synced.missed,
             discovery_errors: discovery.failed,
             duration: started.elapsed(),
             throttles: throttles_after.saturating_sub(throttles_before),
@@ -246,22 +250,27 @@ impl Reconciler<'_> {
         let mut running: HashSet<String> = HashSet::new();
         let mut reports = Vec::new();
         let mut interrupted = Vec::new();
+        let mut missed = crate::missed::Missed::new();
         loop {
             while in_flight.len() < self.settings.concurrency.max(1) && stops.may_start() {
                 let Some(w) = pending.next() else { break };
                 running.insert(w.requested.clone());
                 in_flight.push(async move {
-                    let report = self.process(&w, regions, index, dry_run).await;
+                    let (report, created) = self.process(&w, regions, index, dry_run).await;
                     self.publish(&report, ctx).await;
-                    (w.requested, report)
+                    (w.requested, report, created)
                 });
             }
             if in_flight.is_empty() {
                 break;
             }
             tokio::select! {
-                Some((requested, report)) = in_flight.next() => {
+                Some((requested, report, created)) = in_flight.next() => {
                     running.remove(&requested);
+                    let delay = self.settings.event_delay;
+                    if let Some(r) = crate::missed::missed_region(&report, created, delay, SystemTime::now()) {
+                        *missed.entry(r).or_default() += 1;
+                    }
                     log_report(&report);
                     reports.push(report);
                 }
@@ -285,6 +294,7 @@ impl Reconciler<'_> {
             reports,
             interrupted,
             not_started,
+            missed,
         }
     }
 
@@ -326,13 +336,14 @@ impl Reconciler<'_> {
 
     /// One key: describe it where it most likely is the primary, check it cheaply against
     /// the alias index, and sync it from fresh reads only if that shows something to do.
+    /// Returns the report and the primary's creation date (for [`crate::missed`]).
     async fn process(
         &self,
         w: &Work,
         sweep_regions: &[String],
         index: Option<&AliasIndex>,
         dry_run: bool,
-    ) -> SyncReport {
+    ) -> (SyncReport, Option<u64>) {
         let mut last_error = None;
         let mut info = None;
         for region in &w.regions {
@@ -355,8 +366,9 @@ impl Reconciler<'_> {
             };
             let mut r = SyncReport::key_level(&w.requested, outcome);
             r.dry_run = dry_run;
-            return r;
+            return (r, None);
         };
+        let created = info.creation_date;
         if let Some(mr) = &info.multi_region {
             if mr.key_type == MultiRegionKeyType::Replica
                 && !sweep_regions.contains(&mr.primary_region)
@@ -371,7 +383,7 @@ impl Reconciler<'_> {
                 r.key_id = Some(info.key_id.clone());
                 r.primary_region = Some(mr.primary_region.clone());
                 r.dry_run = dry_run;
-                return r;
+                return (r, created);
             }
         }
         if let Some(index) = index {
@@ -382,12 +394,13 @@ impl Reconciler<'_> {
             if is_clean(&quick) {
                 let mut r = quick;
                 r.dry_run = dry_run;
-                return r;
+                return (r, created);
             }
         }
-        Syncer::new(self.kms, self.config)
+        let report = Syncer::new(self.kms, self.config)
             .sync_described(&w.requested, info, dry_run)
-            .await
+            .await;
+        (report, created)
     }
 
     /// The key's audit events, as the replicate function publishes them, less "Replication

@@ -6,6 +6,8 @@ use kms_replicator::config::{whole_number, ConfigError};
 use kms_replicator::error::FunctionError;
 use kms_replicator::event::{parse_event_ignoring, Intake};
 use kms_replicator::limit::{Quotas, DEFAULT_READ_RATE};
+use kms_replicator::metrics::MetricSet;
+use kms_replicator::pipeline::{EVENTS_HANDLED, SOURCE_REGION};
 use kms_replicator::report::log_report;
 use kms_replicator::{AuditSink, Config, Kms, Syncer};
 use serde_json::{json, Value};
@@ -29,6 +31,7 @@ impl Replicator<'_> {
         event: &Value,
         _deadline: Option<Instant>,
     ) -> Result<Value, FunctionError> {
+        self.event_arrived(event);
         if let Some(reason) = self.other_account(event) {
             info!(%reason, "event ignored");
             return Ok(json!({"action": "ignored", "reason": reason}));
@@ -88,6 +91,23 @@ impl Replicator<'_> {
 }
 
 impl Replicator<'_> {
+    /// Counts a KMS event from its Region (`EventsHandled`, dimension `SourceRegion`): the
+    /// reconcile function's `{"check":"pipeline"}` reads the last one back, and its absence is
+    /// how a Region whose events stopped shows.
+    fn event_arrived(&self, event: &Value) {
+        let from_kms = event.get("source").and_then(Value::as_str) == Some("aws.kms");
+        if let Some(region) = event
+            .get("region")
+            .and_then(Value::as_str)
+            .filter(|_| from_kms)
+        {
+            MetricSet::new(&self.config.metrics_namespace)
+                .dimension(SOURCE_REGION, region)
+                .count(EVENTS_HANDLED, 1)
+                .emit();
+        }
+    }
+
     /// Why an event of another account than the stack's is not acted on (the rules match the
     /// stack's account only; this holds if a rule is ever widened by hand).
     fn other_account(&self, event: &Value) -> Option<String> {

@@ -2,11 +2,13 @@
 
 mod eventbridge;
 mod kms;
+mod pipeline;
 mod tagging;
 pub mod timeouts;
 
 pub use eventbridge::{audit_sink, EventBridgeAudit};
 pub use kms::AwsKms;
+pub use pipeline::{AwsPipelineProbe, LAST_EVENT_LOOKBACK};
 pub use tagging::AwsTagIndex;
 pub use timeouts::CallTimeouts;
 
