@@ -272,7 +272,8 @@ fn role_statements(template: &Yaml, role: &str) -> Vec<Yaml> {
     out
 }
 
-/// Allowed actions of a function's role, by service prefix (`kms:`, `events:`, `tag:`).
+/// Allowed actions of a function's role, by service prefix (`kms:`, `events:`, `tag:`,
+/// `cloudtrail:`, `cloudwatch:`).
 fn allowed_actions(template: &Yaml, function: &str) -> BTreeSet<String> {
     let role_ref = &template["Resources"][function]["Properties"]["Role"];
     let Yaml::Tagged(t) = role_ref else {
@@ -288,7 +289,11 @@ fn allowed_actions(template: &Yaml, function: &str) -> BTreeSet<String> {
         .iter()
         .filter(|s| s["Effect"].as_str() == Some("Allow"))
         .flat_map(|s| strings(&s["Action"]))
-        .filter(|a| a.starts_with("kms:") || a.starts_with("events:") || a.starts_with("tag:"))
+        .filter(|a| {
+            ["kms:", "events:", "tag:", "cloudtrail:", "cloudwatch:"]
+                .iter()
+                .any(|p| a.starts_with(p))
+        })
         .collect()
 }
 
@@ -327,6 +332,99 @@ fn adapter_operations() -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Every operation the pipeline probe (`shared/src/aws/pipeline.rs`) can send: its clients
+/// are named `cloudtrail`, `events` and `self.cloudwatch`.
+fn pipeline_operations() -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src/aws/pipeline.rs");
+    let compact: String = std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let mut out = BTreeSet::new();
+    for (client, prefix) in [
+        ("cloudtrail.", "cloudtrail"),
+        ("events.", "events"),
+        ("cloudwatch.", "cloudwatch"),
+    ] {
+        for piece in compact.split(client).skip(1) {
+            let op: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !op.is_empty() && op != "get" && piece[op.len()..].starts_with("()") {
+                out.insert(format!("{prefix}:{}", pascal(&op)));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_pipeline_check_is_allowed_its_six_read_only_calls_and_only_reconcile_has_them() {
+    let ops = pipeline_operations();
+    let expected: BTreeSet<String> = [
+        "cloudtrail:DescribeTrails",
+        "cloudtrail:GetTrailStatus",
+        "cloudtrail:GetEventSelectors",
+        "events:ListRules",
+        "events:ListTargetsByRule",
+        "cloudwatch:GetMetricData",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(ops, expected, "the probe's source scan");
+    let template = template();
+    for function in ["ReplicateFunction", "ReconcileFunction", "FailoverFunction"] {
+        let allowed = all_allowed_actions(&template, function);
+        for op in &ops {
+            assert_eq!(
+                allowed.contains(op),
+                function == "ReconcileFunction",
+                "{function} and {op}"
+            );
+        }
+        assert!(
+            !allowed
+                .iter()
+                .any(|a| a.starts_with("cloudtrail:") || a.starts_with("cloudwatch:"))
+                || function == "ReconcileFunction",
+            "{function}: {allowed:?}"
+        );
+    }
+    let reconcile = all_allowed_actions(&template, "ReconcileFunction");
+    let monitoring: BTreeSet<String> = reconcile
+        .into_iter()
+        .filter(|a| a.starts_with("cloudtrail:") || a.starts_with("cloudwatch:"))
+        .collect();
+    let expected_monitoring: BTreeSet<String> = expected
+        .iter()
+        .filter(|a| !a.starts_with("events:"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        monitoring, expected_monitoring,
+        "nothing more than the probe's reads"
+    );
+}
+
+/// Every action a function's role allows, whatever the service.
+fn all_allowed_actions(template: &Yaml, function: &str) -> BTreeSet<String> {
+    let Yaml::Tagged(t) = &template["Resources"][function]["Properties"]["Role"] else {
+        panic!("{function} has no Role: !GetAtt ...");
+    };
+    let role = t
+        .value
+        .as_str()
+        .unwrap()
+        .trim_end_matches(".Arn")
+        .to_string();
+    role_statements(template, &role)
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+        .flat_map(|s| strings(&s["Action"]))
+        .collect()
 }
 
 /// True when the function's own crate calls the sync engine.
@@ -369,6 +467,11 @@ async fn every_function_is_allowed_exactly_what_it_calls() {
         let mut needed = implied(called);
         if function_source_runs_sync(function) {
             needed.extend(implied(&sync_needs));
+        }
+        if *function == "ReconcileFunction" {
+            // {"check":"pipeline"}: read-only calls the twin does not model (no journey makes
+            // them), taken from the probe's source.
+            needed.extend(pipeline_operations());
         }
         for missing in needed.difference(&allowed) {
             problems.push(format!(

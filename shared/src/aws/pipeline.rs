@@ -79,8 +79,8 @@ fn describe<E: std::error::Error>(op: &str, e: E) -> String {
 #[async_trait]
 impl PipelineProbe for AwsPipelineProbe {
     async fn trails(&self, region: &str) -> ProbeResult<Vec<TrailState>> {
-        let client = self.cloudtrail.get(region);
-        let listed = client
+        let cloudtrail = self.cloudtrail.get(region);
+        let listed = cloudtrail
             .describe_trails()
             .include_shadow_trails(true)
             .send()
@@ -89,13 +89,13 @@ impl PipelineProbe for AwsPipelineProbe {
         let mut out = Vec::new();
         for t in listed.trail_list() {
             let Some(arn) = t.trail_arn() else { continue };
-            let status = client
+            let status = cloudtrail
                 .get_trail_status()
                 .name(arn)
                 .send()
                 .await
                 .map_err(|e| describe("cloudtrail:GetTrailStatus", e))?;
-            let selectors = client
+            let selectors = cloudtrail
                 .get_event_selectors()
                 .trail_name(arn)
                 .send()
@@ -118,11 +118,11 @@ impl PipelineProbe for AwsPipelineProbe {
     }
 
     async fn kms_rules(&self, region: &str) -> ProbeResult<Vec<RuleState>> {
-        let client = self.events.get(region);
+        let events = self.events.get(region);
         let mut rules = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = client
+            let page = events
                 .list_rules()
                 .event_bus_name("default")
                 .set_next_token(token.take())
@@ -134,7 +134,7 @@ impl PipelineProbe for AwsPipelineProbe {
                 let Some(name) = r.name().filter(|_| matches_kms) else {
                     continue;
                 };
-                let targets = client
+                let targets = events
                     .list_targets_by_rule()
                     .rule(name)
                     .event_bus_name("default")
