@@ -15,6 +15,8 @@ ALARMS = {
                                  [{"Name": "Function", "Value": "reconcile"}, {"Name": "Mode", "Value": "sweep"}]),
     "ReconcileKeysRemainingAlarm": ("KmsReplicator", "KeysRemaining",
                                     [{"Name": "Function", "Value": "reconcile"}, {"Name": "Mode", "Value": "sweep"}]),
+    "EventsMissedAlarm": ("KmsReplicator", "EventsMissed",
+                          [{"Name": "Function", "Value": "reconcile"}, {"Name": "Mode", "Value": "sweep"}]),
 }
 
 
@@ -32,7 +34,7 @@ def test_the_reconcile_metrics_the_alarms_read_are_the_ones_the_sweep_emits():
     from conftest import ROOT
 
     report = (ROOT / "functions" / "reconcile" / "src" / "report.rs").read_text(encoding="utf-8")
-    for metric in ("KeysFailed", "KeysRemaining"):
+    for metric in ("KeysFailed", "KeysRemaining", "EventsMissed"):
         assert f'.count("{metric}"' in report
     assert '.dimension("Function", "reconcile")' in report
 
@@ -67,3 +69,12 @@ def test_the_audit_events_a_person_must_act_on_are_sent_to_the_topic(resources):
         "detail-type": ["Replication Failed", "Failover Failed", "Replication Conflict"],
     }
     assert p["Targets"] == [{"Id": "AlarmTopic", "Arn": TOPIC}]
+
+
+def test_the_events_missed_alarm_watches_the_sweep_and_points_at_the_runbook(resources):
+    alarm = resources["EventsMissedAlarm"]["Properties"]
+    assert alarm["MetricName"] == "EventsMissed"
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"Function": "reconcile", "Mode": "sweep"}
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "not reaching the replicator" in alarm["AlarmDescription"]
+    assert "docs/runbook.md, section 6" in alarm["AlarmDescription"]

@@ -39,7 +39,16 @@ COMMON = {
 # ... plus these per function ...
 EXTRA = {
     "ReplicateFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}},
-    "ReconcileFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}, "TagGetResources": {"tag:GetResources"}},
+    "ReconcileFunction": {
+        "DeadLetterQueueSend": {"sqs:SendMessage"},
+        "TagGetResources": {"tag:GetResources"},
+        # {"check":"pipeline"}: read-only.
+        "PipelineReadTrails": {"cloudtrail:DescribeTrails"},
+        "PipelineReadTrailStatus": {"cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors"},
+        "PipelineListRules": {"events:ListRules"},
+        "PipelineReadRuleTargets": {"events:ListTargetsByRule"},
+        "PipelineReadLastEvent": {"cloudwatch:GetMetricData"},
+    },
     "FailoverFunction": {
         "KmsListKeys": {"kms:ListKeys"},
         "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"},
@@ -583,3 +592,17 @@ def test_each_managed_policy_is_shared_and_part_of_its_roles(resources):
         # and a function could start without it.
         assert not {"Roles", "Users", "Groups"} & set(properties), name
         assert properties["Path"] == "/kms-replicator/", name
+
+
+def test_the_pipeline_check_reads_only_and_only_this_accounts_trails_and_rules(template):
+    sids = by_sid(template, "ReconcileFunction")
+    for sid in ["PipelineReadTrails", "PipelineReadTrailStatus", "PipelineListRules",
+                "PipelineReadRuleTargets", "PipelineReadLastEvent"]:
+        for action in as_list(sids[sid]["Action"]):
+            verb = action.split(":")[1]
+            assert verb.startswith(("Describe", "Get", "List")), action
+    assert sids["PipelineReadTrailStatus"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"}
+    assert sids["PipelineReadRuleTargets"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:*:${AWS::AccountId}:rule/*"}
+
