@@ -9,7 +9,12 @@ use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
 use crate::report::{Action, Outcome, RegionReport};
+use futures::StreamExt;
 use tracing::debug;
+
+/// Alias writes of one replica in flight at once: KMS's CreateAlias and UpdateAlias quota is 5
+/// per second per Region (the rate limiter holds every call to it in any case).
+const ALIASES_AT_ONCE: usize = 5;
 
 /// Why one write was not made.
 pub(super) struct WriteFailure {
@@ -175,7 +180,8 @@ impl Syncer<'_> {
         };
     }
 
-    /// Makes the writes in order. A failed write does not stop the independent ones after it,
+    /// Makes the writes in order, then the alias writes concurrently (at most
+    /// [`ALIASES_AT_ONCE`], reported in plan order). A failed write does not stop the independent ones after it,
     /// but a failed restore step (CancelKeyDeletion, EnableKey) stops the plan, so that the
     /// deletion marker is removed only after the restore it records. With `existing`, an
     /// alias name is looked up before it is created, so that a name held by another key costs
@@ -190,6 +196,12 @@ impl Syncer<'_> {
         report: &mut RegionReport,
     ) -> Option<Outcome> {
         let mut problems: Vec<WriteFailure> = Vec::new();
+        // The aliases depend on nothing but the replica itself and on none of each other:
+        // they go out together, after the other writes (a restore comes first).
+        let (aliases, plan): (Vec<Action>, Vec<Action>) = plan
+            .into_iter()
+            .partition(|a| matches!(a, Action::CreateAlias { .. } | Action::UpdateAlias { .. }));
+        let mut stopped = false;
         for action in plan {
             let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
             match self.apply_one(region, key_id, action, existing).await {
@@ -198,11 +210,25 @@ impl Syncer<'_> {
                 Err(problem) => {
                     // A Region that did not answer one write would make each of the others
                     // wait out its own timeout: the retry (or the sweep) makes them later.
-                    let stop = restore || problem.unreachable;
+                    stopped = restore || problem.unreachable;
                     problems.push(problem);
-                    if stop {
+                    if stopped {
                         break;
                     }
+                }
+            }
+        }
+        if !stopped {
+            let results: Vec<_> = futures::stream::iter(aliases)
+                .map(|action| self.apply_one(region, key_id, action, existing))
+                .buffered(ALIASES_AT_ONCE)
+                .collect()
+                .await;
+            for result in results {
+                match result {
+                    Ok(Some(done)) => report.actions.push(done),
+                    Ok(None) => {}
+                    Err(problem) => problems.push(problem),
                 }
             }
         }
