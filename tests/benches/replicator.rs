@@ -26,6 +26,8 @@ struct Sizes {
     fan_out: &'static [(usize, u32)],
     fan_out_runs: usize,
     burst: usize,
+    /// Keys tagged one after another for the end-to-end latency.
+    latency_keys: usize,
     sweep: usize,
     failover: usize,
     histories: u32,
@@ -36,6 +38,7 @@ const FULL: Sizes = Sizes {
     fan_out: &[(1, 2), (3, 2), (5, 2), (10, 2), (10, 1)],
     fan_out_runs: 5,
     burst: 500,
+    latency_keys: 100,
     sweep: 10_000,
     failover: 100,
     histories: 1000,
@@ -46,6 +49,7 @@ const QUICK: Sizes = Sizes {
     fan_out: &[(1, 2), (10, 2), (10, 1)],
     fan_out_runs: 1,
     burst: 20,
+    latency_keys: 10,
     sweep: 300,
     failover: 10,
     histories: 50,
@@ -125,7 +129,8 @@ fn machine() -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only fan-out` (or cold-start, economy, burst, sweep, failover, histories): one kind.
+    // `--only fan-out` (or cold-start, economy, latency, burst, sweep, failover, histories): one
+    // kind.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -209,6 +214,49 @@ async fn main() {
             floor: format!("{minimum} calls"),
             ratio: format!("{:.2}", n as f64 / minimum as f64),
             goal: "exactly the minimum",
+        });
+    }
+
+    if run("latency") {
+        // `--event-delay-ms N`: CloudTrail's delay before EventBridge has the event (AWS states
+        // no bound); 500 ms unless given.
+        let delay = args
+            .iter()
+            .position(|a| a == "--event-delay-ms")
+            .and_then(|i| args.get(i + 1)?.parse::<u64>().ok())
+            .map_or(Duration::from_millis(500), Duration::from_millis);
+        let l = bench.latency(sizes.latency_keys, delay).await;
+        let floor = delay + LATENCY * scenarios::NEW_KEY_ROUNDS;
+        eprintln!(
+            "latency: p50 {:?}, p99 {:?} / {floor:?}",
+            l.percentile(50),
+            l.percentile(99)
+        );
+        rows.push(Row {
+            scenario: format!(
+                "latency: a person's TagResource to both replicas `Enabled` with 2 aliases, {} keys one after another, events {} after the call",
+                l.each.len(),
+                secs(delay)
+            ),
+            figure: format!(
+                "p50 {}, p99 {}; {} throttles; {} dead letters",
+                secs(l.percentile(50)),
+                secs(l.percentile(99)),
+                l.throttles,
+                l.dead_letters
+            ),
+            floor: format!(
+                "{}: {} delivery + {} rounds x {}",
+                secs(floor),
+                secs(delay),
+                scenarios::NEW_KEY_ROUNDS,
+                secs(LATENCY)
+            ),
+            ratio: format!(
+                "{:.2}",
+                l.percentile(50).as_secs_f64() / floor.as_secs_f64()
+            ),
+            goal: "reported (p50)",
         });
     }
 

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use twin::{Call, Twin, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES, RECONCILE_ROLE, REPLICATE_ROLE};
 use twin_server::{LocalCloud, LocalCloudBuilder};
 
+mod latency;
+pub use latency::Latencies;
+
 /// The latency injected on every KMS call: Lambda to KMS in the same Region.
 pub const LATENCY: Duration = Duration::from_millis(20);
 

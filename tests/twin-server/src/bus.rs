@@ -13,7 +13,7 @@ use crate::lambda::LambdaFunction;
 use crate::pattern::{ForwardRuleDef, RuleDef};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -112,6 +112,8 @@ pub struct Bus {
     in_progress: Arc<AtomicUsize>,
     wake: Notify,
     retry_delay: Duration,
+    /// CloudTrail's delay before an event reaches EventBridge, in ms (0: none).
+    delivery_delay_ms: AtomicU64,
 }
 
 impl Bus {
@@ -132,6 +134,7 @@ impl Bus {
             in_progress,
             wake: Notify::new(),
             retry_delay,
+            delivery_delay_ms: AtomicU64::new(0),
         })
     }
 
@@ -144,6 +147,13 @@ impl Bus {
                 b.route_trail();
             }
         })
+    }
+
+    /// Every event reaches its rule's target `d` after the call that made it, as CloudTrail's
+    /// delivery to EventBridge takes a while (AWS states no bound).
+    pub fn set_delivery_delay(&self, d: Duration) {
+        self.delivery_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Routes what is in the trail now (called after each request, and every 50 ms for writes
@@ -206,7 +216,21 @@ impl Bus {
                         event["region"].as_str().unwrap_or("?"),
                         kms_replicator::event::caller_arn(d).unwrap_or_default()
                     );
-                    f.invoke_async(event.clone(), trigger, self.retry_delay);
+                    let delay =
+                        Duration::from_millis(self.delivery_delay_ms.load(Ordering::SeqCst));
+                    if delay.is_zero() {
+                        f.invoke_async(event.clone(), trigger, self.retry_delay);
+                    } else {
+                        // Counted as in progress while on its way.
+                        self.in_progress.fetch_add(1, Ordering::SeqCst);
+                        let (f, event, retry) = (f.clone(), event.clone(), self.retry_delay);
+                        let in_progress = self.in_progress.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            f.invoke_async(event, trigger, retry);
+                            in_progress.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
                     delivered_to.push(f.name().to_string());
                 }
             }

@@ -55,6 +55,7 @@ pub struct LocalCloudBuilder {
     timeout: Duration,
     concurrency: usize,
     identities: BTreeMap<String, String>,
+    delivery_delay: Duration,
 }
 
 impl LocalCloudBuilder {
@@ -118,6 +119,12 @@ impl LocalCloudBuilder {
     }
 
     /// Pause before retrying a failed asynchronous invocation (Lambda: about a minute).
+    /// CloudTrail's delay before each event reaches the bus's rules (none unless set).
+    pub fn delivery_delay(mut self, d: Duration) -> Self {
+        self.delivery_delay = d;
+        self
+    }
+
     pub fn retry_delay(mut self, d: Duration) -> Self {
         self.retry_delay = d;
         self
@@ -225,6 +232,7 @@ impl LocalCloudBuilder {
             in_progress,
             self.retry_delay,
         );
+        bus.set_delivery_delay(self.delivery_delay);
         let mut identities = default_access_keys();
         // The functions' configuration gives the template's parameters, as a deployment does;
         // their roles' policies come from the template the cloud routes with, or else the
@@ -349,6 +357,7 @@ impl LocalCloud {
             timeout: Duration::from_secs(60),
             concurrency: 1,
             identities: BTreeMap::new(),
+            delivery_delay: Duration::ZERO,
         }
     }
 
