@@ -373,6 +373,19 @@ impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
         )
         .await
     }
+
+    async fn tagged_keys_paged(
+        &self,
+        region: &str,
+        tag_key: &str,
+        page: &(dyn for<'k> Fn(&'k [TaggedKey]) + Send + Sync),
+    ) -> KmsResult<Vec<TaggedKey>> {
+        self.call(
+            &[(region, Op::GetResources, 1)],
+            self.inner.tagged_keys_paged(region, tag_key, page),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -178,6 +178,20 @@ pub struct TaggedKey {
 #[async_trait]
 pub trait TagIndex: Send + Sync {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>>;
+
+    /// [`tagged_keys`](Self::tagged_keys), handing each page to `page` as it arrives, so that
+    /// a sweep can start on the first keys while the next pages are listed. By default one
+    /// page: the whole answer.
+    async fn tagged_keys_paged(
+        &self,
+        region: &str,
+        tag_key: &str,
+        page: &(dyn for<'k> Fn(&'k [TaggedKey]) + Send + Sync),
+    ) -> KmsResult<Vec<TaggedKey>> {
+        let keys = self.tagged_keys(region, tag_key).await?;
+        page(&keys);
+        Ok(keys)
+    }
 }
 
 /// One audit record, published to EventBridge.

@@ -19,6 +19,7 @@
 //! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened.
 
 pub mod health;
+mod listing;
 pub mod missed;
 mod report;
 mod request;

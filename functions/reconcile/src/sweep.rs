@@ -2,12 +2,13 @@
 //! each with bounded concurrency until done or until the deadline margin, and publishes the
 //! keys' audit events.
 
+use crate::listing;
 use crate::report::Sweep;
 use crate::request::{parse_request, rotation, Invocation, Request, Scope};
 use crate::settings::Settings;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kms_replicator::audit::{audit_events, AuditContext, REPLICATION_SKIPPED};
-use kms_replicator::discover::{tagged_candidates, Discovery};
+use kms_replicator::discover::Discovery;
 use kms_replicator::error::FunctionError;
 use kms_replicator::limit::LimiterStats;
 use kms_replicator::model::MultiRegionKeyType;
@@ -19,24 +20,29 @@ use kms_replicator::{AuditSink, Config, Kms, Syncer, TagIndex};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// One unit of work: a key to describe, and the Regions to look for it in, in order.
 #[derive(Debug, Clone)]
-struct Work {
-    requested: String,
-    key: String,
-    regions: Vec<String>,
+pub(crate) struct Work {
+    pub(crate) requested: String,
+    pub(crate) key: String,
+    pub(crate) regions: Vec<String>,
 }
 
-/// What a run covers: the Regions, the keys in the order they are started, the alias index
-/// (discovery only) and what discovery met on the way.
+/// What a run covers: its Regions, and what discovery met on the way.
 struct Found {
     regions: Vec<String>,
-    work: Vec<Work>,
-    index: Option<AliasIndex>,
     discovery: Discovery,
+}
+
+/// What the sweep loop waits for next.
+enum Next {
+    Done((String, SyncReport, Option<u64>)),
+    Work(Option<Work>),
+    Abandon,
 }
 
 /// Where a run's keys ended.
@@ -140,29 +146,44 @@ impl Reconciler<'_> {
     }
 
     /// The run itself: the keys to sync, then every one of them with bounded concurrency
-    /// until done or until the deadline margin.
+    /// until done or until the deadline margin. Discovery hands keys over as it finds them
+    /// (the first pages' while later pages are listed), so syncing starts with the first page.
     async fn run(&self, request: &Request, deadline: Option<Instant>) -> Sweep {
         let started = Instant::now();
         let (throttles_before, waited_before) = self.limiter_counts();
         let stops = Stops::new(deadline, self.settings.deadline_margin, started);
-        let Found {
-            regions,
-            mut work,
-            index,
-            discovery,
-        } = self.find_work(request, stops).await;
-        if let Invocation::Schedule {
-            time: Some(secs), ..
-        } = request.trigger
-        {
-            let start = rotation(work.len(), secs / 60);
-            work.rotate_left(start);
-        }
+        let rotate_minute = match request.trigger {
+            Invocation::Schedule {
+                time: Some(secs), ..
+            } => Some(secs / 60),
+            _ => None,
+        };
         let ctx = audit_context(&request.trigger);
         let dry_run = request.dry_run;
-        let mut synced = self
-            .sync_all(work, &regions, index.as_ref(), &ctx, dry_run, stops)
-            .await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (found, mut synced) =
+            tokio::join!(self.find_work(request, stops, rotate_minute, tx), async {
+                let index = match &request.scope {
+                    Scope::Regions(regions) => Some(self.alias_index(regions).await),
+                    Scope::Keys(_) => None,
+                };
+                let regions = self.scope_regions(request);
+                self.sync_all(&mut rx, &regions, index.as_ref(), &ctx, dry_run, stops)
+                    .await
+            });
+        let Found {
+            regions, discovery, ..
+        } = found;
+        rx.close();
+        while let Ok(w) = rx.try_recv() {
+            synced.not_started.push(w.requested);
+        }
+        if !synced.not_started.is_empty() {
+            warn!(
+                count = synced.not_started.len(),
+                "deadline: keys left for the next run"
+            );
+        }
         let mut reports = single_region_reports(&discovery, dry_run);
         reports.append(&mut synced.reports);
         reports.sort_by(|a, b| {
@@ -184,6 +205,14 @@ impl Reconciler<'_> {
         }
     }
 
+    /// The Regions a run covers.
+    fn scope_regions(&self, request: &Request) -> Vec<String> {
+        match &request.scope {
+            Scope::Regions(regions) => regions.clone(),
+            Scope::Keys(_) => self.config.managed_regions.clone(),
+        }
+    }
+
     /// The limiter's throttles and waits so far.
     fn limiter_counts(&self) -> (usize, Duration) {
         self.limiter
@@ -191,147 +220,155 @@ impl Reconciler<'_> {
             .unwrap_or_default()
     }
 
-    /// The keys the request names, or those discovery finds in its Regions. Discovery still
-    /// running when keys may no longer start counts as failed in every Region.
-    async fn find_work(&self, request: &Request, stops: Stops) -> Found {
+    /// The keys the request names, or those discovery finds in its Regions, sent to `tx` as
+    /// they are found ([`crate::listing`]); the rest of a scheduled sweep's in its rotated
+    /// order. Discovery still running when keys may no longer start counts as failed in every
+    /// Region.
+    async fn find_work(
+        &self,
+        request: &Request,
+        stops: Stops,
+        rotate_minute: Option<u64>,
+        tx: mpsc::UnboundedSender<Work>,
+    ) -> Found {
         match &request.scope {
             Scope::Regions(regions) => {
+                let listing = listing::discover(self.tags, &self.config.tag_key, regions, &tx);
                 let discovered = match stops.start_until {
-                    Some(t) => tokio::time::timeout_at(t, self.discover(regions))
-                        .await
-                        .ok(),
-                    None => Some(self.discover(regions).await),
+                    Some(t) => tokio::time::timeout_at(t, listing).await.ok(),
+                    None => Some(listing.await),
                 };
-                let (work, index, discovery) =
-                    discovered.unwrap_or_else(|| (Vec::new(), None, discovery_cut_short(regions)));
+                let discovery = match discovered {
+                    Some((discovery, rest)) => {
+                        let mut rest = rest;
+                        if let Some(minute) = rotate_minute {
+                            let start = rotation(rest.len(), minute);
+                            rest.rotate_left(start);
+                        }
+                        for w in rest {
+                            let _ = tx.send(w);
+                        }
+                        discovery
+                    }
+                    None => discovery_cut_short(regions),
+                };
                 Found {
                     regions: regions.clone(),
-                    work,
-                    index,
                     discovery,
                 }
             }
             Scope::Keys(keys) => {
                 let regions = self.config.managed_regions.clone();
-                let work = keys
-                    .iter()
-                    .map(|k| Work {
+                for k in keys {
+                    let _ = tx.send(Work {
                         requested: k.clone(),
                         key: k.clone(),
                         regions: match kms_replicator::arn::region_of(k) {
                             Some(r) => vec![r.to_string()],
                             None => regions.clone(),
                         },
-                    })
-                    .collect();
+                    });
+                }
                 Found {
                     regions,
-                    work,
-                    index: None,
                     discovery: Discovery::default(),
                 }
             }
         }
     }
 
-    /// Syncs the keys of `work` in order, at most `concurrency` at once, each one's audit
-    /// events published as it ends, until none is left or `stops` says so.
+    /// Syncs the keys from `work` in the order they come, at most `concurrency` at once, each
+    /// one's audit events published as it ends, until the sender is done and nothing is left,
+    /// or until `stops` says so. What is still in `work` then was not started.
     async fn sync_all(
         &self,
-        work: Vec<Work>,
+        work: &mut mpsc::UnboundedReceiver<Work>,
         regions: &[String],
         index: Option<&AliasIndex>,
         ctx: &AuditContext,
         dry_run: bool,
         stops: Stops,
     ) -> Synced {
-        let mut pending = work.into_iter();
         let mut in_flight = FuturesUnordered::new();
         let mut running: HashSet<String> = HashSet::new();
         let mut reports = Vec::new();
         let mut interrupted = Vec::new();
         let mut missed = crate::missed::Missed::new();
+        let concurrency = self.settings.concurrency.max(1);
+        let mut open = true;
         loop {
-            while in_flight.len() < self.settings.concurrency.max(1) && stops.may_start() {
-                let Some(w) = pending.next() else { break };
-                running.insert(w.requested.clone());
-                in_flight.push(async move {
-                    let (report, created) = self.process(&w, regions, index, dry_run).await;
-                    self.publish(&report, ctx).await;
-                    (w.requested, report, created)
-                });
-            }
-            if in_flight.is_empty() {
+            let room = in_flight.len() < concurrency && stops.may_start();
+            if in_flight.is_empty() && !(open && room) {
                 break;
             }
-            tokio::select! {
-                Some((requested, report, created)) = in_flight.next() => {
+            let next = tokio::select! {
+                Some(done) = in_flight.next() => Next::Done(done),
+                w = work.recv(), if open && room => Next::Work(w),
+                _ = stops.abandon() => Next::Abandon,
+            };
+            match next {
+                Next::Work(None) => open = false,
+                Next::Work(Some(w)) => {
+                    running.insert(w.requested.clone());
+                    in_flight.push(async move {
+                        let (report, created) = self.process(&w, regions, index, dry_run).await;
+                        self.publish(&report, ctx).await;
+                        (w.requested, report, created)
+                    });
+                }
+                Next::Done((requested, report, created)) => {
                     running.remove(&requested);
                     let delay = self.settings.event_delay;
-                    if let Some(r) = crate::missed::missed_region(&report, created, delay, SystemTime::now()) {
+                    if let Some(r) =
+                        crate::missed::missed_region(&report, created, delay, SystemTime::now())
+                    {
                         *missed.entry(r).or_default() += 1;
                     }
                     log_report(&report);
                     reports.push(report);
                 }
-                _ = stops.abandon() => {
+                Next::Abandon => {
                     interrupted.extend(running.drain());
                     interrupted.sort();
-                    warn!(count = interrupted.len(), "deadline: abandoning keys in flight");
+                    warn!(
+                        count = interrupted.len(),
+                        "deadline: abandoning keys in flight"
+                    );
                     break;
                 }
             }
         }
-        drop(in_flight);
-        let not_started: Vec<String> = pending.map(|w| w.requested).collect();
-        if !not_started.is_empty() {
-            warn!(
-                count = not_started.len(),
-                "deadline: keys left for the next run"
-            );
-        }
         Synced {
             reports,
             interrupted,
-            not_started,
+            not_started: Vec::new(),
             missed,
         }
     }
 
-    /// The tag index of each swept Region and the aliases of every Region the sweep reads,
-    /// concurrently.
-    async fn discover(&self, regions: &[String]) -> (Vec<Work>, Option<AliasIndex>, Discovery) {
+    /// The aliases of every Region the sweep reads (the swept Regions and the allowed ones),
+    /// concurrently; a Region whose aliases could not be read is left out (its keys fall back
+    /// to one ListAliases each).
+    async fn alias_index(&self, regions: &[String]) -> AliasIndex {
         let mut alias_regions: Vec<String> = regions.to_vec();
         for r in &self.config.allowed_regions {
             if !alias_regions.contains(r) {
                 alias_regions.push(r.clone());
             }
         }
-        let (discovery, aliases) = tokio::join!(
-            tagged_candidates(self.tags, &self.config.tag_key, regions),
-            futures::future::join_all(alias_regions.iter().map(|r| self.kms.list_aliases(r, None))),
-        );
+        let aliases =
+            futures::future::join_all(alias_regions.iter().map(|r| self.kms.list_aliases(r, None)))
+                .await;
         let mut index = AliasIndex::new();
         for (region, answer) in alias_regions.iter().zip(aliases) {
             match answer {
                 Ok(entries) => {
                     index.insert(region.clone(), index_aliases(entries));
                 }
-                // Keys in that Region fall back to one ListAliases each.
                 Err(e) => warn!(region = %region, error = %e, "aliases not indexed"),
             }
         }
-        let work = discovery
-            .candidates
-            .iter()
-            .map(|c| Work {
-                requested: c.key_id.clone(),
-                key: c.key_id.clone(),
-                regions: vec![c.region.clone()],
-            })
-            .collect();
-        debug!(candidates = discovery.candidates.len(), "tag index read");
-        (work, Some(index), discovery)
+        index
     }
 
     /// One key: describe it where it most likely is the primary, check it cheaply against

@@ -64,6 +64,17 @@ impl TagIndex for AwsTagIndex {
     /// All pages, one after the other: at most one request of this sweep in flight per Region.
     #[instrument(skip(self))]
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
+        self.tagged_keys_paged(region, tag_key, &|_| {}).await
+    }
+
+    /// Each page is handed on as soon as it is read.
+    #[instrument(skip(self, on_page))]
+    async fn tagged_keys_paged(
+        &self,
+        region: &str,
+        tag_key: &str,
+        on_page: &(dyn for<'k> Fn(&'k [TaggedKey]) + Send + Sync),
+    ) -> KmsResult<Vec<TaggedKey>> {
         let mut pages = self
             .client(region)
             .get_resources()
@@ -83,13 +94,19 @@ impl TagIndex for AwsTagIndex {
                     e,
                 )
             })?;
-            keys.extend(page.resource_tag_mapping_list().iter().filter_map(|m| {
-                let value = m.tags().iter().find(|t| t.key() == tag_key)?.value();
-                Some(TaggedKey {
-                    arn: m.resource_arn()?.to_string(),
-                    value: value.to_string(),
+            let found: Vec<TaggedKey> = page
+                .resource_tag_mapping_list()
+                .iter()
+                .filter_map(|m| {
+                    let value = m.tags().iter().find(|t| t.key() == tag_key)?.value();
+                    Some(TaggedKey {
+                        arn: m.resource_arn()?.to_string(),
+                        value: value.to_string(),
+                    })
                 })
-            }));
+                .collect();
+            on_page(&found);
+            keys.extend(found);
         }
         Ok(keys)
     }
