@@ -166,7 +166,9 @@ fn home_rule(
     rules: &[RuleState],
     problems: &mut Vec<String>,
 ) -> Option<String> {
-    match rules.iter().find(|r| r.name == home.rule_name) {
+    // `!Ref` of a rule is its name (`bus|name` on a bus other than the default).
+    let wanted = home.rule_name.rsplit('|').next().unwrap_or_default();
+    match rules.iter().find(|r| r.name == wanted) {
         Some(r) if r.enabled => Some(r.name.clone()),
         Some(r) => {
             problems.push(format!(
