@@ -18,6 +18,7 @@ pub mod error;
 pub mod event;
 pub mod explain;
 pub mod limit;
+pub mod marker;
 pub mod metrics;
 pub mod model;
 pub mod op;

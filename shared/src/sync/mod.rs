@@ -338,6 +338,8 @@ impl<'a> Syncer<'a> {
             description: info.description.clone(),
             tags: tags?,
             aliases: aliases?,
+            deletion_date: info.deletion_date,
+            read_at_ms: crate::marker::now_ms(),
         };
         Ok((info, observed))
     }
