@@ -22,9 +22,10 @@ pub use crate::marker::DELETION_MARKER_TAG;
 /// changed the primary Region since. KMS itself keeps no such history.
 pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
 
-/// Tags the replicator owns: never mirrored from the primary as they are.
+/// Tags the replicator owns, and the hold a person sets on one key: never mirrored from the
+/// primary as they are.
 pub fn is_replicator_tag(key: &str) -> bool {
-    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG
+    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG || key == crate::hold::HOLD_TAG
 }
 
 /// Why no desired state can be derived for a Region.
@@ -311,9 +312,10 @@ fn tag_changes(desired: &[Tag], observed: &[Tag]) -> (Vec<Tag>, Vec<String>) {
         .filter(|(k, v)| have.get(*k) != Some(*v))
         .map(|(k, v)| Tag::new(*k, *v))
         .collect();
+    // A hold is a person's, on this key only: never removed by the replicator.
     let to_remove = have
         .keys()
-        .filter(|k| !want.contains_key(*k))
+        .filter(|k| !want.contains_key(*k) && **k != crate::hold::HOLD_TAG)
         .map(|k| k.to_string())
         .collect();
     (to_set, to_remove)

@@ -17,6 +17,7 @@ pub mod discover;
 pub mod error;
 pub mod event;
 pub mod explain;
+pub mod hold;
 pub mod limit;
 pub mod marker;
 pub mod metrics;

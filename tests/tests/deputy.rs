@@ -4,6 +4,7 @@
 
 use integration_tests::{config, deliver_trail, seed_primary, PRIMARY_REGION};
 use kms_replicator::config::RemovalPolicy;
+use kms_replicator::hold::HOLD_TAG;
 use kms_replicator::marker::{now_ms, Marker, DELETION_MARKER_TAG};
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::op::Op;
@@ -176,4 +177,150 @@ async fn the_replicators_own_deletion_is_still_restored_with_its_evidence() {
     assert_eq!(eu.state, KeyState::Enabled);
     assert!(!eu.tags.contains_key(DELETION_MARKER_TAG));
     assert_eq!(restores(&twin), [Op::CancelKeyDeletion, Op::EnableKey]);
+}
+
+// ---- The hold ----------------------------------------------------------------------------
+
+/// The writes the replicator's roles made in `region` since `from` (an index into the calls).
+fn replicator_writes_in(twin: &Twin, region: &str, from: usize) -> Vec<Op> {
+    twin.calls()[from..]
+        .iter()
+        .filter(|c| twin::is_replicator(&c.caller) && c.op.is_write() && c.region == region)
+        .map(|c| c.op)
+        .collect()
+}
+
+fn held_reports(twin: &Twin, region: Option<&str>) -> usize {
+    twin.audit_events()
+        .iter()
+        .filter(|e| {
+            e.detail_type == "Replication Skipped"
+                && e.detail["region"].as_str() == region
+                && e.detail["outcome"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("held: "))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_hold_on_a_replica_stops_every_write_to_it_until_it_is_removed() {
+    let cfg = deleting();
+    let twin = new_twin();
+    let key = tagged_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let admin = twin.with_caller(ADMIN_USER);
+    // A responder holds the replica and quarantines it with a policy of their own.
+    admin
+        .tag_resource(WEST, &key, &[Tag::new(HOLD_TAG, "INC-42")])
+        .await
+        .unwrap();
+    let responders_policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Quarantine","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+    admin
+        .put_key_policy(WEST, &key, responders_policy)
+        .await
+        .unwrap();
+    let from = twin.calls().len();
+    // Meanwhile the primary changes, and its Region leaves the tag (ScheduleDeletion).
+    admin
+        .update_key_description(PRIMARY_REGION, &key, "v2")
+        .await
+        .unwrap();
+    admin
+        .tag_resource(PRIMARY_REGION, &key, &[Tag::new("replicate-to", EU)])
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    let report = Syncer::new(&twin, &cfg)
+        .sync(PRIMARY_REGION, &key, false)
+        .await;
+
+    assert_eq!(replicator_writes_in(&twin, WEST, from), Vec::<Op>::new());
+    let west = twin.key(WEST, &key).unwrap();
+    assert_eq!(west.state, KeyState::Enabled, "not deleted while held");
+    assert_eq!(west.policy, responders_policy);
+    assert_eq!(west.tags[HOLD_TAG], "INC-42");
+    assert_eq!(twin.key(EU, &key).unwrap().description, "v2");
+    let r = report.regions.iter().find(|r| r.region == WEST).unwrap();
+    assert!(r.held, "{r:?}");
+    // Reported on every sync, whatever triggered it.
+    assert!(
+        held_reports(&twin, Some(WEST)) >= 2,
+        "{:?}",
+        twin.audit_events()
+    );
+
+    // The responder puts the Region back in the tag and lifts the hold: management resumes.
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    admin
+        .untag_resource(WEST, &key, &[HOLD_TAG.to_string()])
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    let west = twin.key(WEST, &key).unwrap();
+    assert_eq!(west.description, "v2");
+    assert_ne!(west.policy, responders_policy);
+    assert!(!west.tags.contains_key(HOLD_TAG));
+}
+
+#[tokio::test]
+async fn a_hold_on_a_primary_stops_the_whole_key_and_is_in_the_plan() {
+    let cfg = config();
+    let twin = new_twin();
+    let key = tagged_key(&twin, &cfg, WEST).await;
+    let admin = twin.with_caller(ADMIN_USER);
+    // A hold anyone may set: a principal allowed only to tag.
+    twin.with_caller(TAGGER_ROLE)
+        .tag_resource(PRIMARY_REGION, &key, &[Tag::new(HOLD_TAG, "")])
+        .await
+        .unwrap();
+    let from = twin.calls().len();
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    admin
+        .update_key_description(PRIMARY_REGION, &key, "v2")
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    let plan = Syncer::new(&twin, &cfg)
+        .sync(PRIMARY_REGION, &key, true)
+        .await;
+
+    assert!(twin.key(EU, &key).is_none(), "no replica created");
+    assert_eq!(replicator_writes_in(&twin, WEST, from), Vec::<Op>::new());
+    assert_eq!(
+        twin.key(WEST, &key).unwrap().description,
+        "payments data key"
+    );
+    assert!(
+        !twin.key(WEST, &key).unwrap().tags.contains_key(HOLD_TAG),
+        "never mirrored"
+    );
+    assert!(held_reports(&twin, None) >= 2);
+    let lines = kms_replicator::report::change_lines(&plan);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("skipped: held: the primary in us-east-1"),
+        "{lines:?}"
+    );
+
+    admin
+        .untag_resource(PRIMARY_REGION, &key, &[HOLD_TAG.to_string()])
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    assert_eq!(twin.key(EU, &key).unwrap().description, "v2");
+    assert_eq!(twin.key(WEST, &key).unwrap().description, "v2");
 }

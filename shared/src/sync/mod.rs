@@ -195,6 +195,11 @@ impl<'a> Syncer<'a> {
                 return report;
             };
             report.managed = true;
+            if let Some(value) = crate::hold::hold(&state.tags) {
+                report.outcome =
+                    Outcome::skipped(crate::hold::held_reason(&state.info.region, value, true));
+                return report;
+            }
             let regions = self.sync_round(&state, &tag_value, dry_run).await;
             let wrote = regions.iter().any(|r| !r.actions.is_empty());
             merge_round(&mut merged, regions);

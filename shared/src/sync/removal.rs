@@ -4,6 +4,7 @@
 use super::{failed, Syncer};
 use crate::config::RemovalPolicy;
 use crate::desired::{predates_primary, PrimaryState};
+use crate::hold::{held_reason, hold};
 use crate::marker::{now_ms, Marker, DELETION_MARKER_TAG};
 use crate::model::{KeyState, Tag};
 use crate::report::{Action, Outcome, RegionReport};
@@ -68,6 +69,12 @@ impl Syncer<'_> {
         };
         if !tags.iter().any(|t| t.key == self.cfg.tag_key) {
             return None;
+        }
+        if let Some(value) = hold(&tags) {
+            let mut report =
+                RegionReport::new(region, Outcome::skipped(held_reason(region, value, false)));
+            report.held = true;
+            return Some(report);
         }
         // Written afresh right before every attempt: its time is what the key's DeletionDate
         // must agree with before a restore (crate::marker).

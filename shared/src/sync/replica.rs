@@ -4,6 +4,7 @@
 use super::{failed, Syncer};
 use crate::desired::{desired_replica, plan_replica, DesiredReplica, PrimaryState};
 use crate::explain::explain;
+use crate::hold::{held_reason, hold};
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
@@ -133,6 +134,11 @@ impl Syncer<'_> {
                 return;
             }
         };
+        if let Some(value) = hold(&observed.tags) {
+            report.outcome = Outcome::skipped(held_reason(target, value, false));
+            report.held = true;
+            return;
+        }
         // A `Creating` replica can be managed already; only `Updating` refuses management calls.
         if observed.state == KeyState::Updating {
             report.outcome = Outcome::failed(
