@@ -297,18 +297,6 @@ impl Kms for AwsKms {
     }
 
     #[instrument(skip(self))]
-    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        self.client(region)
-            .update_alias()
-            .alias_name(alias)
-            .target_key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| self.fail(Op::UpdateAlias, region, e))?;
-        Ok(())
-    }
-
-    #[instrument(skip(self))]
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
         self.client(region)
             .tag_resource()
