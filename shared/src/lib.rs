@@ -12,6 +12,7 @@ pub mod arn;
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod consent;
 pub mod desired;
 pub mod discover;
 pub mod error;

@@ -199,6 +199,9 @@ pub fn template_parameters(cfg: &Config) -> Vec<(String, String)> {
     if cfg.managed_regions != cfg.allowed_regions {
         p.push(("ManagedRegions".into(), cfg.managed_regions.join(" ")));
     }
+    if cfg.consent == kms_replicator::config::Consent::KeyPolicy {
+        p.push(("Consent".into(), "key-policy".into()));
+    }
     p.sort();
     p
 }
