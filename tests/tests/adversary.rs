@@ -13,12 +13,18 @@
 //! - it runs ScheduleKeyDeletion only with `RemovalPolicy=ScheduleDeletion`, in a Region the
 //!   person's own tag edit took out of the tag;
 //! - it writes nothing to a held key (a held primary: nothing at all), and never removes a
-//!   hold.
+//!   hold;
+//! - with `Consent=key-policy`, where the person (the key's owner) grants or withdraws consent
+//!   in the primary's policy: no write at all without consent, and no replica created, nor a
+//!   replica's policy, description or aliases written, in a Region the consent does not list.
 //!
-//! `PROPTEST_CASES` sets the number of histories (default 128 per run, both removal policies).
+//! `PROPTEST_CASES` sets the number of histories (default 128 per run, both removal policies,
+//! both consent modes).
 
-use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
-use kms_replicator::config::RemovalPolicy;
+use integration_tests::{
+    as_function, config, deliver_trail, primary_policy, seed_primary, PRIMARY_REGION,
+};
+use kms_replicator::config::{Consent, RemovalPolicy};
 use kms_replicator::hold::HOLD_TAG;
 use kms_replicator::marker::{now_ms, Marker, DELETION_MARKER_TAG};
 use kms_replicator::model::{KeyState, Tag};
@@ -27,7 +33,7 @@ use kms_replicator::{Config, Kms, Syncer};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use twin::{is_replicator, Twin, ADMIN_USER, REPLICATE_ROLE, TAGGER_ROLE};
+use twin::{is_replicator, Twin, ADMIN_USER, FUNCTION_ROLES, REPLICATE_ROLE, TAGGER_ROLE};
 
 const REGIONS: [&str; 2] = ["us-west-2", "eu-west-1"];
 const DAY_MS: u64 = 86_400_000;
@@ -57,6 +63,9 @@ enum Step {
     /// With the waiting period people use: KMS's default, 30 days.
     PersonSchedulesDeletion(usize),
     PersonEditsDescription(u8),
+    /// The person sets the consent statement in the primary's policy to these Regions (a bit
+    /// mask over `REGIONS`; 0 removes it). Meaningful with `Consent=key-policy`.
+    PersonSetsConsent(u8),
     /// The adversary writes the deletion marker on a replica, in one of [`forged`]'s forms.
     ForgeMarker(usize, u8),
     Hold(Target),
@@ -109,6 +118,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => region.clone().prop_map(Step::PersonDisables),
         1 => region.clone().prop_map(Step::PersonSchedulesDeletion),
         1 => any::<u8>().prop_map(Step::PersonEditsDescription),
+        1 => (0u8..4).prop_map(Step::PersonSetsConsent),
         3 => (region.clone(), any::<u8>()).prop_map(|(r, f)| Step::ForgeMarker(r, f)),
         2 => target.clone().prop_map(Step::Hold),
         2 => target.prop_map(Step::Unhold),
@@ -132,6 +142,11 @@ struct World {
     /// Regions where the replicator's last restore call was a CancelKeyDeletion.
     just_cancelled: BTreeSet<usize>,
     holds: BTreeSet<Target>,
+    /// With Consent=key-policy, the Regions the primary's policy consents to (`None`: no
+    /// consent statement).
+    consent: Option<BTreeSet<usize>>,
+    /// The Regions holding a replica before the step.
+    replicas: BTreeSet<usize>,
     /// Calls already checked.
     seen: usize,
 }
@@ -149,13 +164,22 @@ fn regions_value(mask: u8) -> String {
 }
 
 impl World {
-    async fn new(removal: RemovalPolicy) -> World {
+    async fn new(removal: RemovalPolicy, consent: Consent) -> World {
         let twin = Twin::new();
         twin.set_creating_for(Duration::ZERO);
         twin.set_updating_for(Duration::ZERO);
         let mut cfg = config();
         cfg.removal = removal;
+        cfg.consent = consent;
+        twin.deploy(&cfg);
         let key = seed_primary(&twin).await;
+        let by_policy = consent == Consent::KeyPolicy;
+        if by_policy {
+            twin.with_caller(ADMIN_USER)
+                .put_key_policy(PRIMARY_REGION, &key, &consenting_policy(&twin, 3))
+                .await
+                .unwrap();
+        }
         twin.with_caller(ADMIN_USER)
             .tag_resource(
                 PRIMARY_REGION,
@@ -174,6 +198,8 @@ impl World {
             replicator_pending: BTreeSet::new(),
             just_cancelled: BTreeSet::new(),
             holds: BTreeSet::new(),
+            consent: by_policy.then(|| (0..REGIONS.len()).collect()),
+            replicas: BTreeSet::new(),
             seen: 0,
         };
         deliver_trail(&w.twin, &w.cfg).await;
@@ -184,6 +210,7 @@ impl World {
     /// Makes the step (a refused call is part of the history, not an error), then delivers
     /// every event.
     async fn apply(&mut self, step: &Step) {
+        self.replicas = self.existing_replicas();
         let person = self.twin.with_caller(ADMIN_USER);
         let adversary = self.twin.with_caller(TAGGER_ROLE);
         let key = self.key.clone();
@@ -218,6 +245,21 @@ impl World {
                 let _ = person
                     .update_key_description(PRIMARY_REGION, &key, &format!("v{n}"))
                     .await;
+            }
+            Step::PersonSetsConsent(mask) => {
+                let policy = consenting_policy(&self.twin, mask);
+                if person
+                    .put_key_policy(PRIMARY_REGION, &key, &policy)
+                    .await
+                    .is_ok()
+                    && self.cfg.consent == Consent::KeyPolicy
+                {
+                    self.consent = (mask != 0).then(|| {
+                        (0..REGIONS.len())
+                            .filter(|i| mask & (1 << i) != 0)
+                            .collect()
+                    });
+                }
             }
             Step::ForgeMarker(r, form) => {
                 let tag = Tag::new(DELETION_MARKER_TAG, forged(form));
@@ -262,6 +304,28 @@ impl World {
         }
     }
 
+    fn existing_replicas(&self) -> BTreeSet<usize> {
+        (0..REGIONS.len())
+            .filter(|i| self.twin.key(REGIONS[*i], &self.key).is_some())
+            .collect()
+    }
+
+    /// With Consent=key-policy: a write in `region` the owners' consent does not cover.
+    fn unconsented(&self, op: Op, region: usize) -> bool {
+        let Some(consent) = (self.cfg.consent == Consent::KeyPolicy).then_some(&self.consent)
+        else {
+            return false;
+        };
+        let mirrors = matches!(
+            op,
+            Op::PutKeyPolicy | Op::UpdateKeyDescription | Op::CreateAlias
+        );
+        match consent {
+            None => true,
+            Some(regions) => mirrors && !regions.contains(&region),
+        }
+    }
+
     fn held(&self, region: &str) -> bool {
         self.holds.contains(&Target::Primary)
             || region_index(region).is_some_and(|i| self.holds.contains(&Target::Replica(i)))
@@ -279,12 +343,22 @@ impl World {
                 return Err(format!("{} in {} while held", c.op, c.region));
             }
             let Some(r) = region_index(&c.region) else {
-                // ReplicateKey is sent to the primary's Region; it writes nothing there.
+                // ReplicateKey is sent to the primary's Region; it writes nothing there (the new
+                // replicas are checked below).
                 if c.op == Op::ReplicateKey {
+                    if self.cfg.consent == Consent::KeyPolicy && self.consent.is_none() {
+                        return Err("ReplicateKey without the owners' consent".into());
+                    }
                     continue;
                 }
                 return Err(format!("{} in the primary's Region", c.op));
             };
+            if self.unconsented(c.op, r) {
+                return Err(format!(
+                    "{} in {} without the owners' consent ({:?})",
+                    c.op, c.region, self.consent
+                ));
+            }
             match c.op {
                 Op::ScheduleKeyDeletion => {
                     if !deleting || self.listed.contains(&r) {
@@ -316,6 +390,16 @@ impl World {
             }
         }
         self.seen = calls.len();
+        if let Some(consent) = (self.cfg.consent == Consent::KeyPolicy).then_some(&self.consent) {
+            for r in self.existing_replicas().difference(&self.replicas) {
+                if !consent.as_ref().is_some_and(|c| c.contains(r)) {
+                    return Err(format!(
+                        "a replica was created in {} without the owners' consent ({consent:?})",
+                        REGIONS[*r]
+                    ));
+                }
+            }
+        }
         for t in [Target::Primary, Target::Replica(0), Target::Replica(1)] {
             let carried = self
                 .twin
@@ -332,13 +416,33 @@ impl World {
     }
 }
 
-fn run_history(steps: &[Step], removal: RemovalPolicy) -> Result<(), String> {
+/// The example primary policy, with a statement granting the function roles
+/// `kms:ReplicateKey` into the Regions of `mask` (none when 0).
+fn consenting_policy(twin: &Twin, mask: u8) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&primary_policy(&twin.account())).unwrap();
+    if mask != 0 {
+        let value = regions_value(mask);
+        let regions: Vec<&str> = value.split(' ').collect();
+        doc["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "Sid": "ConsentToKmsReplicator", "Effect": "Allow",
+                "Principal": {"AWS": FUNCTION_ROLES}, "Action": "kms:ReplicateKey", "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ReplicaRegion": regions}}
+            }));
+    }
+    doc.to_string()
+}
+
+fn run_history(steps: &[Step], removal: RemovalPolicy, consent: Consent) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut w = World::new(removal).await;
+        let mut w = World::new(removal, consent).await;
         for (i, s) in steps.iter().enumerate() {
             w.apply(s).await;
             w.check()
@@ -362,13 +466,15 @@ proptest! {
     fn an_adversary_who_can_only_tag_never_makes_the_replicator_enable_cancel_delete_or_break_a_hold(
         steps in prop::collection::vec(step(), 1..24),
         schedule_deletion in any::<bool>(),
+        by_key_policy in any::<bool>(),
     ) {
         let removal = if schedule_deletion {
             RemovalPolicy::ScheduleDeletion { pending_window_days: 7 }
         } else {
             RemovalPolicy::Retain
         };
-        if let Err(e) = run_history(&steps, removal) {
+        let consent = if by_key_policy { Consent::KeyPolicy } else { Consent::Tag };
+        if let Err(e) = run_history(&steps, removal, consent) {
             prop_assert!(false, "{}", e);
         }
     }
@@ -392,7 +498,7 @@ fn the_model_accepts_the_replicators_own_restore() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut w = World::new(removal).await;
+        let mut w = World::new(removal, Consent::Tag).await;
         for s in &steps {
             w.apply(s).await;
             w.check().unwrap();
