@@ -77,7 +77,10 @@ pub fn audit_events(report: &SyncReport, ctx: &AuditContext) -> Vec<AuditEvent> 
             Outcome::Failed { .. } => REPLICATION_FAILED,
             // A Region refused in the tag is reported when the tag is what changed, not again on
             // every later sync of the key.
-            Outcome::Skipped { .. } if tag_may_have_changed(ctx, report) => REPLICATION_SKIPPED,
+            // A hold is reported on every sync.
+            Outcome::Skipped { .. } if r.held || tag_may_have_changed(ctx, report) => {
+                REPLICATION_SKIPPED
+            }
             Outcome::Skipped { .. } | Outcome::InSync | Outcome::Planned => continue,
         };
         let mut detail = base(Some(&r.region));

@@ -16,6 +16,17 @@ pub enum PolicyMode {
     Off,
 }
 
+/// Who consents to a key's replication (`CONSENT`; docs/security-model.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consent {
+    /// `tag`: the replication tag is both the request and the consent.
+    Tag,
+    /// `key-policy`: a key is managed only when its own policy grants the replicator's roles
+    /// `kms:ReplicateKey`, and only in the Regions that statement's `kms:ReplicaRegion` lists.
+    KeyPolicy,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RemovalPolicy {
     /// Stop managing a replica whose Region left the tag; touch nothing.
@@ -45,6 +56,7 @@ pub struct Config {
     /// The stack's own account (`ACCOUNT_ID`): CloudTrail events of any other account are
     /// ignored. `None`: not checked.
     pub account: Option<String>,
+    pub consent: Consent,
 }
 
 /// The IAM path the template gives the replicator's roles.
@@ -149,6 +161,7 @@ impl Config {
             ignore_role_path: Some(DEFAULT_ROLE_PATH.into()),
             metrics_namespace: DEFAULT_METRICS_NAMESPACE.into(),
             account: None,
+            consent: Consent::Tag,
         }
     }
 
@@ -196,6 +209,11 @@ impl Config {
                 ))
             }
         };
+        let consent = match var("CONSENT").as_deref().unwrap_or("tag") {
+            "tag" => Consent::Tag,
+            "key-policy" => Consent::KeyPolicy,
+            other => return Err(ConfigError::invalid("CONSENT", other, "tag or key-policy")),
+        };
         let tag_key = var("REPLICATION_TAG_KEY").unwrap_or_else(|| "replicate-to".into());
         let ignore_callers = var("IGNORE_CALLER_ARNS")
             .map(|s| s.split_whitespace().map(str::to_string).collect())
@@ -233,6 +251,7 @@ impl Config {
             metrics_namespace: var("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.into()),
             account: var("ACCOUNT_ID"),
+            consent,
         })
     }
 

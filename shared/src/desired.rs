@@ -3,7 +3,8 @@
 //! ([`plan_replica`]), with what people did to the replica respected. No I/O: [`crate::sync`]
 //! reads the state and applies the plan.
 
-use crate::config::{Config, PolicyMode};
+use crate::config::{Config, PolicyMode, RemovalPolicy};
+use crate::marker::restore_evidence;
 use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, Tag};
 use crate::policy::{check_size, rewrite_policy, same_policy, PolicyError, Rewrite};
 use crate::port::ReplicaSpec;
@@ -12,10 +13,8 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// The tag the replicator writes on a replica just before it schedules that replica's
-/// deletion, so that it can later tell its own deletion from a person's from KMS state alone.
-/// Its value is the key state before the deletion (`Enabled` or `Disabled`), which is what a
-/// restore brings back.
-pub const DELETION_MARKER_TAG: &str = "kms-replicator:deletion-scheduled";
+/// deletion; what it records and what a restore requires besides it are in [`crate::marker`].
+pub use crate::marker::DELETION_MARKER_TAG;
 
 /// The tag the replicator keeps on every replica (and the failover function on both keys
 /// of a promotion): the Regions that have held the primary, space-separated. A replica whose
@@ -23,9 +22,10 @@ pub const DELETION_MARKER_TAG: &str = "kms-replicator:deletion-scheduled";
 /// changed the primary Region since. KMS itself keeps no such history.
 pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
 
-/// Tags the replicator owns: never mirrored from the primary as they are.
+/// Tags the replicator owns, and the hold a person sets on one key: never mirrored from the
+/// primary as they are.
 pub fn is_replicator_tag(key: &str) -> bool {
-    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG
+    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG || key == crate::hold::HOLD_TAG
 }
 
 /// Why no desired state can be derived for a Region.
@@ -110,6 +110,9 @@ pub struct DesiredReplica {
     pub description: String,
     pub tags: Vec<Tag>,
     pub aliases: Vec<String>,
+    /// The waiting period of the deletions the replicator schedules (`None` with
+    /// `RemovalPolicy=Retain`): only a deletion made with it can be the replicator's own.
+    pub removal_window_days: Option<i32>,
 }
 
 impl DesiredReplica {
@@ -131,6 +134,11 @@ pub struct ObservedReplica {
     pub description: String,
     pub tags: Vec<Tag>,
     pub aliases: Vec<String>,
+    /// DescribeKey's `DeletionDate` (milliseconds since the Unix epoch), set only while the
+    /// key is `PendingDeletion`.
+    pub deletion_date: Option<u64>,
+    /// When the replica was read, in milliseconds since the Unix epoch.
+    pub read_at_ms: u64,
 }
 
 impl ObservedReplica {
@@ -188,17 +196,25 @@ pub fn desired_replica(
         description: primary.info.description.clone(),
         tags,
         aliases: primary.aliases.clone(),
+        removal_window_days: match cfg.removal {
+            RemovalPolicy::Retain => None,
+            RemovalPolicy::ScheduleDeletion {
+                pending_window_days,
+            } => Some(pending_window_days),
+        },
     })
 }
 
 /// The minimal writes that turn `observed` into `desired` (a pure function).
 ///
 /// - A replica pending deletion is restored (CancelKeyDeletion, then EnableKey when it was
-///   enabled before) only when the replicator's own marker says it scheduled that deletion.
-///   A deletion scheduled by anyone else is a conflict: nothing is written.
-/// - A disabled replica is enabled only when the marker says the replicator's restore was
-///   interrupted; a key a person disabled stays disabled (a conflict), while its policy, tags
-///   and description are still mirrored, so that a revocation reaches it too.
+///   enabled before) only on evidence that the replicator scheduled that deletion itself:
+///   its marker, agreeing with the key's DeletionDate ([`crate::marker::restore_evidence`]).
+///   A deletion scheduled by anyone else, or a marker alone, is a conflict: nothing is written.
+/// - A disabled replica is never enabled: EnableKey comes only right after the replicator's
+///   own CancelKeyDeletion, in the same plan. A key a person disabled stays disabled (a
+///   conflict), while its policy, tags and description are still mirrored, so that a
+///   revocation reaches it too.
 /// - Missing aliases are created (if the name turns out to be held by another key, the sync
 ///   sorts it out); aliases the primary lacks are kept and reported, never deleted.
 pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> ReplicaPlan {
@@ -206,32 +222,44 @@ pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> Rep
     let marker = observed.deletion_marker();
     let region = &desired.region;
     if observed.state.is_pending_deletion() {
-        let Some(before) = marker else {
-            plan.conflicts.push(format!(
-                "the replica in {region} is {} and the replicator did not schedule that: it \
-                 is left as it is. To keep the Region, cancel the deletion and enable the key \
-                 (aws kms cancel-key-deletion, then aws kms enable-key, in {region}); to let \
-                 it go, remove {region} from the replication tag",
-                observed.state
-            ));
-            return plan;
+        let evidence = restore_evidence(
+            marker,
+            observed.state,
+            observed.deletion_date,
+            desired.removal_window_days,
+            observed.read_at_ms,
+        );
+        let before = match evidence {
+            Ok(before) => before,
+            Err(why) => {
+                plan.conflicts.push(format!(
+                    "the replica in {region} is {} and {}: it is left as it is. To keep the \
+                     Region, cancel the deletion and enable the key (aws kms \
+                     cancel-key-deletion, then aws kms enable-key, in {region}); to let it go, \
+                     remove {region} from the replication tag",
+                    observed.state,
+                    why.describe()
+                ));
+                return plan;
+            }
         };
         plan.actions.push(Action::CancelKeyDeletion);
-        if before != KeyState::Disabled.as_str() {
+        if before != KeyState::Disabled {
             plan.actions.push(Action::EnableKey);
         }
     } else if observed.state == KeyState::Disabled {
-        match marker {
-            Some(before) if before != KeyState::Disabled.as_str() => {
-                plan.actions.push(Action::EnableKey)
-            }
-            Some(_) => {}
-            None => plan.conflicts.push(format!(
-                "the replica in {region} is Disabled and the replicator did not disable it: \
-                 it stays disabled (enable it yourself to use it in {region}); its policy, \
-                 tags and description are still kept in sync"
-            )),
-        }
+        let marked = if marker.is_some() {
+            " (it carries a deletion marker, but a marker on a key that is not pending \
+             deletion restores nothing: if the replicator's own restore stopped after \
+             cancelling the deletion, enable the key yourself)"
+        } else {
+            ""
+        };
+        plan.conflicts.push(format!(
+            "the replica in {region} is Disabled and the replicator did not disable it: it \
+             stays disabled (enable it yourself to use it in {region}){marked}; its policy, \
+             tags and description are still kept in sync"
+        ));
     }
     if let Some(policy) = &desired.policy {
         if !same_policy(policy, &observed.policy) {
@@ -284,9 +312,10 @@ fn tag_changes(desired: &[Tag], observed: &[Tag]) -> (Vec<Tag>, Vec<String>) {
         .filter(|(k, v)| have.get(*k) != Some(*v))
         .map(|(k, v)| Tag::new(*k, *v))
         .collect();
+    // A hold is a person's, on this key only: never removed by the replicator.
     let to_remove = have
         .keys()
-        .filter(|k| !want.contains_key(*k))
+        .filter(|k| !want.contains_key(*k) && **k != crate::hold::HOLD_TAG)
         .map(|k| k.to_string())
         .collect();
     (to_set, to_remove)
@@ -306,7 +335,12 @@ pub fn predates_primary(primary: &KeyInfo, replica: &KeyInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::marker::Marker;
     use crate::model::{MultiRegionConfig, MultiRegionKeyType};
+
+    /// When the replicator wrote its marker in these tests.
+    const AT: u64 = 1_764_653_000_123;
+    const DAY_MS: u64 = 86_400_000;
 
     const ROOT_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
 
@@ -323,6 +357,7 @@ mod tests {
                 replica_regions: vec!["us-west-2".into()],
             }),
             creation_date: created,
+            deletion_date: None,
         }
     }
 
@@ -352,6 +387,8 @@ mod tests {
             description: d.description.clone(),
             tags: d.tags.clone(),
             aliases: d.aliases.clone(),
+            deletion_date: None,
+            read_at_ms: AT + 1_000,
         }
     }
 
@@ -433,19 +470,35 @@ mod tests {
         }
     }
 
+    /// A replica the replicator scheduled for deletion (7 days) right after marking it.
+    fn deleted_by_the_replicator(d: &mut DesiredReplica, before: KeyState) -> ObservedReplica {
+        d.removal_window_days = Some(7);
+        let mut o = observed_like(d);
+        o.state = KeyState::PendingDeletion;
+        o.deletion_date = Some(AT + 7 * DAY_MS + 150);
+        let marker = Marker {
+            before,
+            at_ms: AT,
+            days: 7,
+        };
+        o.tags.push(Tag::new(DELETION_MARKER_TAG, marker.value()));
+        o
+    }
+
     #[test]
     fn a_deletion_the_replicator_scheduled_is_restored_to_the_state_it_had() {
-        let d = desired(ROOT_POLICY);
         for (before, want) in [
             (
-                "Enabled",
+                KeyState::Enabled,
                 vec!["CancelKeyDeletion", "EnableKey", "UntagResource"],
             ),
-            ("Disabled", vec!["CancelKeyDeletion", "UntagResource"]),
+            (
+                KeyState::Disabled,
+                vec!["CancelKeyDeletion", "UntagResource"],
+            ),
         ] {
-            let mut o = observed_like(&d);
-            o.state = KeyState::PendingDeletion;
-            o.tags.push(Tag::new(DELETION_MARKER_TAG, before));
+            let mut d = desired(ROOT_POLICY);
+            let o = deleted_by_the_replicator(&mut d, before);
             let plan = plan_replica(&d, &o);
             assert_eq!(ops(&plan), want, "{before}");
             assert!(plan.conflicts.is_empty());
@@ -455,6 +508,24 @@ mod tests {
                     keys: vec![DELETION_MARKER_TAG.into()]
                 })
             );
+        }
+    }
+
+    #[test]
+    fn a_marker_without_the_replicators_own_deletion_restores_nothing() {
+        // Each form and mismatch is in crate::marker's tests; here, that the plan follows them.
+        for retain in [false, true] {
+            let mut d = desired(ROOT_POLICY);
+            let mut o = deleted_by_the_replicator(&mut d, KeyState::Enabled);
+            // A person's own 30-day deletion under the marker, or RemovalPolicy=Retain.
+            if retain {
+                d.removal_window_days = None;
+            } else {
+                o.deletion_date = Some(AT + 30 * DAY_MS);
+            }
+            let plan = plan_replica(&d, &o);
+            assert!(plan.actions.is_empty(), "{retain}: {:?}", plan.actions);
+            assert_eq!(plan.conflicts.len(), 1);
         }
     }
 
@@ -470,13 +541,19 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_restore_is_finished() {
-        // CancelKeyDeletion succeeded, EnableKey did not: the marker is still there.
-        let d = desired(ROOT_POLICY);
-        let mut o = observed_like(&d);
-        o.state = KeyState::Disabled;
-        o.tags.push(Tag::new(DELETION_MARKER_TAG, "Enabled"));
-        assert_eq!(ops(&plan_replica(&d, &o)), ["EnableKey", "UntagResource"]);
+    fn a_disabled_key_is_never_enabled_because_of_a_marker() {
+        // A forged marker, or a restore that stopped after CancelKeyDeletion: either way the
+        // key stays disabled, the conflict is reported and the stale marker goes.
+        let mut d = desired(ROOT_POLICY);
+        d.removal_window_days = Some(7);
+        for value in ["Enabled", "Enabled at=1764653000123 days=7"] {
+            let mut o = observed_like(&d);
+            o.state = KeyState::Disabled;
+            o.tags.push(Tag::new(DELETION_MARKER_TAG, value));
+            let plan = plan_replica(&d, &o);
+            assert_eq!(ops(&plan), ["UntagResource"], "{value}");
+            assert_eq!(plan.conflicts.len(), 1);
+        }
     }
 
     #[test]

@@ -273,14 +273,6 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         .await
     }
 
-    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::UpdateAlias, 1)],
-            self.inner.update_alias(region, alias, key_id),
-        )
-        .await
-    }
-
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
         self.call(
             &[(region, Op::TagResource, 1)],

@@ -92,6 +92,10 @@ pub struct KeyInfo {
     /// multi-Region set has its own: a replica's is when it was replicated, so a replica
     /// older than the current primary has been the primary or predates it.
     pub creation_date: Option<u64>,
+    /// DescribeKey's `DeletionDate`, in milliseconds since the Unix epoch: set while the key
+    /// is `PendingDeletion`, by the ScheduleKeyDeletion that put it there.
+    #[serde(default)]
+    pub deletion_date: Option<u64>,
 }
 
 impl KeyInfo {

@@ -136,6 +136,10 @@ pub struct RegionReport {
     /// primary kept managed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The replica carries a hold (`kms-replicator:hold`): nothing was written to it, and
+    /// every sync says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl RegionReport {
@@ -148,6 +152,7 @@ impl RegionReport {
             policy_diff: Vec::new(),
             conflicts: Vec::new(),
             notes: Vec::new(),
+            held: false,
         }
     }
 }

@@ -53,8 +53,12 @@ def role_statements(template, role, removal_policy="ScheduleDeletion"):
         for item in document["Statement"]:
             if "Fn::If" in item:
                 condition, when_true, when_false = item["Fn::If"]
-                assert condition == "IsScheduleDeletion", f"{role}: a statement under {condition}"
-                item = when_true if removal_policy == "ScheduleDeletion" else when_false
+                assert condition in ("IsScheduleDeletion", "ConsentByTag"), f"{role}: a statement under {condition}"
+                if condition == "ConsentByTag":
+                    # Consent=tag, the default and the widest.
+                    item = when_true
+                else:
+                    item = when_true if removal_policy == "ScheduleDeletion" else when_false
                 if item == {"Ref": "AWS::NoValue"}:
                     continue
             found.append(item)

@@ -77,4 +77,4 @@ def test_the_events_missed_alarm_watches_the_sweep_and_points_at_the_runbook(res
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"Function": "reconcile", "Mode": "sweep"}
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert "not reaching the replicator" in alarm["AlarmDescription"]
-    assert "docs/runbook.md, section 6" in alarm["AlarmDescription"]
+    assert "docs/runbook.md, section 7" in alarm["AlarmDescription"]

@@ -24,10 +24,12 @@ COMMON = {
     "KmsReadMultiRegionKeys": {"kms:GetKeyPolicy", "kms:ListResourceTags"},
     "KmsListAliases": {"kms:ListAliases"},
     "KmsReplicateKey": {"kms:ReplicateKey"},
+    "DenyReplicateKeyFromOutsideAllowedRegions": {"kms:ReplicateKey"},
+    "DenyReplicasOutsideAllowedRegions": {"kms:ReplicateKey"},
     "KmsCreateReplicaKey": {"kms:CreateKey"},
     "KmsPutKeyPolicy": {"kms:PutKeyPolicy"},
-    "KmsManageAliasNames": {"kms:CreateAlias", "kms:UpdateAlias"},
-    "KmsAliasReplicaKeys": {"kms:CreateAlias", "kms:UpdateAlias"},
+    "KmsManageAliasNames": {"kms:CreateAlias"},
+    "KmsAliasReplicaKeys": {"kms:CreateAlias"},
     "KmsTagNewReplicas": {"kms:TagResource"},
     "KmsManageTags": {"kms:TagResource", "kms:UntagResource"},
     "KmsUpdateKeyDescription": {"kms:UpdateKeyDescription"},
@@ -81,6 +83,7 @@ ENV_VARS = {
     "MANAGED_REGIONS",
     "POLICY_MODE",
     "REMOVAL_POLICY",
+    "CONSENT",
     "PENDING_WINDOW_DAYS",
     "AUDIT_EVENT_BUS",
     "AUDIT_SOURCE",
@@ -148,6 +151,7 @@ def test_managed_regions_defaults_to_empty_meaning_the_allowed_regions(template)
     [
         ("PolicyMode", "rewrite", ["rewrite", "verbatim", "off"]),
         ("RemovalPolicy", "Retain", ["Retain", "ScheduleDeletion"]),
+        ("Consent", "tag", ["tag", "key-policy"]),
         ("LogLevel", "INFO", ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]),
     ],
 )
@@ -403,7 +407,29 @@ def test_lockout_bypass_is_denied(template, function):
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_every_other_statement_allows(template, function):
     for sid, statement in by_sid(template, function).items():
-        assert statement["Effect"] == ("Deny" if sid == "DenyPolicyLockoutBypass" else "Allow"), sid
+        assert statement["Effect"] == ("Deny" if sid in DENIES else "Allow"), sid
+
+
+# The Deny statements: the lockout bypass, and ReplicateKey outside AllowedRegions whatever a key
+# policy grants (with Consent=key-policy the grant is in the key policy).
+DENIES = {
+    "DenyPolicyLockoutBypass",
+    "DenyReplicateKeyFromOutsideAllowedRegions",
+    "DenyReplicasOutsideAllowedRegions",
+}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_replicate_key_outside_the_allowed_regions_is_denied(template, function):
+    statements = by_sid(template, function)
+    allowed = {"Fn::Split": [" ", {"Ref": "AllowedRegions"}]}
+    for sid, key in [
+        ("DenyReplicateKeyFromOutsideAllowedRegions", "aws:RequestedRegion"),
+        ("DenyReplicasOutsideAllowedRegions", "kms:ReplicaRegion"),
+    ]:
+        s = statements[sid]
+        assert (s["Effect"], s["Action"], s["Resource"]) == ("Deny", "kms:ReplicateKey", "*")
+        assert s["Condition"] == {"StringNotEquals": {key: allowed}}, sid
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))

@@ -9,7 +9,7 @@
 
 use failover::{Failover, FailoverSettings};
 use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
-use kms_replicator::config::{PolicyMode, RemovalPolicy};
+use kms_replicator::config::{Consent, PolicyMode, RemovalPolicy};
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::{Config, Kms, Op};
 use reconcile::{Reconciler, Settings};
@@ -40,8 +40,35 @@ fn deployments() -> Vec<Config> {
             cfg.policy_mode = mode;
             out.push(cfg);
         }
+        let mut cfg = Config::new(&ALLOWED);
+        cfg.removal = removal;
+        cfg.consent = Consent::KeyPolicy;
+        out.push(cfg);
     }
     out
+}
+
+/// A key policy that delegates to IAM and consents to replication by the function roles into
+/// any Region (the widest consent a key's owners can give).
+fn consenting() -> String {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "ConsentToKmsReplicator", "Effect": "Allow", "Principal": {"AWS": ROLES},
+         "Action": "kms:ReplicateKey", "Resource": "*"}
+    ]})
+    .to_string()
+}
+
+/// The checks of ReplicateKey as `cfg`'s deployment needs them to succeed: with
+/// Consent=key-policy, from a primary whose policy consents.
+fn replicate_key_for(cfg: &Config, from: &str, to: &str) -> Vec<Check> {
+    if cfg.consent != Consent::KeyPolicy {
+        return replicate_key(from, to);
+    }
+    let mut p = primary(from);
+    p.policy = consenting();
+    replicate_key_from(&p, to)
 }
 
 /// Every undocumented key set, each one left out alone, and none set.
@@ -131,7 +158,12 @@ fn writes_to(k: &KeyFacts) -> Vec<(Op, Check)> {
 
 /// The checks of one ReplicateKey with Tags from `from` to `to`, as KMS makes them.
 fn replicate_key(from: &str, to: &str) -> Vec<Check> {
-    let p = primary(from);
+    replicate_key_from(&primary(from), to)
+}
+
+/// The checks of one ReplicateKey with Tags of `p` to `to`.
+fn replicate_key_from(p: &KeyFacts, to: &str) -> Vec<Check> {
+    let p = p.clone();
     let mut new = replica(to);
     new.tags.clear();
     let t = tags(&["replicate-to", "team", "kms-replicator:primary-regions"]);
@@ -178,8 +210,8 @@ fn each_deployment(mut test: impl FnMut(&Config, &Authorization, &str)) {
             let mut auth = Authorization::on(Identities::for_config(&cfg));
             auth.undocumented = present.clone();
             let label = format!(
-                "{:?} {:?}, undocumented keys set: {present:?}",
-                cfg.removal, cfg.policy_mode
+                "{:?} {:?} {:?}, undocumented keys set: {present:?}",
+                cfg.removal, cfg.policy_mode, cfg.consent
             );
             test(&cfg, &auth, &label);
         }
@@ -230,7 +262,7 @@ fn no_role_writes_a_primary_except_failovers_two_tags_and_its_promotion() {
 
 #[test]
 fn no_role_writes_outside_allowed_regions() {
-    each_deployment(|_, auth, label| {
+    each_deployment(|cfg, auth, label| {
         let r = replica(OUTSIDE);
         for (op, check) in writes_to(&r) {
             for role in ROLES {
@@ -247,12 +279,12 @@ fn no_role_writes_outside_allowed_regions() {
                 "{role} makes an alias in {OUTSIDE} ({label})"
             );
             // KMS checks the primary side first; it names the replica's Region.
-            let to_outside = replicate_key("us-east-1", OUTSIDE);
+            let to_outside = replicate_key_for(cfg, "us-east-1", OUTSIDE);
             assert!(
                 !all_allowed(auth, role, &to_outside),
                 "{role} replicates to {OUTSIDE} ({label})"
             );
-            let from_outside = replicate_key(OUTSIDE, "us-west-2");
+            let from_outside = replicate_key_for(cfg, OUTSIDE, "us-west-2");
             assert!(
                 !all_allowed(auth, role, &from_outside),
                 "{role} replicates from {OUTSIDE} ({label})"
@@ -334,7 +366,11 @@ fn each_role_may_do_its_job_on_replicas_in_allowed_regions() {
         let deletes = cfg.removal != RemovalPolicy::Retain;
         for role in ROLES {
             assert!(
-                all_allowed(auth, role, &replicate_key("us-east-1", "eu-west-1")),
+                all_allowed(
+                    auth,
+                    role,
+                    &replicate_key_for(cfg, "us-east-1", "eu-west-1")
+                ),
                 "{role} creates a replica with tags ({label})"
             );
             let r = replica("eu-west-1");
@@ -344,6 +380,14 @@ fn each_role_may_do_its_job_on_replicas_in_allowed_regions() {
                     Op::ScheduleKeyDeletion | Op::CancelKeyDeletion | Op::EnableKey
                 );
                 if deletion && !deletes {
+                    continue;
+                }
+                // An alias another key holds is a conflict for a person: no role moves one.
+                if op == Op::UpdateAlias {
+                    assert!(
+                        !allowed(auth, role, &check),
+                        "{role} {op} on a replica ({label})"
+                    );
                     continue;
                 }
                 assert!(
@@ -722,4 +766,41 @@ async fn the_twins_checks_agree_with_the_service_authorization_reference() {
             );
         }
     }
+}
+
+#[test]
+fn with_key_policy_consent_kms_refuses_replicate_key_unless_the_keys_policy_names_the_roles() {
+    each_deployment(|cfg, auth, label| {
+        let consent = cfg.consent == Consent::KeyPolicy;
+        let mut listed = primary("us-east-1");
+        listed.policy = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": ROLES}, "Action": "kms:ReplicateKey",
+             "Resource": "*", "Condition": {"StringEquals": {"kms:ReplicaRegion": ["eu-west-1"]}}}
+        ]})
+        .to_string();
+        for role in ROLES {
+            let root_only = Check::on_key(Op::ReplicateKey, &primary("us-east-1"))
+                .with("kms:ReplicaRegion", "eu-west-1");
+            // The account root delegating to IAM is consent only with Consent=tag.
+            assert_eq!(
+                allowed(auth, role, &root_only),
+                !consent,
+                "{role} ({label})"
+            );
+            if consent {
+                assert!(
+                    all_allowed(auth, role, &replicate_key_from(&listed, "eu-west-1")),
+                    "{role} into a listed Region ({label})"
+                );
+                let unlisted =
+                    Check::on_key(Op::ReplicateKey, &listed).with("kms:ReplicaRegion", "us-west-2");
+                assert!(
+                    !allowed(auth, role, &unlisted),
+                    "{role} into a Region the statement does not list ({label})"
+                );
+            }
+        }
+    });
 }

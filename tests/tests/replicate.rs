@@ -9,8 +9,9 @@ use integration_tests::{
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::policy::rewrite_policy;
+use kms_replicator::report::Outcome;
 use kms_replicator::Op;
-use kms_replicator::{Config, Kms};
+use kms_replicator::{Config, Kms, Syncer};
 use replicate::Replicator;
 use serde_json::{json, Value};
 use twin::{Twin, ADMIN_USER, FUNCTION_ROLES, REPLICATE_ROLE};
@@ -356,7 +357,8 @@ async fn changes_to_the_primary_are_mirrored_to_every_replica() {
 }
 
 #[tokio::test]
-async fn an_alias_moved_between_keys_on_the_primary_side_is_re_pointed_in_replica_regions() {
+async fn an_alias_moved_between_managed_keys_is_a_conflict_in_replica_regions_until_a_person_moves_it(
+) {
     let twin = Twin::new();
     let cfg = config();
     let old_key = seed_primary(&twin).await;
@@ -389,8 +391,51 @@ async fn an_alias_moved_between_keys_on_the_primary_side_is_re_pointed_in_replic
         .update_alias(PRIMARY_REGION, "alias/payments", &new_key)
         .await
         .unwrap();
+    // A name that exists nowhere else yet is still created.
+    admin
+        .create_alias(PRIMARY_REGION, "alias/payments-v2", &new_key)
+        .await
+        .unwrap();
+    drain(&twin, &cfg).await;
+    assert_eq!(
+        twin.aliases("us-west-2")["alias/payments"],
+        old_key,
+        "applications in us-west-2 keep their key until a person moves the alias there"
+    );
+    assert_eq!(twin.aliases("us-west-2")["alias/payments-v2"], new_key);
+    let report = Syncer::new(&twin, &cfg)
+        .sync(PRIMARY_REGION, &new_key, false)
+        .await;
+    let west = report
+        .regions
+        .iter()
+        .find(|r| r.region == "us-west-2")
+        .unwrap();
+    let Outcome::Failed { reason, retryable } = &west.outcome else {
+        panic!("{west:?}");
+    };
+    assert!(!retryable);
+    let command = format!(
+        "aws kms update-alias --region us-west-2 --alias-name alias/payments --target-key-id \
+         {new_key}"
+    );
+    assert!(
+        reason.contains("a replica of another managed key"),
+        "{reason}"
+    );
+    assert!(reason.contains(&command), "{reason}");
+
+    // The person moves it with the command the report gives: the conflict is gone.
+    admin
+        .update_alias("us-west-2", "alias/payments", &new_key)
+        .await
+        .unwrap();
     drain(&twin, &cfg).await;
     assert_eq!(twin.aliases("us-west-2")["alias/payments"], new_key);
+    let report = Syncer::new(&twin, &cfg)
+        .sync(PRIMARY_REGION, &new_key, false)
+        .await;
+    assert_eq!(report.outcome, Outcome::InSync, "{report:?}");
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ pub fn emit(namespace: &str, missed: &Missed) {
             region = %region,
             keys,
             "events from {region} are not reaching the replicator: check its trail and \
-             forwarder (docs/runbook.md, section 6); this sweep repaired {keys} key(s) that \
+             forwarder (docs/runbook.md, section 7); this sweep repaired {keys} key(s) that \
              events should have fixed"
         );
         record(namespace, region, *keys).emit();

@@ -138,12 +138,15 @@ fn key_info(region: &str, m: &KeyMetadata) -> KeyInfo {
             .unwrap_or(KeyState::Unavailable),
         description: m.description().unwrap_or_default().to_string(),
         multi_region,
-        // Rounded to the millisecond: the wire format is seconds as a decimal number.
-        creation_date: m.creation_date().and_then(|d| {
-            let ms = d.secs() * 1000 + i64::from((d.subsec_nanos() + 500_000) / 1_000_000);
-            u64::try_from(ms).ok()
-        }),
+        creation_date: m.creation_date().and_then(epoch_ms),
+        deletion_date: m.deletion_date().and_then(epoch_ms),
     }
+}
+
+/// Rounded to the millisecond: the wire format is seconds as a decimal number.
+fn epoch_ms(d: &aws_sdk_kms::primitives::DateTime) -> Option<u64> {
+    let ms = d.secs() * 1000 + i64::from((d.subsec_nanos() + 500_000) / 1_000_000);
+    u64::try_from(ms).ok()
 }
 
 fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_kms::types::Tag> {
@@ -290,18 +293,6 @@ impl Kms for AwsKms {
             .send()
             .await
             .map_err(|e| self.fail(Op::CreateAlias, region, e))?;
-        Ok(())
-    }
-
-    #[instrument(skip(self))]
-    async fn update_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        self.client(region)
-            .update_alias()
-            .alias_name(alias)
-            .target_key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| self.fail(Op::UpdateAlias, region, e))?;
         Ok(())
     }
 

@@ -15,7 +15,8 @@
 mod removal;
 mod replica;
 
-use crate::config::Config;
+use crate::config::{Config, Consent, DEFAULT_ROLE_PATH};
+use crate::consent::{consent_statement, consented, Consented};
 use crate::desired::{ObservedReplica, PrimaryState};
 use crate::explain::explain;
 use crate::model::{is_aws_managed_alias, KeyInfo, MultiRegionKeyType};
@@ -195,7 +196,21 @@ impl<'a> Syncer<'a> {
                 return report;
             };
             report.managed = true;
-            let regions = self.sync_round(&state, &tag_value, dry_run).await;
+            if let Some(value) = crate::hold::hold(&state.tags) {
+                report.outcome =
+                    Outcome::skipped(crate::hold::held_reason(&state.info.region, value, true));
+                return report;
+            }
+            let consent = match self.consent(&state, &tag_value) {
+                Ok(c) => c,
+                Err(outcome) => {
+                    report.outcome = outcome;
+                    return report;
+                }
+            };
+            let regions = self
+                .sync_round(&state, &tag_value, consent.as_ref(), dry_run)
+                .await;
             let wrote = regions.iter().any(|r| !r.actions.is_empty());
             merge_round(&mut merged, regions);
             if dry_run || !wrote {
@@ -239,9 +254,22 @@ impl<'a> Syncer<'a> {
         &self,
         state: &PrimaryState,
         tag_value: &str,
+        consent: Option<&Consented>,
         dry_run: bool,
     ) -> Vec<RegionReport> {
-        let sel = select_regions(tag_value, &state.info.region, &self.cfg.allowed_regions);
+        let mut sel = select_regions(tag_value, &state.info.region, &self.cfg.allowed_regions);
+        // Consent=key-policy: a Region the key's consent statement does not list is reported,
+        // never written to.
+        let mut unconsented = Vec::new();
+        if let Some(c) = consent {
+            sel.targets.retain(|r| {
+                let ok = c.allows(r);
+                if !ok {
+                    unconsented.push(r.clone());
+                }
+                ok
+            });
+        }
         let existing: Vec<String> = state
             .info
             .multi_region
@@ -256,8 +284,11 @@ impl<'a> Syncer<'a> {
             ));
         }
         for region in &existing {
-            let listed =
-                sel.targets.contains(region) || sel.rejected.iter().any(|p| p.name() == region);
+            // A Region the tag lists but the key's policy does not consent to is still listed:
+            // left alone, never removed.
+            let listed = sel.targets.contains(region)
+                || unconsented.contains(region)
+                || sel.rejected.iter().any(|p| p.name() == region);
             if !listed && self.cfg.is_allowed(region) {
                 tasks.push(futures::future::Either::Right(
                     self.unlisted_replica(state, region, dry_run),
@@ -271,7 +302,43 @@ impl<'a> Syncer<'a> {
                 Outcome::skipped(problem.reason()),
             ));
         }
+        for region in unconsented {
+            let reason = format!(
+                "Consent=key-policy: the key's policy does not consent to replication into \
+                 {region} (its kms:ReplicateKey statement for the replicator lists other \
+                 Regions in kms:ReplicaRegion); add {region} there to replicate it"
+            );
+            regions.push(RegionReport::new(&region, Outcome::skipped(reason)));
+        }
         regions
+    }
+
+    /// With `Consent=key-policy`, what the primary's own policy consents to (`Ok(None)` with
+    /// `Consent=tag`); a key without consent gets a skipped outcome that shows the statement to
+    /// add, and nothing is written.
+    fn consent(&self, state: &PrimaryState, tag_value: &str) -> Result<Option<Consented>, Outcome> {
+        if self.cfg.consent != Consent::KeyPolicy {
+            return Ok(None);
+        }
+        let path = self
+            .cfg
+            .ignore_role_path
+            .as_deref()
+            .unwrap_or(DEFAULT_ROLE_PATH);
+        match consented(&state.policy, path) {
+            Consented::No => {
+                let sel = select_regions(tag_value, &state.info.region, &self.cfg.allowed_regions);
+                let regions: Vec<&str> = sel.targets.iter().map(String::as_str).collect();
+                Err(Outcome::skipped(format!(
+                    "Consent=key-policy: the key's policy does not grant the replicator's roles \
+                     kms:ReplicateKey, so the key is not replicated and nothing is written. \
+                     Its administrators consent by adding this statement to the primary's \
+                     key policy: {}",
+                    consent_statement(&self.cfg.ignore_callers, &regions)
+                )))
+            }
+            c => Ok(Some(c)),
+        }
     }
 
     /// DescribeKey, GetKeyPolicy, ListResourceTags and ListAliases of the primary again:
@@ -338,6 +405,8 @@ impl<'a> Syncer<'a> {
             description: info.description.clone(),
             tags: tags?,
             aliases: aliases?,
+            deletion_date: info.deletion_date,
+            read_at_ms: crate::marker::now_ms(),
         };
         Ok((info, observed))
     }

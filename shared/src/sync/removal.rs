@@ -3,7 +3,9 @@
 
 use super::{failed, Syncer};
 use crate::config::RemovalPolicy;
-use crate::desired::{predates_primary, PrimaryState, DELETION_MARKER_TAG};
+use crate::desired::{predates_primary, PrimaryState};
+use crate::hold::{held_reason, hold};
+use crate::marker::{now_ms, Marker, DELETION_MARKER_TAG};
 use crate::model::{KeyState, Tag};
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::info;
@@ -68,20 +70,32 @@ impl Syncer<'_> {
         if !tags.iter().any(|t| t.key == self.cfg.tag_key) {
             return None;
         }
-        let mut plan = Vec::new();
-        if !tags.iter().any(|t| t.key == DELETION_MARKER_TAG) {
-            let before = if state == KeyState::Disabled {
-                KeyState::Disabled
-            } else {
-                KeyState::Enabled
-            };
-            plan.push(Action::TagResource {
-                tags: vec![Tag::new(DELETION_MARKER_TAG, before.as_str())],
-            });
+        if let Some(value) = hold(&tags) {
+            let mut report =
+                RegionReport::new(region, Outcome::skipped(held_reason(region, value, false)));
+            report.held = true;
+            return Some(report);
         }
-        plan.push(Action::ScheduleKeyDeletion {
-            pending_window_days,
-        });
+        // Written afresh right before every attempt: its time is what the key's DeletionDate
+        // must agree with before a restore (crate::marker).
+        let before = if state == KeyState::Disabled {
+            KeyState::Disabled
+        } else {
+            KeyState::Enabled
+        };
+        let marker = Marker {
+            before,
+            at_ms: now_ms(),
+            days: pending_window_days,
+        };
+        let plan = vec![
+            Action::TagResource {
+                tags: vec![Tag::new(DELETION_MARKER_TAG, marker.value())],
+            },
+            Action::ScheduleKeyDeletion {
+                pending_window_days,
+            },
+        ];
         let mut report = RegionReport::new(region, Outcome::Planned);
         if dry_run {
             report.actions = plan;

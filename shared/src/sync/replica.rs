@@ -4,6 +4,7 @@
 use super::{failed, Syncer};
 use crate::desired::{desired_replica, plan_replica, DesiredReplica, PrimaryState};
 use crate::explain::explain;
+use crate::hold::{held_reason, hold};
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
@@ -138,6 +139,11 @@ impl Syncer<'_> {
                 return;
             }
         };
+        if let Some(value) = hold(&observed.tags) {
+            report.outcome = Outcome::skipped(held_reason(target, value, false));
+            report.held = true;
+            return;
+        }
         // A `Creating` replica can be managed already; only `Updating` refuses management calls.
         if observed.state == KeyState::Updating {
             report.outcome = Outcome::failed(
@@ -294,10 +300,11 @@ impl Syncer<'_> {
     }
 
     /// The name is taken in `region`, by `holder`. If it already points at our replica,
-    /// nothing is left to do. The alias is re-pointed only when it really moved (I3): its
-    /// holder is a replica of a key this replicator manages (its primary carries a non-empty
-    /// replication tag), and that primary no longer holds the alias. Anything else, another
-    /// team's key above all, is a conflict: reported, never taken.
+    /// nothing is left to do. Otherwise it is a conflict, reported and never taken (I3): the
+    /// holder is another team's key, or a replica of another key this replicator manages, and
+    /// moving an alias between two managed keys is a person's decision in each Region, not
+    /// something one edit at the primary applies everywhere at once. The report says which
+    /// and gives the command that moves it.
     async fn claim_alias(
         &self,
         region: &str,
@@ -305,7 +312,6 @@ impl Syncer<'_> {
         key_id: &str,
         holder: KeyInfo,
     ) -> Result<Option<Action>, WriteFailure> {
-        let why = WriteFailure::from;
         if holder.key_id == key_id {
             return Ok(None);
         }
@@ -324,29 +330,20 @@ impl Syncer<'_> {
             Some(m) if m.key_type == MultiRegionKeyType::Replica => m.primary_region.clone(),
             _ => return conflict("which is not a replica of a managed key"),
         };
-        let (tags, aliases) = tokio::join!(
-            self.kms
-                .list_resource_tags(&holder_primary_region, &holder.key_id),
-            self.kms
-                .list_aliases(&holder_primary_region, Some(&holder.key_id)),
-        );
-        let managed = tags
-            .map_err(why)?
+        let managed = self
+            .kms
+            .list_resource_tags(&holder_primary_region, &holder.key_id)
+            .await
+            .map_err(WriteFailure::from)?
             .iter()
             .any(|t: &Tag| t.key == self.cfg.tag_key && !t.value.trim().is_empty());
         if !managed {
             return conflict("a key this replicator does not manage");
         }
-        if aliases.map_err(why)?.iter().any(|a| a.name == alias) {
-            return conflict("whose primary still holds that alias");
-        }
-        self.kms
-            .update_alias(region, alias, key_id)
-            .await
-            .map_err(why)?;
-        Ok(Some(Action::UpdateAlias {
-            alias: alias.to_string(),
-            from_key: holder.key_id,
-        }))
+        conflict(&format!(
+            "a replica of another managed key: moving an alias between managed keys is left to \
+             a person in each Region (aws kms update-alias --region {region} --alias-name \
+             {alias} --target-key-id {key_id})"
+        ))
     }
 }

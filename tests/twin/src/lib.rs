@@ -64,7 +64,7 @@ mod trail;
 
 pub use auth::{
     is_replicator, Authorization, Undocumented, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES,
-    OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TEAM_B_ROLE,
+    OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TAGGER_ROLE, TEAM_B_ROLE,
 };
 pub use policy::example_primary_policy;
 pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};

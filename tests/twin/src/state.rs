@@ -31,6 +31,9 @@ pub struct TwinKey {
     pub primary_region: String,
     /// CreationDate, milliseconds since the epoch; strictly increasing across the twin.
     pub created_ms: u64,
+    /// DeletionDate while `PendingDeletion`, milliseconds since the epoch: the moment of the
+    /// ScheduleKeyDeletion plus its waiting period.
+    pub deletion_ms: Option<u64>,
     /// When a transient state (Creating, Updating) ends, and the state it ends in.
     pub(crate) settles: Option<(Instant, KeyState)>,
 }
@@ -352,6 +355,9 @@ impl State {
             description: k.description.clone(),
             multi_region,
             creation_date: Some(k.created_ms),
+            deletion_date: k
+                .deletion_ms
+                .filter(|_| k.state == kms_replicator::model::KeyState::PendingDeletion),
         }
     }
 

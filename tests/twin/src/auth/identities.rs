@@ -36,6 +36,9 @@ pub const ADMIN_USER: &str = "arn:aws:iam::111122223333:user/Alice";
 pub const OPERATOR_ROLE: &str = "arn:aws:iam::111122223333:role/operator";
 /// Another team of the account, which administers its own keys (`kms:*`).
 pub const TEAM_B_ROLE: &str = "arn:aws:iam::111122223333:role/team-b";
+/// A principal allowed to tag and untag any key, and to read keys and tags, nothing more: the
+/// narrow permission the security model is tested against (docs/security-model.md).
+pub const TAGGER_ROLE: &str = "arn:aws:iam::111122223333:role/tagger";
 
 /// Whether `caller` is one of the replicator's roles: a role under the template's IAM path.
 pub fn is_replicator(caller: &str) -> bool {
@@ -98,6 +101,16 @@ impl Identities {
         ids.insert(
             TEAM_B_ROLE,
             vec![Policy::parse(&key_admin).expect("static policy")],
+        );
+        let tagger = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "TagKeysOnly", "Effect": "Allow", "Resource": "*", "Action": [
+                "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+                "kms:DescribeKey", "kms:ListAliases"
+            ]}
+        ]});
+        ids.insert(
+            TAGGER_ROLE,
+            vec![Policy::parse(&tagger).expect("static policy")],
         );
         ids
     }
@@ -185,6 +198,9 @@ pub fn template_parameters(cfg: &Config) -> Vec<(String, String)> {
     }
     if cfg.managed_regions != cfg.allowed_regions {
         p.push(("ManagedRegions".into(), cfg.managed_regions.join(" ")));
+    }
+    if cfg.consent == kms_replicator::config::Consent::KeyPolicy {
+        p.push(("Consent".into(), "key-policy".into()));
     }
     p.sort();
     p

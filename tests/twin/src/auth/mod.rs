@@ -17,7 +17,7 @@ pub use checks::{Check, CheckRecord, KeyFacts, ResourceType, Undocumented};
 pub use identities::{
     is_replicator, repository_template, template_parameters, Identities, Identity, ACCOUNT,
     ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES, HOME_REGION, OPERATOR_ROLE, RECONCILE_ROLE,
-    REPLICATE_ROLE, STACK_NAME, TEAM_B_ROLE,
+    REPLICATE_ROLE, STACK_NAME, TAGGER_ROLE, TEAM_B_ROLE,
 };
 
 use authz::policy::{identity_decision, resource_decision};

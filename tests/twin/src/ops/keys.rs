@@ -70,6 +70,7 @@ pub(crate) fn create_key(
         multi_region: multi_region.then_some(MultiRegionKeyType::Primary),
         primary_region: region.to_string(),
         created_ms: s.next_creation_date(),
+        deletion_ms: None,
         settles: None,
     };
     s.keys.insert((region.to_string(), key_id.clone()), key);

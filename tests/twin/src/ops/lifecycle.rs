@@ -101,9 +101,16 @@ pub(crate) fn schedule_key_deletion(
     } else {
         KeyState::PendingDeletion
     };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let k = s.get(region, &id);
     k.state = state;
     k.settles = None;
+    // A primary waiting for its replicas has no date yet; the twin gives it none later either.
+    k.deletion_ms = (state == KeyState::PendingDeletion)
+        .then_some(now_ms + pending_window_days as u64 * 86_400_000);
     let arn = s.arn(region, &id);
     let params = json!({"keyId": key_id, "pendingWindowInDays": pending_window_days});
     let response = json!({"keyId": arn, "keyState": state.as_str()});
@@ -136,6 +143,7 @@ pub(crate) fn cancel_key_deletion(
         ));
     }
     k.state = KeyState::Disabled;
+    k.deletion_ms = None;
     let params = json!({"keyId": key_id});
     s.push_record(
         trail::Record::new(region, OP, caller, params)

@@ -117,6 +117,7 @@ pub(crate) fn replicate_key(
         multi_region: Some(MultiRegionKeyType::Replica),
         primary_region: primary_region.to_string(),
         created_ms: s.next_creation_date(),
+        deletion_ms: None,
         settles: Some((Instant::now() + creating_for, src.state)),
     };
     s.settle_at(Instant::now() + creating_for);
