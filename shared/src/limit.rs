@@ -51,14 +51,16 @@ impl Quotas {
     }
 
     /// Every write at its KMS quota, every read at `read_rate` per second or its quota if that
-    /// is lower, GetResources at [`GET_RESOURCES_RATE`].
+    /// is lower, GetResources at [`GET_RESOURCES_RATE`], a read without a published quota
+    /// (GetKeyLastUsage) at `read_rate`.
     pub fn kms(read_rate: u32) -> Quotas {
         let mut q = Quotas::unlimited();
         for &op in Op::ALL {
             let limit = match op.kms_quota() {
                 Some(n) if op.is_write() => n,
                 Some(n) => read_rate.min(n),
-                None => GET_RESOURCES_RATE,
+                None if op == Op::GetResources => GET_RESOURCES_RATE,
+                None => read_rate,
             };
             q = q.with(op, limit);
         }
