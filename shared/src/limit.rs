@@ -17,6 +17,7 @@
 use crate::model::{AliasEntry, KeyInfo, Tag};
 use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey};
+use crate::usage::KeyUsage;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
@@ -213,6 +214,14 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         self.call(
             &[(region, Op::DescribeKey, 1)],
             self.inner.describe_key(region, key),
+        )
+        .await
+    }
+
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
+        self.call(
+            &[(region, Op::GetKeyLastUsage, 1)],
+            self.inner.get_key_last_usage(region, key_id),
         )
         .await
     }

@@ -51,6 +51,8 @@ EXTRA = {
 WITH_SCHEDULE_DELETION = {
     "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
     "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
+    # The in-use guard's read before a deletion.
+    "KmsReadReplicaLastUse": {"kms:GetKeyLastUsage"},
 }
 KMS_WRITE_SIDS = {
     "KmsReplicateKey",
@@ -73,6 +75,7 @@ ENV_VARS = {
     "POLICY_MODE",
     "REMOVAL_POLICY",
     "PENDING_WINDOW_DAYS",
+    "IN_USE_WINDOW_DAYS",
     "AUDIT_EVENT_BUS",
     "AUDIT_SOURCE",
     "IGNORE_CALLER_ARNS",

@@ -1,5 +1,6 @@
 //! Replicas in Regions the tag does not list: kept managed when they held the primary or
-//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`.
+//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`, and
+//! only when the in-use guard (`in_use.rs`) finds them unused.
 
 use super::{failed, Syncer};
 use crate::config::RemovalPolicy;
@@ -67,6 +68,9 @@ impl Syncer<'_> {
         };
         if !tags.iter().any(|t| t.key == self.cfg.tag_key) {
             return None;
+        }
+        if let Some(kept) = self.in_use_guard(region, key_id).await {
+            return Some(kept);
         }
         let mut plan = Vec::new();
         if !tags.iter().any(|t| t.key == DELETION_MARKER_TAG) {

@@ -32,6 +32,10 @@ impl Kms for Twin {
         keys::describe_key(&self.lock(), &self.caller, region, key)
     }
 
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
+        self.key_last_usage(region, key_id).await
+    }
+
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
         self.enter(region, Op::GetKeyPolicy).await?;
         keys::get_key_policy(&self.lock(), &self.caller, region, key_id)
