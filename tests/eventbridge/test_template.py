@@ -44,6 +44,7 @@ EXTRA = {
         "KmsListKeys": {"kms:ListKeys"},
         "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"},
         "KmsTagOldPrimary": {"kms:TagResource"},
+        "KmsReadKeyUse": {"kms:GetKeyLastUsage"},
     },
 }
 # ... plus these with RemovalPolicy ScheduleDeletion only: with Retain, nothing is deleted, so
