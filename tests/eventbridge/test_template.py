@@ -39,7 +39,11 @@ COMMON = {
 # ... plus these per function ...
 EXTRA = {
     "ReplicateFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}},
-    "ReconcileFunction": {"DeadLetterQueueSend": {"sqs:SendMessage"}, "TagGetResources": {"tag:GetResources"}},
+    "ReconcileFunction": {
+        "DeadLetterQueueSend": {"sqs:SendMessage"},
+        "TagGetResources": {"tag:GetResources"},
+        "KmsReadKeyUse": {"kms:GetKeyLastUsage"},
+    },
     "FailoverFunction": {
         "KmsListKeys": {"kms:ListKeys"},
         "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"},

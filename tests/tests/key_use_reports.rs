@@ -122,3 +122,64 @@ async fn an_unreadable_last_use_is_reported_and_does_not_stop_the_failover() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn the_plan_lists_each_replicas_last_use_and_those_unused_for_90_days() {
+    use kms_replicator::usage::{now_ms, DAY_MS};
+    let twin = Twin::new();
+    let cfg = config();
+    let key = seed_primary(&twin).await;
+    twin.with_caller(ADMIN_USER)
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    let app = twin.with_caller(ADMIN_USER);
+    let sealed = app
+        .encrypt(PRIMARY_REGION, &key, b"x", &EncryptionContext::new())
+        .await
+        .unwrap();
+    app.decrypt(WEST, None, &sealed.ciphertext, &EncryptionContext::new())
+        .await
+        .unwrap();
+    twin.record_use(
+        "eu-west-1",
+        &key,
+        kms_replicator::Op::Decrypt,
+        now_ms() - 100 * DAY_MS,
+        "old-event",
+    );
+
+    let kms = as_function(&twin, &cfg, twin::RECONCILE_ROLE);
+    let settings = reconcile::Settings::default();
+    let plan = reconcile::Reconciler {
+        kms: &kms,
+        tags: &kms,
+        audit: &twin,
+        config: &cfg,
+        settings: &settings,
+        limiter: None,
+    }
+    .handle(&json!({"dryRun": true}), None)
+    .await
+    .expect("a plan");
+    let summary = plan["summary"].as_str().unwrap();
+    let (listed, unused) = summary
+        .split_once("Unused for 90 days or more")
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        listed.contains(&format!("{key} -> us-west-2: last used by Decrypt")),
+        "{summary}"
+    );
+    assert!(
+        unused.contains(&format!("{key} -> eu-west-1: last used by Decrypt"))
+            && !unused.contains("us-west-2"),
+        "{summary}"
+    );
+    assert_eq!(plan["keyUse"]["unusedFor90Days"][0]["region"], "eu-west-1");
+    assert_eq!(plan["keyUse"]["replicas"].as_array().unwrap().len(), 2);
+}

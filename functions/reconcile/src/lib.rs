@@ -16,8 +16,10 @@
 //! deadline.
 //!
 //! [`settings`](Settings) and [`request`](parse_request) read the environment and the
-//! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened.
+//! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened; a plan also
+//! lists each replica's last use (`key_use`).
 
+mod key_use;
 mod report;
 mod request;
 mod settings;
