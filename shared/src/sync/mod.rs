@@ -13,6 +13,7 @@
 //! access or that KMS must refuse.
 
 mod in_use;
+mod material;
 mod removal;
 mod replica;
 
