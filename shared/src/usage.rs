@@ -81,7 +81,7 @@ impl KeyUsage {
     pub fn describe(&self) -> String {
         match (&self.last_use, self.tracking_start_ms) {
             (Some(l), _) => l.describe(),
-            (None, Some(t)) if self.covers(t) && self.key_creation_ms.is_some_and(|c| c >= t) => {
+            (None, Some(t)) if self.key_creation_ms.is_some_and(|c| c >= t) => {
                 "never used since it was created".to_string()
             }
             (None, Some(t)) => format!(
