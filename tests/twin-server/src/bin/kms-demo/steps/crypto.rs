@@ -61,8 +61,7 @@ async fn round_trip(demo: &mut Demo, key: &str, from: &str, to: &str, text: &str
 
 /// The payments app encrypts in us-east-1; us-west-2 decrypts with its replica.
 pub async fn encrypt_here_decrypt_there(demo: &mut Demo, key: &str) -> Result<(), String> {
-    let step =
-        demo.begin("An application encrypts in us-east-1; us-west-2 decrypts with its replica");
+    let step = demo.begin("An app encrypts in us-east-1; us-west-2 decrypts with it");
     let ok = round_trip(demo, key, HOME, "us-west-2", "card 4242").await;
     demo.check(
         ok,
@@ -75,9 +74,7 @@ pub async fn encrypt_here_decrypt_there(demo: &mut Demo, key: &str) -> Result<()
 /// After the promotion us-west-2 encrypts and us-east-1 decrypts; then a Region whose replica
 /// an application just used is removed from the tag, and the guard keeps it.
 pub async fn after_failover_and_the_guard(demo: &mut Demo, key: &str) -> Result<(), String> {
-    let step = demo.begin(
-        "After the promotion: us-west-2 encrypts, us-east-1 decrypts; a used Region is not deleted",
-    );
+    let step = demo.begin("After failover: west encrypts, east decrypts; used replica kept");
     if !demo.has_failover {
         demo.skip(
             step,
