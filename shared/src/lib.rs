@@ -32,6 +32,7 @@ pub mod region;
 pub mod report;
 pub mod sync;
 pub mod telemetry;
+pub mod usage;
 
 pub use config::Config;
 pub use op::Op;

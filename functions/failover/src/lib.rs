@@ -14,10 +14,11 @@
 //!   through the steps, into one [`FailoverReport`].
 //! - `lookup` finds the key a single-key request names, in the Regions it may be in.
 //! - `steps` is the procedure for one key, one function per step; `post_checks` holds the
-//!   checks after the promotion.
+//!   checks after the promotion; `key_use` reports the last use of both keys (information).
 //! - [`report`](KeyReport) is what a person reads: the checks and their names, each key's
 //!   outcome, the summary, the sentences that explain a KMS error, the audit events; pure.
 
+mod key_use;
 mod lookup;
 mod post_checks;
 mod report;

@@ -61,6 +61,8 @@ pub enum CheckName {
     PrimaryEnabled,
     ReplicaInTarget,
     ReplicaEnabled,
+    /// Information: the last use of the replica being promoted and of the primary.
+    KeyUse,
     PrimarySettingsRead,
     ReplicationTag,
     UpdatePrimaryRegion,
@@ -80,6 +82,7 @@ impl CheckName {
             CheckName::PrimaryEnabled => "primary_enabled",
             CheckName::ReplicaInTarget => "replica_in_target",
             CheckName::ReplicaEnabled => "replica_enabled",
+            CheckName::KeyUse => "key_use",
             CheckName::PrimarySettingsRead => "primary_settings_read",
             CheckName::ReplicationTag => "replication_tag",
             CheckName::UpdatePrimaryRegion => "update_primary_region",

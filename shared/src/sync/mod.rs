@@ -12,6 +12,8 @@
 //! person made, take an alias from a key it does not manage, or send a policy that widens
 //! access or that KMS must refuse.
 
+mod in_use;
+mod material;
 mod removal;
 mod replica;
 

@@ -1,5 +1,6 @@
 //! Replicas in Regions the tag does not list: kept managed when they held the primary or
-//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`.
+//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`, and
+//! only when the in-use guard (`in_use.rs`) finds them unused.
 
 use super::{failed, Syncer};
 use crate::config::RemovalPolicy;
@@ -75,6 +76,9 @@ impl Syncer<'_> {
                 RegionReport::new(region, Outcome::skipped(held_reason(region, value, false)));
             report.held = true;
             return Some(report);
+        }
+        if let Some(kept) = self.in_use_guard(region, key_id).await {
+            return Some(kept);
         }
         // Written afresh right before every attempt: its time is what the key's DeletionDate
         // must agree with before a restore (crate::marker).

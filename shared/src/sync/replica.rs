@@ -157,6 +157,11 @@ impl Syncer<'_> {
         }
         let plan = plan_replica(desired, &observed);
         report.conflicts = plan.conflicts;
+        if observed.state == KeyState::PendingImport {
+            report
+                .conflicts
+                .push(super::material::pending_import(target, key_id));
+        }
         report.notes.extend(plan.extra_aliases.iter().map(|a| {
             format!("{a} exists only here (made for this Region, not on the primary); kept")
         }));
