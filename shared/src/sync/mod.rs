@@ -12,6 +12,7 @@
 //! person made, take an alias from a key it does not manage, or send a policy that widens
 //! access or that KMS must refuse.
 
+mod partial;
 mod removal;
 mod replica;
 
@@ -172,6 +173,21 @@ impl<'a> Syncer<'a> {
             return report;
         }
         self.sync_rounds(report, state, false).await
+    }
+
+    /// Brings the replica of `primary` in `target` in line with it, whatever the replication
+    /// tag says, in one round: the failover function's step before a promotion, so that the
+    /// new primary starts from the newest state. `primary` is what [`Syncer::read_primary`]
+    /// read.
+    pub async fn sync_replica(
+        &self,
+        primary: &PrimaryState,
+        target: &str,
+        dry_run: bool,
+    ) -> RegionReport {
+        self.sync_region(primary, target, true, dry_run)
+            .await
+            .unwrap_or_else(|| RegionReport::new(target, Outcome::InSync))
     }
 
     /// The rounds of writes from the primary's `state`, each followed by a read of the primary

@@ -43,10 +43,10 @@ impl Syncer<'_> {
         let desired = match desired_replica(self.cfg, primary, target) {
             Ok(d) => d,
             Err(e) => {
-                return Some(RegionReport::new(
-                    target,
-                    Outcome::failed(e.to_string(), false),
-                ))
+                return Some(
+                    self.sync_without_policy(primary, target, exists, dry_run, e)
+                        .await,
+                )
             }
         };
         let mut report = RegionReport::new(target, Outcome::InSync);
@@ -118,7 +118,7 @@ impl Syncer<'_> {
 
     /// Observes the replica that exists, plans the writes that bring it in line and makes
     /// them. Sets the report's outcome.
-    async fn converge(
+    pub(super) async fn converge(
         &self,
         primary: &PrimaryState,
         desired: &DesiredReplica,
