@@ -1,0 +1,325 @@
+//! Promotions lose nothing (docs/safety.md, "Promotions"): each history that once lost a Deny,
+//! a newer policy or a Region's protection around a promotion, on the KMS twin with the
+//! functions acting as their roles.
+
+use failover::{quotas, Failover, FailoverSettings};
+use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
+use kms_replicator::limit::RateLimitedKms;
+use kms_replicator::model::Tag;
+use kms_replicator::policy::MAX_POLICY_BYTES;
+use kms_replicator::{Config, Kms, Op, Syncer};
+use serde_json::{json, Value};
+use std::time::Duration;
+use twin::{Twin, ADMIN_USER, FAILOVER_ROLE, REPLICATE_ROLE};
+
+const WEST: &str = "us-west-2";
+const EU: &str = "eu-west-1";
+const REGIONS: [&str; 3] = [PRIMARY_REGION, WEST, EU];
+
+fn new_twin() -> Twin {
+    let twin = Twin::new();
+    twin.set_creating_for(Duration::ZERO);
+    twin.set_updating_for(Duration::ZERO);
+    twin
+}
+
+/// The seeded payments key with replicas made by the replicator in `regions`.
+async fn replicated_key(twin: &Twin, cfg: &Config, regions: &str) -> String {
+    let key = seed_primary(twin).await;
+    twin.with_caller(ADMIN_USER)
+        .tag_resource(PRIMARY_REGION, &key, &[Tag::new("replicate-to", regions)])
+        .await
+        .unwrap();
+    deliver_trail(twin, cfg).await;
+    for r in regions.split_whitespace() {
+        assert!(twin.key(r, &key).is_some(), "no replica in {r}");
+    }
+    key
+}
+
+/// The failover function, as its role, within its quotas.
+async fn fail_over(twin: &Twin, cfg: &Config, key: &str, to: &str) -> Value {
+    let kms = RateLimitedKms::new(as_function(twin, cfg, FAILOVER_ROLE), quotas());
+    let f = Failover {
+        kms: &kms,
+        audit: twin,
+        config: cfg,
+        settings: FailoverSettings {
+            wait: Duration::from_secs(5),
+            first_poll: Duration::from_millis(10),
+            max_poll: Duration::from_millis(100),
+            ..FailoverSettings::default()
+        },
+    };
+    let out = f
+        .handle(&json!({"key": key, "to": to}), None)
+        .await
+        .expect("a valid request gets a report");
+    out["keys"][0].clone()
+}
+
+/// Delivers `events` (records that arrive late) to the replicate handler, as its role.
+async fn deliver(twin: &Twin, cfg: &Config, events: &[Value]) {
+    let kms = as_function(twin, cfg, REPLICATE_ROLE);
+    let handler = replicate::Replicator {
+        kms: &kms,
+        audit: twin,
+        config: cfg,
+    };
+    for e in events {
+        // Retryable failures are Lambda errors: these tests look at the state.
+        let _ = handler.handle(e, None).await;
+    }
+}
+
+fn check<'a>(key: &'a Value, name: &str) -> &'a Value {
+    key["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {key:#}"))
+}
+
+/// The key's policy in `region`, with `statement` added.
+fn with_statement(twin: &Twin, region: &str, key: &str, statement: Value) -> String {
+    let mut p: Value = serde_json::from_str(&twin.key(region, key).unwrap().policy).unwrap();
+    p["Statement"].as_array_mut().unwrap().push(statement);
+    p.to_string()
+}
+
+/// The statement `sid` of the key's policy in `region`.
+fn statement(twin: &Twin, region: &str, key: &str, sid: &str) -> Option<Value> {
+    let p: Value = serde_json::from_str(&twin.key(region, key).unwrap().policy).unwrap();
+    p["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .cloned()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn deny_decrypt(account: &str) -> Value {
+    json!({"Sid": "NoExporter", "Effect": "Deny",
+           "Principal": {"AWS": format!("arn:aws:iam::{account}:role/exporter")},
+           "Action": "kms:Decrypt", "Resource": "*"})
+}
+
+// ---- history 1: the failover function brings the target up to date, or refuses ---------
+
+#[tokio::test]
+async fn a_deny_the_target_could_not_receive_stops_the_promotion_and_survives() {
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, WEST).await;
+    // The replica's PutKeyPolicy keeps failing (any transient failure, or a record that is
+    // still on its way); a person adds a Deny to the primary.
+    twin.inject_fault(
+        Some(WEST),
+        Some(Op::PutKeyPolicy),
+        "KMSInternalException",
+        100,
+    );
+    let account = twin.account();
+    let denied = with_statement(&twin, PRIMARY_REGION, &key, deny_decrypt(&account));
+    twin.with_caller(ADMIN_USER)
+        .put_key_policy(PRIMARY_REGION, &key, &denied)
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    assert!(statement(&twin, WEST, &key, "NoExporter").is_none());
+    twin.reset_calls();
+
+    let report = fail_over(&twin, &cfg, &key, WEST).await;
+
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["cause"], "target_not_up_to_date", "{report:#}");
+    let c = check(&report, "target_up_to_date");
+    assert_eq!(c["passed"], false, "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("not promoted"),
+        "{c}"
+    );
+    assert!(!twin.calls().iter().any(|c| c.op == Op::UpdatePrimaryRegion));
+    assert_eq!(twin.key(WEST, &key).unwrap().primary_region, PRIMARY_REGION);
+    assert!(statement(&twin, PRIMARY_REGION, &key, "NoExporter").is_some());
+
+    // Once the target can be written, the same request promotes, and the Deny is everywhere.
+    twin.clear_faults();
+    let report = fail_over(&twin, &cfg, &key, WEST).await;
+    assert_eq!(report["outcome"], "promoted", "{report:#}");
+    let c = check(&report, "target_up_to_date");
+    assert!(
+        c["detail"].as_str().unwrap().contains("PutKeyPolicy"),
+        "{c}"
+    );
+    assert_eq!(
+        check(&report, "policy_in_new_primary_region")["passed"],
+        true
+    );
+    for r in [PRIMARY_REGION, WEST] {
+        assert!(
+            statement(&twin, r, &key, "NoExporter").is_some(),
+            "the Deny is gone in {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_deny_whose_record_is_late_reaches_the_target_before_the_promotion() {
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let account = twin.account();
+    let denied = with_statement(&twin, PRIMARY_REGION, &key, deny_decrypt(&account));
+    twin.with_caller(ADMIN_USER)
+        .put_key_policy(PRIMARY_REGION, &key, &denied)
+        .await
+        .unwrap();
+    // The record of the edit has not arrived when the failover function runs.
+    let late = twin.take_trail();
+    assert!(!late.is_empty());
+
+    let report = fail_over(&twin, &cfg, &key, WEST).await;
+
+    assert_eq!(report["outcome"], "promoted", "{report:#}");
+    for name in ["target_up_to_date", "policy_in_new_primary_region"] {
+        assert_eq!(check(&report, name)["passed"], true, "{report:#}");
+    }
+    // The late record arrives; nothing is lost in any Region.
+    deliver(&twin, &cfg, &late).await;
+    deliver_trail(&twin, &cfg).await;
+    for r in REGIONS {
+        assert!(
+            statement(&twin, r, &key, "NoExporter").is_some(),
+            "the Deny is gone in {r}"
+        );
+    }
+}
+
+// ---- history 3: after a promotion, a replica keeps the Deny values of its own Region ------
+
+#[tokio::test]
+async fn after_a_promotion_every_region_still_denies_its_own_log_group() {
+    let twin = new_twin();
+    let cfg = config();
+    let account = twin.account();
+    let log_group = |r: &str| format!("arn:aws:logs:{r}:{account}:log-group:audit");
+    let key = seed_primary(&twin).await;
+    let deny = json!({"Sid": "NoAuditLogs", "Effect": "Deny", "Principal": {"AWS": "*"},
+        "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group(PRIMARY_REGION)}}});
+    let admin = twin.with_caller(ADMIN_USER);
+    admin
+        .put_key_policy(
+            PRIMARY_REGION,
+            &key,
+            &with_statement(&twin, PRIMARY_REGION, &key, deny),
+        )
+        .await
+        .unwrap();
+    admin
+        .tag_resource(
+            PRIMARY_REGION,
+            &key,
+            &[Tag::new("replicate-to", "us-west-2 eu-west-1")],
+        )
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+
+    let report = fail_over(&twin, &cfg, &key, WEST).await;
+    assert_eq!(report["outcome"], "promoted", "{report:#}");
+    deliver_trail(&twin, &cfg).await;
+
+    for r in REGIONS {
+        let s = statement(&twin, r, &key, "NoAuditLogs").unwrap();
+        let have = strings(&s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]);
+        for want in [log_group(PRIMARY_REGION), log_group(WEST), log_group(r)] {
+            assert!(have.contains(&want), "{r}: {want} missing from {have:?}");
+        }
+    }
+}
+
+// ---- history 5: a policy that cannot be mirrored stops nothing else -----------------------
+
+#[tokio::test]
+async fn a_policy_over_the_limit_is_reported_and_the_aliases_tags_and_description_still_mirrored() {
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, WEST).await;
+    let before = twin.key(WEST, &key).unwrap().policy;
+    let account = twin.account();
+    // A Deny keeps its source values and gains the target's: this one doubles past the limit.
+    let arns: Vec<String> = (0..420)
+        .map(|i| format!("arn:aws:lambda:us-east-1:{account}:function:f{i:05}"))
+        .collect();
+    let big = with_statement(
+        &twin,
+        PRIMARY_REGION,
+        &key,
+        json!({"Sid": "DenyMany", "Effect": "Deny", "Principal": {"AWS": "*"},
+               "Action": "kms:Decrypt", "Resource": "*",
+               "Condition": {"StringEquals": {"kms:EncryptionContext:aws:lambda:FunctionArn": arns}}}),
+    );
+    assert!(big.len() < MAX_POLICY_BYTES);
+    let admin = twin.with_caller(ADMIN_USER);
+    admin
+        .put_key_policy(PRIMARY_REGION, &key, &big)
+        .await
+        .unwrap();
+    admin
+        .update_key_description(PRIMARY_REGION, &key, "payments, v2")
+        .await
+        .unwrap();
+    admin
+        .tag_resource(PRIMARY_REGION, &key, &[Tag::new("owner", "ledger")])
+        .await
+        .unwrap();
+    admin
+        .create_alias(PRIMARY_REGION, "alias/payments-v2", &key)
+        .await
+        .unwrap();
+    twin.take_trail();
+
+    let report = Syncer::new(&as_function(&twin, &cfg, REPLICATE_ROLE), &cfg)
+        .sync(PRIMARY_REGION, &key, false)
+        .await;
+
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(text.contains("over KMS's limit"), "{text}");
+    assert!(
+        !report.is_retryable_failure(),
+        "retrying cannot help: {text}"
+    );
+    let west = twin.key(WEST, &key).unwrap();
+    assert_eq!(west.policy, before, "the policy is never sent");
+    assert_eq!(west.description, "payments, v2");
+    assert_eq!(west.tags.get("owner").map(String::as_str), Some("ledger"));
+    assert_eq!(
+        twin.aliases(WEST)
+            .get("alias/payments-v2")
+            .map(String::as_str),
+        Some(key.as_str())
+    );
+    // A second sweep writes nothing more and reports the policy again.
+    twin.reset_calls();
+    let again = Syncer::new(&as_function(&twin, &cfg, REPLICATE_ROLE), &cfg)
+        .sync(PRIMARY_REGION, &key, false)
+        .await;
+    assert!(serde_json::to_string(&again)
+        .unwrap()
+        .contains("over KMS's limit"));
+    assert!(!twin.calls().iter().any(|c| c.op.is_write()));
+}
