@@ -4,8 +4,10 @@
 
 use failover::{quotas, Failover, FailoverSettings};
 use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
+use kms_replicator::config::RemovalPolicy;
+use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::limit::RateLimitedKms;
-use kms_replicator::model::Tag;
+use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::policy::MAX_POLICY_BYTES;
 use kms_replicator::{Config, Kms, Op, Syncer};
 use serde_json::{json, Value};
@@ -322,4 +324,56 @@ async fn a_policy_over_the_limit_is_reported_and_the_aliases_tags_and_descriptio
         .unwrap()
         .contains("over KMS's limit"));
     assert!(!twin.calls().iter().any(|c| c.op.is_write()));
+}
+
+// ---- history 4: a promotion's own record counts as history --------------------------------
+
+#[tokio::test]
+async fn a_region_an_update_primary_region_record_proves_held_the_primary_is_never_deleted() {
+    let twin = new_twin();
+    let mut cfg = config();
+    cfg.removal = RemovalPolicy::ScheduleDeletion {
+        pending_window_days: 7,
+    };
+    let key = replicated_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let admin = twin.with_caller(ADMIN_USER);
+    // A -> B by hand: both records of that promotion are lost, and no sweep runs.
+    admin
+        .update_primary_region(PRIMARY_REGION, &key, WEST)
+        .await
+        .unwrap();
+    twin.take_trail();
+    // B -> A by hand: only the record made in B (the Region the call was made in) arrives.
+    admin
+        .update_primary_region(WEST, &key, PRIMARY_REGION)
+        .await
+        .unwrap();
+    let records = twin.take_trail();
+    let from_b: Vec<Value> = records
+        .into_iter()
+        .filter(|e| e["detail"]["awsRegion"] == WEST)
+        .collect();
+    assert_eq!(from_b.len(), 1);
+    deliver(&twin, &cfg, &from_b).await;
+    deliver_trail(&twin, &cfg).await;
+    // B is younger than the primary, so only the record tells that it held the primary.
+    let (a, b) = (
+        twin.key(PRIMARY_REGION, &key).unwrap(),
+        twin.key(WEST, &key).unwrap(),
+    );
+    assert!(b.created_ms > a.created_ms);
+
+    // B leaves the tag.
+    admin
+        .tag_resource(PRIMARY_REGION, &key, &[Tag::new("replicate-to", EU)])
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+
+    let b = twin.key(WEST, &key).unwrap();
+    assert_eq!(b.state, KeyState::Enabled, "{b:?}");
+    let history = b.tags.get(PRIMARY_HISTORY_TAG).cloned().unwrap_or_default();
+    assert!(history.split_whitespace().any(|r| r == WEST), "{history}");
+    let eu = twin.key(EU, &key).unwrap();
+    assert_eq!(eu.tags.get(PRIMARY_HISTORY_TAG), Some(&history));
 }

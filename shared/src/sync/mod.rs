@@ -12,6 +12,7 @@
 //! person made, take an alias from a key it does not manage, or send a policy that widens
 //! access or that KMS must refuse.
 
+mod history;
 mod partial;
 mod removal;
 mod replica;
@@ -54,6 +55,7 @@ pub struct Syncer<'a> {
     kms: &'a dyn Kms,
     cfg: &'a Config,
     aliases: Option<&'a AliasIndex>,
+    held_primary: &'a [String],
 }
 
 impl<'a> Syncer<'a> {
@@ -62,6 +64,7 @@ impl<'a> Syncer<'a> {
             kms,
             cfg,
             aliases: None,
+            held_primary: &[],
         }
     }
 
@@ -318,9 +321,11 @@ impl<'a> Syncer<'a> {
             .into_iter()
             .filter(|n| !is_aws_managed_alias(n))
             .collect();
+        let mut tags = tags?;
+        history::add_to_history(&mut tags, self.held_primary);
         Ok(PrimaryState {
             policy: policy?,
-            tags: tags?,
+            tags,
             aliases,
             info,
         })
