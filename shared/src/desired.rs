@@ -25,7 +25,9 @@ pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
 
 /// Tags the replicator owns: never mirrored from the primary as they are.
 pub fn is_replicator_tag(key: &str) -> bool {
-    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG
+    key == DELETION_MARKER_TAG
+        || key == PRIMARY_HISTORY_TAG
+        || key == crate::promotion::POLICY_DIGEST_TAG
 }
 
 /// Why no desired state can be derived for a Region.
@@ -180,6 +182,9 @@ pub fn desired_replica(
         PRIMARY_HISTORY_TAG,
         primary.primary_history_value(),
     ));
+    if let Some(p) = &policy {
+        tags.push(crate::promotion::digest_tag(primary, p));
+    }
     tags.sort();
     Ok(DesiredReplica {
         region: region.to_string(),

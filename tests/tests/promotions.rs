@@ -377,3 +377,83 @@ async fn a_region_an_update_primary_region_record_proves_held_the_primary_is_nev
     let eu = twin.key(EU, &key).unwrap();
     assert_eq!(eu.tags.get(PRIMARY_HISTORY_TAG), Some(&history));
 }
+
+// ---- history 2: a hand-made promotion racing a policy edit --------------------------------
+
+#[tokio::test]
+async fn a_hand_made_promotion_never_lets_an_older_policy_overwrite_the_former_primarys_newer_one()
+{
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let account = twin.account();
+    let admin = twin.with_caller(ADMIN_USER);
+    // A person adds a Deny to the primary; its record is late.
+    let denied = with_statement(&twin, PRIMARY_REGION, &key, deny_decrypt(&account));
+    admin
+        .put_key_policy(PRIMARY_REGION, &key, &denied)
+        .await
+        .unwrap();
+    let late = twin.take_trail();
+    // Someone promotes us-west-2 by hand; its records arrive first.
+    admin
+        .update_primary_region(PRIMARY_REGION, &key, WEST)
+        .await
+        .unwrap();
+    twin.reset_calls();
+    deliver_trail(&twin, &cfg).await;
+    deliver(&twin, &cfg, &late).await;
+    deliver_trail(&twin, &cfg).await;
+
+    // The former primary keeps its newer policy: nothing was written to it.
+    assert!(statement(&twin, PRIMARY_REGION, &key, "NoExporter").is_some());
+    assert!(!twin
+        .calls()
+        .iter()
+        .any(|c| c.op.is_write() && c.region == PRIMARY_REGION && c.caller != ADMIN_USER));
+    let conflicts: Vec<_> = twin
+        .audit_events()
+        .into_iter()
+        .filter(|e| e.detail_type == "Replication Conflict")
+        .collect();
+    assert!(!conflicts.is_empty(), "the conflict is reported");
+
+    // A person puts the newer policy on the new primary: it reaches every Region.
+    let on_west = with_statement(&twin, WEST, &key, deny_decrypt(&account));
+    admin.put_key_policy(WEST, &key, &on_west).await.unwrap();
+    deliver_trail(&twin, &cfg).await;
+    for r in REGIONS {
+        assert!(
+            statement(&twin, r, &key, "NoExporter").is_some(),
+            "the Deny is missing in {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hand_made_promotion_of_an_up_to_date_replica_is_synced_as_usual() {
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let admin = twin.with_caller(ADMIN_USER);
+    admin
+        .update_primary_region(PRIMARY_REGION, &key, WEST)
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    admin
+        .update_key_description(WEST, &key, "payments, after the move")
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    for r in REGIONS {
+        assert_eq!(
+            twin.key(r, &key).unwrap().description,
+            "payments, after the move"
+        );
+    }
+    assert!(!twin
+        .audit_events()
+        .iter()
+        .any(|e| e.detail_type == "Replication Conflict"));
+}

@@ -8,6 +8,7 @@ use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
+use crate::promotion::newer_former_primary;
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::debug;
 
@@ -143,6 +144,13 @@ impl Syncer<'_> {
                 true,
             );
             return;
+        }
+        if desired.policy.is_some() {
+            if let Some(reason) = newer_former_primary(primary, target, &observed.policy) {
+                report.conflicts.push(reason.clone());
+                report.outcome = Outcome::skipped(reason);
+                return;
+            }
         }
         let plan = plan_replica(desired, &observed);
         report.conflicts = plan.conflicts;

@@ -1,0 +1,77 @@
+//! A promotion the replicator did not make must not let an older policy overwrite a newer one.
+//!
+//! Each replica carries [`POLICY_DIGEST_TAG`]: the Region it last mirrored its policy from, the
+//! digest of that source policy, and the digest of the policy it received. When such a replica
+//! becomes the primary (by hand, say, while the CloudTrail record of a policy edit on the old
+//! primary is still on its way), sync compares: if the new primary still holds the policy it
+//! received, and the Region it received it from now holds a policy other than the one it was
+//! given, that Region holds a newer policy than the new primary. Sync then reports the conflict
+//! and writes nothing to that Region; a person resolves it by putting the newer policy on the
+//! new primary (or the old one back). Carrying the newer policy forward is not an option: the
+//! replicate role may not write primaries.
+//!
+//! The tag can only stop: a forged or stale value makes sync report a conflict and write
+//! nothing, never write more. On a replica sync rewrites it every time it mirrors the policy.
+
+use crate::desired::PrimaryState;
+use crate::model::Tag;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The tag that records, on a replica, which policy it last mirrored: `<source Region>
+/// <digest of the source policy> <digest of the policy it received>`.
+pub const POLICY_DIGEST_TAG: &str = "kms-replicator:policy-digest";
+
+/// The first 128 bits of the SHA-256 of the policy document (formatting and key order aside),
+/// in hex.
+pub fn policy_digest(policy: &str) -> String {
+    let canonical = serde_json::from_str::<Value>(policy)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| policy.to_string());
+    Sha256::digest(canonical.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tag a replica carries once it holds `mirrored`, the policy of `primary` rewritten for it.
+pub fn digest_tag(primary: &PrimaryState, mirrored: &str) -> Tag {
+    Tag::new(
+        POLICY_DIGEST_TAG,
+        format!(
+            "{} {} {}",
+            primary.info.region,
+            policy_digest(&primary.policy),
+            policy_digest(mirrored)
+        ),
+    )
+}
+
+/// Why nothing may be written to the replica in `region`, whose policy is `observed`: it was
+/// the source of the primary's policy and holds a newer one since (see the module's docs).
+pub fn newer_former_primary(
+    primary: &PrimaryState,
+    region: &str,
+    observed: &str,
+) -> Option<String> {
+    let value = primary
+        .tags
+        .iter()
+        .find(|t| t.key == POLICY_DIGEST_TAG)?
+        .value
+        .clone();
+    let mut parts = value.split_whitespace();
+    let (source, source_digest, received) = (parts.next()?, parts.next()?, parts.next()?);
+    let unchanged_since_promotion = policy_digest(&primary.policy) == received;
+    let source_changed = policy_digest(observed) != source_digest;
+    (source == region && unchanged_since_promotion && source_changed).then(|| {
+        let (p, id) = (&primary.info.region, &primary.info.key_id);
+        format!(
+            "the key in {region} holds a newer policy than the primary in {p}, which still \
+             holds the policy it last received from {region} (the primary Region changed while \
+             a policy edit in {region} was on its way): nothing is written to {region}. Put the \
+             policy you want on the primary (aws kms put-key-policy --region {p} --key-id {id} \
+             --policy-name default), and it is mirrored to every Region"
+        )
+    })
+}
