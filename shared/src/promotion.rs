@@ -13,7 +13,7 @@
 //! The tag can only stop: a forged or stale value makes sync report a conflict and write
 //! nothing, never write more. On a replica sync rewrites it every time it mirrors the policy.
 
-use crate::desired::PrimaryState;
+use crate::desired::{ObservedReplica, PrimaryState};
 use crate::model::Tag;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -74,4 +74,45 @@ pub fn newer_former_primary(
              --policy-name default), and it is mirrored to every Region"
         )
     })
+}
+
+/// Why nothing may be written to the replica in `region` (`observed`): its own tag says it
+/// last received the primary's current policy, and it holds another one since: a person edited
+/// it, while it held the primary (`held_primary`: its Region is in the history, or the caller
+/// treats every edit so, as the failover function does before a promotion) or as a replica.
+pub fn edited_since_mirrored(
+    primary: &PrimaryState,
+    region: &str,
+    observed: &ObservedReplica,
+    held_primary: bool,
+) -> Option<String> {
+    if !held_primary {
+        return None;
+    }
+    let (source, source_digest, received) = digest_of(&observed.tags)?;
+    let p = &primary.info.region;
+    let now = policy_digest(&primary.policy);
+    // The primary holds what the replica last received: the policy it was mirrored from, or
+    // (a replica once too) the same version of the same source, unchanged since.
+    let primary_unchanged = (source == *p && now == source_digest)
+        || digest_of(&primary.tags)
+            .is_some_and(|(s, d, r)| s == source && d == source_digest && r == now);
+    let edited = policy_digest(&observed.policy) != received;
+    (primary_unchanged && edited).then(|| {
+        let id = &primary.info.key_id;
+        format!(
+            "the key in {region} held the primary and its policy was changed after the \
+             replicator last mirrored the primary's policy there, while the primary in {p} \
+             still holds that older policy: nothing is written to {region}. Put the policy you \
+             want on the primary (aws kms put-key-policy --region {p} --key-id {id} \
+             --policy-name default), and it is mirrored to every Region"
+        )
+    })
+}
+
+/// The three fields of the digest tag among `tags`: source Region, source digest, received.
+fn digest_of(tags: &[Tag]) -> Option<(String, String, String)> {
+    let value = &tags.iter().find(|t| t.key == POLICY_DIGEST_TAG)?.value;
+    let mut parts = value.split_whitespace().map(str::to_string);
+    Some((parts.next()?, parts.next()?, parts.next()?))
 }

@@ -15,10 +15,12 @@ use failover::{Failover, FailoverSettings};
 use integration_tests::{as_function, primary_policy, CallHook, HookedKms};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::desired::is_replicator_tag;
+use kms_replicator::desired::{ObservedReplica, PrimaryState, PRIMARY_HISTORY_TAG};
 use kms_replicator::event::{parse_event, Intake};
 use kms_replicator::model::{KeyInfo, KeyState, Tag};
-use kms_replicator::policy::{rewrite_policy, same_policy};
+use kms_replicator::policy::{grant_shape, rewrite_policy, same_policy};
 use kms_replicator::port::ReplicaSpec;
+use kms_replicator::promotion::{edited_since_mirrored, newer_former_primary};
 use kms_replicator::{Config, Kms, Syncer};
 use proptest::prelude::*;
 use replicate::Replicator;
@@ -106,6 +108,14 @@ pub enum Step {
         key: usize,
         edit_at: usize,
     },
+    /// A person edits the primary's policy and the key is promoted before the edit's record
+    /// arrives (by hand, or by the failover function).
+    EditThenPromote {
+        key: usize,
+        variant: usize,
+        to: usize,
+        by_failover: bool,
+    },
 }
 
 pub fn step() -> impl Strategy<Value = Step> {
@@ -126,7 +136,8 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (k.clone(), 0..3usize).prop_map(|(key, region)| Step::ScheduleReplicaDeletion { key, region }),
         1 => (k.clone(), 0..3usize).prop_map(|(key, to)| Step::Failover { key, to }),
         6 => (1..12usize, any::<u64>()).prop_map(|(n, seed)| Step::Deliver { n, seed }),
-        2 => (k, 0..24usize).prop_map(|(key, edit_at)| Step::InterleavedSyncs { key, edit_at }),
+        2 => (k.clone(), 0..24usize).prop_map(|(key, edit_at)| Step::InterleavedSyncs { key, edit_at }),
+        2 => (k, 0..4usize, 0..3usize, any::<bool>()).prop_map(|(key, variant, to, by_failover)| Step::EditThenPromote { key, variant, to, by_failover }),
     ]
 }
 
@@ -167,6 +178,8 @@ struct World {
     team_b_aliases: BTreeMap<(String, String), String>,
     /// How many calls the log had when the step started.
     calls_seen: usize,
+    /// The last policy a person wrote on each key, and where: never replaced by an older one.
+    person_policy: BTreeMap<String, (String, String)>,
 }
 
 fn admin(w: &World) -> Twin {
@@ -191,6 +204,7 @@ impl World {
             deleted_by_person: BTreeSet::new(),
             team_b_aliases: BTreeMap::new(),
             calls_seen: 0,
+            person_policy: BTreeMap::new(),
         }
     }
 
@@ -223,6 +237,7 @@ impl World {
             config: &self.cfg,
         };
         let out = r.handle(event, None).await;
+        self.check_person_policies()?;
         let text = match &out {
             Ok(v) => v.to_string(),
             Err(e) => e.to_string(),
@@ -245,6 +260,10 @@ impl World {
                 let policy =
                     primary_policy(&self.twin.account()).replace("us-east-1", REGIONS[region]);
                 let k = admin.create_key(REGIONS[region], true, Some(&policy), "d0", &tags);
+                self.person_policy.insert(
+                    k.key_id.clone(),
+                    (REGIONS[region].to_string(), policy.clone()),
+                );
                 self.ever_primary
                     .insert((REGIONS[region].to_string(), k.key_id.clone()));
                 self.known_primary
@@ -299,7 +318,9 @@ impl World {
             Step::EditPolicy { key, variant } => {
                 if let Some((k, p)) = self.key_and_primary(key).await {
                     let policy = policy_variant(&self.twin.account(), &p.region, variant);
-                    let _ = admin.put_key_policy(&p.region, &k, &policy).await;
+                    if admin.put_key_policy(&p.region, &k, &policy).await.is_ok() {
+                        self.person_policy.insert(k, (p.region.clone(), policy));
+                    }
                 }
             }
             Step::Alias { key, alias } => {
@@ -448,6 +469,11 @@ impl World {
                     let edit_index = step_calls
                         .iter()
                         .position(|c| c.caller == ADMIN_USER && c.op == "PutKeyPolicy");
+                    if edit_index.is_some() {
+                        let edit = policy_variant(&self.twin.account(), &p.region, edit_at % 4);
+                        self.person_policy
+                            .insert(k.clone(), (p.region.clone(), edit));
+                    }
                     let written: BTreeSet<String> = edit_index
                         .map(|i| &step_calls[i..])
                         .unwrap_or_default()
@@ -458,6 +484,24 @@ impl World {
                         .collect();
                     self.check_policies_are_current(&k, &written).await?;
                 }
+            }
+            Step::EditThenPromote {
+                key,
+                variant,
+                to,
+                by_failover,
+            } => {
+                let queued = self.queue.len();
+                Box::pin(self.apply(&Step::EditPolicy { key, variant })).await?;
+                // The edit's record is late: it arrives after the promotion's.
+                let late: Vec<Value> = self.queue.drain(queued..).collect();
+                let promote = if by_failover {
+                    Step::Failover { key, to }
+                } else {
+                    Step::PromoteByHand { key, to }
+                };
+                Box::pin(self.apply(&promote)).await?;
+                self.queue.extend(late);
             }
         }
         self.collect_events();
@@ -511,6 +555,10 @@ impl World {
         } else {
             id
         };
+        // An UpdatePrimaryRegion record proves which Regions held the primary.
+        for r in &t.held_primary {
+            self.known_primary.insert((r.clone(), id.clone()));
+        }
         if let Some(p) = self.primary(&id).await {
             self.known_primary.insert((p.region, id));
         }
@@ -520,6 +568,40 @@ impl World {
         let k = self.key(i)?;
         let p = self.primary(&k).await?;
         Some((k, p))
+    }
+
+    /// No policy a person wrote on a primary is ever replaced by an older one. Checked after
+    /// every event too, so that what the replicator could know is what it knew when it wrote.
+    fn check_person_policies(&mut self) -> Result<(), String> {
+        // No policy a person wrote on a primary is ever replaced by an older one: where it was
+        // written, it stays (or gains Deny values from a round trip) until a person writes
+        // another, if the replicator could know that Region held the primary (as for I1; a
+        // primary changed there and back by hand with no record seen looks like a replica a
+        // person edited, which sync repairs).
+        let mut unseen = Vec::new();
+        for (key, (region, wrote)) in &self.person_policy {
+            let Some(k) = self.twin.key(region, key) else {
+                continue;
+            };
+            let kept = grant_shape(&k.policy) == grant_shape(wrote)
+                && deny_not_narrowed(wrote, &k.policy).is_ok();
+            if kept {
+                continue;
+            }
+            if !self.known_primary.contains(&(region.clone(), key.clone())) {
+                unseen.push(key.clone());
+                continue;
+            }
+            return Err(format!(
+                "the policy a person last wrote on {key} in {region} was replaced: {} instead \
+                 of {wrote}",
+                k.policy
+            ));
+        }
+        for key in unseen {
+            self.person_policy.remove(&key);
+        }
+        Ok(())
     }
 
     /// I1, I2, I3, I7 over the replicator's calls since the last check.
@@ -569,6 +651,7 @@ impl World {
                 return Err(format!("I2: {key} in {region} was re-enabled"));
             }
         }
+        self.check_person_policies()?;
         // I3: another team's aliases stay where that team put them.
         for ((region, name), owner) in &self.team_b_aliases {
             let now = self.twin.aliases(region).get(name).cloned();
@@ -655,6 +738,31 @@ impl World {
             let Some(replica) = self.twin.key(region, key) else {
                 return Err(format!("no replica of {key} in {region} (tag {value:?})"));
             };
+            // A former primary holding a newer policy than the new primary received is a
+            // reported conflict, left for a person (docs/safety.md, "Promotions").
+            let state = PrimaryState {
+                info: p.clone(),
+                policy: primary.policy.clone(),
+                tags: primary.tags.iter().map(|(k, v)| Tag::new(k, v)).collect(),
+                aliases: Vec::new(),
+            };
+            let observed = ObservedReplica {
+                state: replica.state,
+                policy: replica.policy.clone(),
+                description: replica.description.clone(),
+                tags: replica.tags.iter().map(|(k, v)| Tag::new(k, v)).collect(),
+                aliases: Vec::new(),
+            };
+            let held = state.primary_history().contains(region)
+                || replica
+                    .tags
+                    .get(PRIMARY_HISTORY_TAG)
+                    .is_some_and(|h| h.split_whitespace().any(|r| r == region));
+            if newer_former_primary(&state, region, &replica.policy).is_some()
+                || edited_since_mirrored(&state, region, &observed, held).is_some()
+            {
+                continue;
+            }
             let (want, _) =
                 rewrite_policy(&primary.policy, &p.region, region).map_err(|e| e.to_string())?;
             if !same_policy(&replica.policy, &want) {

@@ -28,11 +28,14 @@ impl Failover<'_> {
         }
         let p = old.info.region.as_str();
         let report = Syncer::new(self.kms, self.config)
+            .keeping_edited_policies()
             .sync_replica(old, to, promotion.dry_run)
             .await;
         let writes = names(&report.actions);
         let check = match &report.outcome {
-            Outcome::Failed { reason, .. } => Check::fail(
+            // The target holds a policy newer than the primary's: promoting it as it is, or
+            // overwriting it, could each lose an edit; a person decides.
+            Outcome::Skipped { reason } | Outcome::Failed { reason, .. } => Check::fail(
                 CheckName::TargetUpToDate,
                 format!(
                     "the replica in {to} could not be brought up to the primary's current \

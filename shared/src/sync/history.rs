@@ -15,6 +15,15 @@ impl<'a> Syncer<'a> {
         self.held_primary = regions;
         self
     }
+
+    /// Never overwrites a replica's policy that was changed since it was last mirrored from
+    /// the primary (reported as a conflict instead), whether or not its Region is known to
+    /// have held the primary: the failover function's rule before a promotion, where such a
+    /// policy may be a newer edit made while that Region held the primary.
+    pub fn keeping_edited_policies(mut self) -> Syncer<'a> {
+        self.keep_edited_policies = true;
+        self
+    }
 }
 
 /// `tags` (a primary's) with `regions` added to the history tag.

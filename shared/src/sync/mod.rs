@@ -56,6 +56,7 @@ pub struct Syncer<'a> {
     cfg: &'a Config,
     aliases: Option<&'a AliasIndex>,
     held_primary: &'a [String],
+    keep_edited_policies: bool,
 }
 
 impl<'a> Syncer<'a> {
@@ -65,6 +66,7 @@ impl<'a> Syncer<'a> {
             cfg,
             aliases: None,
             held_primary: &[],
+            keep_edited_policies: false,
         }
     }
 

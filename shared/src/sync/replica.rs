@@ -2,13 +2,16 @@
 //! the writes, and settle alias names that another key holds.
 
 use super::{failed, Syncer};
-use crate::desired::{desired_replica, plan_replica, DesiredReplica, PrimaryState};
+use crate::desired::{
+    desired_replica, plan_replica, DesiredReplica, ObservedReplica, PrimaryState,
+    PRIMARY_HISTORY_TAG,
+};
 use crate::explain::explain;
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
-use crate::promotion::newer_former_primary;
+use crate::promotion::{edited_since_mirrored, newer_former_primary};
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::debug;
 
@@ -146,9 +149,28 @@ impl Syncer<'_> {
             return;
         }
         if desired.policy.is_some() {
-            if let Some(reason) = newer_former_primary(primary, target, &observed.policy) {
+            // It held the primary: the primary's history says so, or its own (which may know
+            // of a promotion record the primary's tags never recorded).
+            let held = self.keep_edited_policies
+                || primary.primary_history().contains(target)
+                || super::history::lists_region(&observed.tags, target);
+            let conflict = newer_former_primary(primary, target, &observed.policy)
+                .or_else(|| edited_since_mirrored(primary, target, &observed, held));
+            if let Some(reason) = conflict {
                 report.conflicts.push(reason.clone());
                 report.outcome = Outcome::skipped(reason);
+                // Nothing is written but the Regions that held the primary, which only protect:
+                // the next sync, without the record that proved them, still sees the conflict.
+                if let (Some(history), false) = (history_only(desired, &observed), dry_run) {
+                    if let Some(f) = self
+                        .apply(target, key_id, vec![history], true, report)
+                        .await
+                    {
+                        report
+                            .notes
+                            .push(format!("the history tag was not written: {f:?}"));
+                    }
+                }
                 return;
             }
         }
@@ -198,12 +220,19 @@ impl Syncer<'_> {
         report: &mut RegionReport,
     ) -> Option<Outcome> {
         let mut problems: Vec<WriteFailure> = Vec::new();
+        let mut policy_failed = false;
         for action in plan {
+            // The digest tag says which policy the replica holds: never without that policy.
+            let Some(action) = without_digest_if(policy_failed, action) else {
+                continue;
+            };
+            let is_policy = matches!(action, Action::PutKeyPolicy { .. });
             let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
             match self.apply_one(region, key_id, action, existing).await {
                 Ok(Some(done)) => report.actions.push(done),
                 Ok(None) => {}
                 Err(problem) => {
+                    policy_failed |= is_policy;
                     // A Region that did not answer one write would make each of the others
                     // wait out its own timeout: the retry (or the sweep) makes them later.
                     let stop = restore || problem.unreachable;
@@ -330,5 +359,39 @@ impl Syncer<'_> {
             alias: alias.to_string(),
             from_key: holder.key_id,
         }))
+    }
+}
+
+/// A TagResource of the history tag alone, when the replica lacks Regions the desired history
+/// lists (the Regions that held the primary only ever grow).
+fn history_only(desired: &DesiredReplica, observed: &ObservedReplica) -> Option<Action> {
+    let listed = |tags: &[Tag]| -> std::collections::BTreeSet<String> {
+        tags.iter()
+            .filter(|t| t.key == PRIMARY_HISTORY_TAG)
+            .flat_map(|t| t.value.split_whitespace().map(str::to_string))
+            .collect()
+    };
+    let have = listed(&observed.tags);
+    let mut all = have.clone();
+    all.extend(listed(&desired.tags));
+    (all != have).then(|| Action::TagResource {
+        tags: vec![Tag::new(
+            PRIMARY_HISTORY_TAG,
+            all.into_iter().collect::<Vec<_>>().join(" "),
+        )],
+    })
+}
+
+/// `action` without the policy digest tag when `policy_failed` (`None` when nothing is left).
+fn without_digest_if(policy_failed: bool, action: Action) -> Option<Action> {
+    match action {
+        Action::TagResource { tags } if policy_failed => {
+            let tags: Vec<Tag> = tags
+                .into_iter()
+                .filter(|t| t.key != crate::promotion::POLICY_DIGEST_TAG)
+                .collect();
+            (!tags.is_empty()).then_some(Action::TagResource { tags })
+        }
+        other => Some(other),
     }
 }
