@@ -5,13 +5,17 @@
 //! becomes the primary (by hand, say, while the CloudTrail record of a policy edit on the old
 //! primary is still on its way), sync compares: if the new primary still holds the policy it
 //! received, and the Region it received it from now holds a policy other than the one it was
-//! given, that Region holds a newer policy than the new primary. Sync then reports the conflict
-//! and writes nothing to that Region; a person resolves it by putting the newer policy on the
-//! new primary (or the old one back). Carrying the newer policy forward is not an option: the
-//! replicate role may not write primaries.
+//! given, that Region holds a newer policy than the new primary ([`newer_former_primary`]).
+//! Likewise when a Region that held the primary was a replica of the source version the new
+//! primary still holds, and its policy changed since ([`edited_since_mirrored`]). Sync then
+//! reports the conflict and writes nothing to that Region but the history tag (which only
+//! protects); a person resolves it by putting the newer policy on the new primary (or the old
+//! one back). Carrying the newer policy forward is not an option: the replicate role may not
+//! write primaries.
 //!
 //! The tag can only stop: a forged or stale value makes sync report a conflict and write
-//! nothing, never write more. On a replica sync rewrites it every time it mirrors the policy.
+//! nothing, never write more. On a replica sync rewrites it every time it mirrors the policy,
+//! and only once that policy is written.
 
 use crate::desired::{ObservedReplica, PrimaryState};
 use crate::model::Tag;
