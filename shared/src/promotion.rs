@@ -120,3 +120,94 @@ fn digest_of(tags: &[Tag]) -> Option<(String, String, String)> {
     let mut parts = value.split_whitespace().map(str::to_string);
     Some((parts.next()?, parts.next()?, parts.next()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KeyInfo, KeyState};
+
+    const OLD: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"A","Effect":"Allow"}]}"#;
+    const NEW: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"A","Effect":"Allow"},{"Sid":"D","Effect":"Deny"}]}"#;
+
+    fn primary(region: &str, policy: &str, tags: Vec<Tag>) -> PrimaryState {
+        PrimaryState {
+            info: KeyInfo {
+                key_id: "mrk-1".into(),
+                arn: format!("arn:aws:kms:{region}:111122223333:key/mrk-1"),
+                region: region.into(),
+                state: KeyState::Enabled,
+                description: String::new(),
+                multi_region: None,
+                creation_date: None,
+            },
+            policy: policy.into(),
+            tags,
+            aliases: Vec::new(),
+        }
+    }
+
+    fn replica(policy: &str, tags: Vec<Tag>) -> ObservedReplica {
+        ObservedReplica {
+            state: KeyState::Enabled,
+            policy: policy.into(),
+            description: String::new(),
+            tags,
+            aliases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_digest_ignores_formatting_and_key_order_but_not_content() {
+        assert_eq!(
+            policy_digest(OLD),
+            policy_digest(&OLD.replace(',', " ,\n "))
+        );
+        assert_ne!(policy_digest(OLD), policy_digest(NEW));
+        assert_eq!(policy_digest(OLD).len(), 32);
+    }
+
+    #[test]
+    fn a_former_primary_edited_after_the_new_primary_received_its_policy_is_a_conflict() {
+        // us-west-2 received OLD from us-east-1; us-east-1 now holds NEW.
+        let east = primary("us-east-1", OLD, vec![]);
+        let west = primary("us-west-2", OLD, vec![digest_tag(&east, OLD)]);
+        assert!(newer_former_primary(&west, "us-east-1", NEW).is_some());
+        // Unchanged since: no conflict. Another Region: no conflict.
+        assert!(newer_former_primary(&west, "us-east-1", OLD).is_none());
+        assert!(newer_former_primary(&west, "eu-west-1", NEW).is_none());
+        // The new primary's policy was edited since: it is the newest, and it is mirrored.
+        let edited = primary("us-west-2", NEW, west.tags.clone());
+        assert!(newer_former_primary(&edited, "us-east-1", NEW).is_none());
+    }
+
+    #[test]
+    fn two_replicas_of_one_version_the_edited_one_a_former_primary_is_a_conflict() {
+        let source = primary("us-west-2", OLD, vec![]);
+        let tag = digest_tag(&source, OLD);
+        let new_primary = primary("eu-west-1", OLD, vec![tag.clone()]);
+        let edited = replica(NEW, vec![tag.clone()]);
+        assert!(edited_since_mirrored(&new_primary, "us-east-1", &edited, true).is_some());
+        // Not known to have held the primary: an ordinary replica's drift, repaired.
+        assert!(edited_since_mirrored(&new_primary, "us-east-1", &edited, false).is_none());
+        // Not edited: no conflict.
+        let same = replica(OLD, vec![tag]);
+        assert!(edited_since_mirrored(&new_primary, "us-east-1", &same, true).is_none());
+    }
+
+    #[test]
+    fn a_forged_or_missing_digest_can_only_stop() {
+        // No tag, a malformed one: nothing stops the sync.
+        let east = primary("us-east-1", OLD, vec![]);
+        assert!(newer_former_primary(&east, "us-west-2", NEW).is_none());
+        let junk = primary("us-west-2", OLD, vec![Tag::new(POLICY_DIGEST_TAG, "junk")]);
+        assert!(newer_former_primary(&junk, "us-east-1", NEW).is_none());
+        // A forged tag that matches the rule stops the writes: the answer is a conflict, never
+        // a write.
+        let forged = Tag::new(
+            POLICY_DIGEST_TAG,
+            format!("us-east-1 {} {}", "0".repeat(32), policy_digest(OLD)),
+        );
+        let west = primary("us-west-2", OLD, vec![forged]);
+        assert!(newer_former_primary(&west, "us-east-1", OLD).is_some());
+    }
+}
