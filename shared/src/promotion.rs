@@ -1,21 +1,19 @@
 //! A promotion the replicator did not make must not let an older policy overwrite a newer one.
 //!
 //! Each replica carries [`POLICY_DIGEST_TAG`]: the Region it last mirrored its policy from, the
-//! digest of that source policy, and the digest of the policy it received. When such a replica
-//! becomes the primary (by hand, say, while the CloudTrail record of a policy edit on the old
-//! primary is still on its way), sync compares: if the new primary still holds the policy it
-//! received, and the Region it received it from now holds a policy other than the one it was
-//! given, that Region holds a newer policy than the new primary ([`newer_former_primary`]).
-//! Likewise when a Region that held the primary was a replica of the source version the new
-//! primary still holds, and its policy changed since ([`edited_since_mirrored`]). Sync then
-//! reports the conflict and writes nothing to that Region but the history tag (which only
-//! protects); a person resolves it by putting the newer policy on the new primary (or the old
-//! one back). Carrying the newer policy forward is not an option: the replicate role may not
-//! write primaries.
+//! digest of that source policy, and the digest of the policy it received (written only with
+//! that policy). After a promotion sync compares, for a Region that held the primary
+//! ([`newer_policy_at`]): a policy there that the replicator did not write (no tag, or another
+//! policy than the one it describes) and that never reached the new primary (whose own tag does
+//! not name it as its source) may be an edit made while that Region held the primary, newer
+//! than the new primary's; say a Deny added while its CloudTrail record was on its way and the
+//! primary was moved by hand. Sync then reports the conflict and writes nothing to that Region
+//! but the history tag (which only protects). A person resolves it by putting the policy they
+//! want on the primary and removing the tag from it. Carrying the newer policy forward is not
+//! an option: the replicate role may not write primaries.
 //!
 //! The tag can only stop: a forged or stale value makes sync report a conflict and write
-//! nothing, never write more. On a replica sync rewrites it every time it mirrors the policy,
-//! and only once that policy is written.
+//! nothing, never write more.
 
 use crate::desired::{ObservedReplica, PrimaryState};
 use crate::model::Tag;
@@ -51,67 +49,42 @@ pub fn digest_tag(primary: &PrimaryState, mirrored: &str) -> Tag {
     )
 }
 
-/// Why nothing may be written to the replica in `region`, whose policy is `observed`: it was
-/// the source of the primary's policy and holds a newer one since (see the module's docs).
-pub fn newer_former_primary(
-    primary: &PrimaryState,
-    region: &str,
-    observed: &str,
-) -> Option<String> {
-    let value = primary
-        .tags
-        .iter()
-        .find(|t| t.key == POLICY_DIGEST_TAG)?
-        .value
-        .clone();
-    let mut parts = value.split_whitespace();
-    let (source, source_digest, received) = (parts.next()?, parts.next()?, parts.next()?);
-    let unchanged_since_promotion = policy_digest(&primary.policy) == received;
-    let source_changed = policy_digest(observed) != source_digest;
-    (source == region && unchanged_since_promotion && source_changed).then(|| {
-        let (p, id) = (&primary.info.region, &primary.info.key_id);
-        format!(
-            "the key in {region} holds a newer policy than the primary in {p}, which still \
-             holds the policy it last received from {region} (the primary Region changed while \
-             a policy edit in {region} was on its way): nothing is written to {region}. Put the \
-             policy you want on the primary (aws kms put-key-policy --region {p} --key-id {id} \
-             --policy-name default), and it is mirrored to every Region"
-        )
-    })
-}
-
-/// Why nothing may be written to the replica in `region` (`observed`): its own tag says it
-/// last received the primary's current policy, and it holds another one since: a person edited
-/// it, while it held the primary (`held_primary`: its Region is in the history, or the caller
-/// treats every edit so, as the failover function does before a promotion) or as a replica.
-pub fn edited_since_mirrored(
+/// Why nothing may be written to the replica in `region` (`observed`): the Region held the
+/// primary (`held_primary`, or the primary's digest names it as its source), it holds a
+/// policy the replicator did not write there (no digest tag, or another policy than the one
+/// it describes), and that policy has not reached the primary (the primary's digest does not
+/// name it as the source it mirrored). It may be an edit made while that Region held the
+/// primary, newer than the primary's policy; sync cannot tell, so it writes nothing.
+pub fn newer_policy_at(
     primary: &PrimaryState,
     region: &str,
     observed: &ObservedReplica,
     held_primary: bool,
 ) -> Option<String> {
-    if !held_primary {
+    let own = digest_of(&observed.tags);
+    // A primary without the tag was never a replica the replicator mirrored to (or a person
+    // removed the tag to resolve a conflict): nothing to compare with.
+    let mirrored_from = digest_of(&primary.tags)?;
+    let named_source = mirrored_from.0 == region;
+    if !held_primary && !named_source {
         return None;
     }
-    let (source, source_digest, received) = digest_of(&observed.tags)?;
-    let p = &primary.info.region;
-    let now = policy_digest(&primary.policy);
-    // The primary holds what the replica last received: the policy it was mirrored from, or
-    // (a replica once too) the same version of the same source, unchanged since.
-    let primary_unchanged = (source == *p && now == source_digest)
-        || digest_of(&primary.tags)
-            .is_some_and(|(s, d, r)| s == source && d == source_digest && r == now);
-    let edited = policy_digest(&observed.policy) != received;
-    (primary_unchanged && edited).then(|| {
-        let id = &primary.info.key_id;
-        format!(
-            "the key in {region} held the primary and its policy was changed after the \
-             replicator last mirrored the primary's policy there, while the primary in {p} \
-             still holds that older policy: nothing is written to {region}. Put the policy you \
-             want on the primary (aws kms put-key-policy --region {p} --key-id {id} \
-             --policy-name default), and it is mirrored to every Region"
-        )
-    })
+    let now = policy_digest(&observed.policy);
+    let written_by_replicator = own.is_some_and(|(_, _, received)| received == now);
+    let reached_primary = named_source && mirrored_from.1 == now;
+    if written_by_replicator || reached_primary {
+        return None;
+    }
+    let (p, id) = (&primary.info.region, &primary.info.key_id);
+    Some(format!(
+        "the key in {region} held the primary and holds a policy the replicator did not write \
+         there, which the primary in {p} never received (an edit made there while it held the \
+         primary, before the primary Region changed again?): nothing is written to {region}. \
+         Put the policy you want on the primary (aws kms put-key-policy --region {p} --key-id \
+         {id} --policy-name default), then remove the {POLICY_DIGEST_TAG} tag from it (aws kms \
+         untag-resource --region {p} --key-id {id} --tag-keys {POLICY_DIGEST_TAG}): the \
+         primary's policy is then mirrored to {region}"
+    ))
 }
 
 /// The three fields of the digest tag among `tags`: source Region, source digest, received.
@@ -167,47 +140,56 @@ mod tests {
     }
 
     #[test]
-    fn a_former_primary_edited_after_the_new_primary_received_its_policy_is_a_conflict() {
-        // us-west-2 received OLD from us-east-1; us-east-1 now holds NEW.
+    fn a_former_primary_edited_before_the_new_primary_received_its_policy_is_a_conflict() {
+        // us-west-2 received OLD from us-east-1 (the original primary, no tag), which now
+        // holds NEW.
         let east = primary("us-east-1", OLD, vec![]);
         let west = primary("us-west-2", OLD, vec![digest_tag(&east, OLD)]);
-        assert!(newer_former_primary(&west, "us-east-1", NEW).is_some());
-        // Unchanged since: no conflict. Another Region: no conflict.
-        assert!(newer_former_primary(&west, "us-east-1", OLD).is_none());
-        assert!(newer_former_primary(&west, "eu-west-1", NEW).is_none());
-        // The new primary's policy was edited since: it is the newest, and it is mirrored.
-        let edited = primary("us-west-2", NEW, west.tags.clone());
-        assert!(newer_former_primary(&edited, "us-east-1", NEW).is_none());
+        assert!(newer_policy_at(&west, "us-east-1", &replica(NEW, vec![]), true).is_some());
+        // Unchanged since the new primary received it: no conflict.
+        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), true).is_none());
+        // A replica that never held the primary: drift, repaired as usual.
+        assert!(newer_policy_at(&west, "eu-west-1", &replica(NEW, vec![]), false).is_none());
     }
 
     #[test]
-    fn two_replicas_of_one_version_the_edited_one_a_former_primary_is_a_conflict() {
+    fn a_policy_the_replicator_wrote_is_never_a_conflict() {
+        let west = primary("us-west-2", NEW, vec![]);
+        let east = primary("us-east-1", OLD, vec![digest_tag(&west, OLD)]);
+        // us-east-1 holds what the replicator last wrote there: a later edit of the primary
+        // is mirrored.
+        let written = replica(OLD, vec![digest_tag(&east, OLD)]);
+        let now = primary("us-west-2", NEW, vec![digest_tag(&east, OLD)]);
+        assert!(newer_policy_at(&now, "us-east-1", &written, true).is_none());
+    }
+
+    #[test]
+    fn two_edits_in_two_regions_that_held_the_primary_are_a_conflict() {
+        // eu-west-1 and us-east-1 both received OLD from us-west-2; us-east-1 was edited while
+        // it held the primary; eu-west-1 is the primary now and still holds OLD.
         let source = primary("us-west-2", OLD, vec![]);
         let tag = digest_tag(&source, OLD);
         let new_primary = primary("eu-west-1", OLD, vec![tag.clone()]);
         let edited = replica(NEW, vec![tag.clone()]);
-        assert!(edited_since_mirrored(&new_primary, "us-east-1", &edited, true).is_some());
-        // Not known to have held the primary: an ordinary replica's drift, repaired.
-        assert!(edited_since_mirrored(&new_primary, "us-east-1", &edited, false).is_none());
-        // Not edited: no conflict.
-        let same = replica(OLD, vec![tag]);
-        assert!(edited_since_mirrored(&new_primary, "us-east-1", &same, true).is_none());
+        assert!(newer_policy_at(&new_primary, "us-east-1", &edited, true).is_some());
+        assert!(
+            newer_policy_at(&new_primary, "us-east-1", &replica(OLD, vec![tag]), true).is_none()
+        );
     }
 
     #[test]
     fn a_forged_or_missing_digest_can_only_stop() {
-        // No tag, a malformed one: nothing stops the sync.
+        // A primary without the tag (or whose tag a person removed): nothing stops the sync.
         let east = primary("us-east-1", OLD, vec![]);
-        assert!(newer_former_primary(&east, "us-west-2", NEW).is_none());
+        assert!(newer_policy_at(&east, "us-west-2", &replica(NEW, vec![]), true).is_none());
         let junk = primary("us-west-2", OLD, vec![Tag::new(POLICY_DIGEST_TAG, "junk")]);
-        assert!(newer_former_primary(&junk, "us-east-1", NEW).is_none());
-        // A forged tag that matches the rule stops the writes: the answer is a conflict, never
-        // a write.
+        assert!(newer_policy_at(&junk, "us-east-1", &replica(NEW, vec![]), true).is_none());
+        // A forged tag stops the writes: the answer is a conflict, never a write.
         let forged = Tag::new(
             POLICY_DIGEST_TAG,
             format!("us-east-1 {} {}", "0".repeat(32), policy_digest(OLD)),
         );
         let west = primary("us-west-2", OLD, vec![forged]);
-        assert!(newer_former_primary(&west, "us-east-1", OLD).is_some());
+        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), false).is_some());
     }
 }

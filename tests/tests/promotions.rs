@@ -9,6 +9,7 @@ use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::policy::MAX_POLICY_BYTES;
+use kms_replicator::promotion::POLICY_DIGEST_TAG;
 use kms_replicator::{Config, Kms, Op, Syncer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -419,9 +420,17 @@ async fn a_hand_made_promotion_never_lets_an_older_policy_overwrite_the_former_p
         .collect();
     assert!(!conflicts.is_empty(), "the conflict is reported");
 
-    // A person puts the newer policy on the new primary: it reaches every Region.
+    // Until a person resolves it, a sweep still writes nothing there.
+    deliver_trail(&twin, &cfg).await;
+    assert!(statement(&twin, PRIMARY_REGION, &key, "NoExporter").is_some());
+    // A person puts the newer policy on the new primary and removes the digest tag from it
+    // (the conflict's instructions): it reaches every Region.
     let on_west = with_statement(&twin, WEST, &key, deny_decrypt(&account));
     admin.put_key_policy(WEST, &key, &on_west).await.unwrap();
+    admin
+        .untag_resource(WEST, &key, &[POLICY_DIGEST_TAG.to_string()])
+        .await
+        .unwrap();
     deliver_trail(&twin, &cfg).await;
     for r in REGIONS {
         assert!(

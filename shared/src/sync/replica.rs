@@ -11,7 +11,7 @@ use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
-use crate::promotion::{edited_since_mirrored, newer_former_primary};
+use crate::promotion::newer_policy_at;
 use crate::report::{Action, Outcome, RegionReport};
 use tracing::debug;
 
@@ -154,8 +154,7 @@ impl Syncer<'_> {
             let held = self.keep_edited_policies
                 || primary.primary_history().contains(target)
                 || super::history::lists_region(&observed.tags, target);
-            let conflict = newer_former_primary(primary, target, &observed.policy)
-                .or_else(|| edited_since_mirrored(primary, target, &observed, held));
+            let conflict = newer_policy_at(primary, target, &observed, held);
             if let Some(reason) = conflict {
                 report.conflicts.push(reason.clone());
                 report.outcome = Outcome::skipped(reason);
