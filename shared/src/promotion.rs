@@ -9,7 +9,8 @@
 //! than the new primary's; say a Deny added while its CloudTrail record was on its way and the
 //! primary was moved by hand. Sync then reports the conflict and writes nothing to that Region
 //! but the history tag (which only protects). A person resolves it by putting the policy they
-//! want on the primary and removing the tag from it. Carrying the newer policy forward is not
+//! want on the primary and on that Region, as mirrored. The check is made only when the
+//! policy there would be written. Carrying the newer policy forward is not
 //! an option: the replicate role may not write primaries.
 //!
 //! The tag can only stop: a forged or stale value makes sync report a conflict and write
@@ -62,16 +63,14 @@ pub fn newer_policy_at(
     held_primary: bool,
 ) -> Option<String> {
     let own = digest_of(&observed.tags);
-    // A primary without the tag was never a replica the replicator mirrored to (or a person
-    // removed the tag to resolve a conflict): nothing to compare with.
-    let mirrored_from = digest_of(&primary.tags)?;
-    let named_source = mirrored_from.0 == region;
+    let mirrored_from = digest_of(&primary.tags);
+    let named_source = mirrored_from.as_ref().is_some_and(|(s, _, _)| s == region);
     if !held_primary && !named_source {
         return None;
     }
     let now = policy_digest(&observed.policy);
     let written_by_replicator = own.is_some_and(|(_, _, received)| received == now);
-    let reached_primary = named_source && mirrored_from.1 == now;
+    let reached_primary = named_source && mirrored_from.is_some_and(|(_, d, _)| d == now);
     if written_by_replicator || reached_primary {
         return None;
     }
@@ -80,10 +79,10 @@ pub fn newer_policy_at(
         "the key in {region} held the primary and holds a policy the replicator did not write \
          there, which the primary in {p} never received (an edit made there while it held the \
          primary, before the primary Region changed again?): nothing is written to {region}. \
-         Put the policy you want on the primary (aws kms put-key-policy --region {p} --key-id \
-         {id} --policy-name default), then remove the {POLICY_DIGEST_TAG} tag from it (aws kms \
-         untag-resource --region {p} --key-id {id} --tag-keys {POLICY_DIGEST_TAG}): the \
-         primary's policy is then mirrored to {region}"
+         Decide which policy wins: put it on the primary (aws kms put-key-policy --region {p} \
+         --key-id {id} --policy-name default) and on {region} as the replicator mirrors it \
+         (the reconcile function's dry run shows that policy); from then on {region} is \
+         mirrored as usual"
     ))
 }
 
@@ -179,11 +178,11 @@ mod tests {
 
     #[test]
     fn a_forged_or_missing_digest_can_only_stop() {
-        // A primary without the tag (or whose tag a person removed): nothing stops the sync.
+        // A Region not known to have held the primary, and no tag naming it: drift, repaired.
         let east = primary("us-east-1", OLD, vec![]);
-        assert!(newer_policy_at(&east, "us-west-2", &replica(NEW, vec![]), true).is_none());
+        assert!(newer_policy_at(&east, "us-west-2", &replica(NEW, vec![]), false).is_none());
         let junk = primary("us-west-2", OLD, vec![Tag::new(POLICY_DIGEST_TAG, "junk")]);
-        assert!(newer_policy_at(&junk, "us-east-1", &replica(NEW, vec![]), true).is_none());
+        assert!(newer_policy_at(&junk, "us-east-1", &replica(NEW, vec![]), false).is_none());
         // A forged tag stops the writes: the answer is a conflict, never a write.
         let forged = Tag::new(
             POLICY_DIGEST_TAG,

@@ -8,8 +8,9 @@ use kms_replicator::config::RemovalPolicy;
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::limit::RateLimitedKms;
 use kms_replicator::model::{KeyState, Tag};
+use kms_replicator::policy::rewrite_policy;
 use kms_replicator::policy::MAX_POLICY_BYTES;
-use kms_replicator::promotion::POLICY_DIGEST_TAG;
+use kms_replicator::promotion::{policy_digest, POLICY_DIGEST_TAG};
 use kms_replicator::{Config, Kms, Op, Syncer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -423,15 +424,27 @@ async fn a_hand_made_promotion_never_lets_an_older_policy_overwrite_the_former_p
     // Until a person resolves it, a sweep still writes nothing there.
     deliver_trail(&twin, &cfg).await;
     assert!(statement(&twin, PRIMARY_REGION, &key, "NoExporter").is_some());
-    // A person puts the newer policy on the new primary and removes the digest tag from it
-    // (the conflict's instructions): it reaches every Region.
+    // A person decides (the conflict's instructions): the newer policy on the new primary and,
+    // as mirrored, on the former one. From then on every Region is mirrored as usual.
     let on_west = with_statement(&twin, WEST, &key, deny_decrypt(&account));
     admin.put_key_policy(WEST, &key, &on_west).await.unwrap();
+    let (on_east, _) = rewrite_policy(&on_west, WEST, PRIMARY_REGION).unwrap();
     admin
-        .untag_resource(WEST, &key, &[POLICY_DIGEST_TAG.to_string()])
+        .put_key_policy(PRIMARY_REGION, &key, &on_east)
         .await
         .unwrap();
     deliver_trail(&twin, &cfg).await;
+    let digest = twin.key(PRIMARY_REGION, &key).unwrap().tags[POLICY_DIGEST_TAG].clone();
+    assert!(digest.ends_with(&policy_digest(&on_east)), "{digest}");
+    admin
+        .update_key_description(WEST, &key, "payments, resolved")
+        .await
+        .unwrap();
+    deliver_trail(&twin, &cfg).await;
+    assert_eq!(
+        twin.key(PRIMARY_REGION, &key).unwrap().description,
+        "payments, resolved"
+    );
     for r in REGIONS {
         assert!(
             statement(&twin, r, &key, "NoExporter").is_some(),

@@ -979,6 +979,36 @@ fn two_edits_made_while_two_regions_held_the_primary_are_never_overwritten_by_th
 }
 
 #[test]
+fn an_edit_on_a_promoted_replica_survives_a_primary_that_never_carried_a_digest() {
+    // Found by the long run: the original primary (which never carried the digest tag) was
+    // edited, failed over while its tag was blank, the new primary edited and moved back by
+    // hand (its edit's record late): the original primary's sync must not overwrite that edit.
+    let steps = [
+        Step::CreateKey {
+            region: 2,
+            tag: None,
+        },
+        Step::EditPolicy { key: 0, variant: 0 },
+        Step::Tag { key: 0, value: 0 },
+        Step::Deliver {
+            n: 2,
+            seed: 3902562765753793884,
+        },
+        Step::EditPolicy { key: 0, variant: 2 },
+        Step::CreateSingleRegionKey { tag: 0 },
+        Step::Tag { key: 0, value: 5 },
+        Step::Failover { key: 0, to: 1 },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 2,
+            by_failover: false,
+        },
+    ];
+    run_history(&steps, RemovalPolicy::Retain).unwrap();
+}
+
+#[test]
 fn deliver_drops_duplicates_and_reorders() {
     // The delivery dice are what make the histories hard: check they really vary.
     let mut d = Dice(7);

@@ -148,7 +148,11 @@ impl Syncer<'_> {
             );
             return;
         }
-        if desired.policy.is_some() {
+        let writes_policy = desired
+            .policy
+            .as_deref()
+            .is_some_and(|p| !crate::policy::same_policy(p, &observed.policy));
+        if writes_policy {
             // It held the primary: the primary's history says so, or its own (which may know
             // of a promotion record the primary's tags never recorded).
             let held = self.keep_edited_policies
