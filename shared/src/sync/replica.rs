@@ -164,7 +164,9 @@ impl Syncer<'_> {
                 report.outcome = Outcome::skipped(reason);
                 // Nothing is written but the Regions that held the primary, which only protect:
                 // the next sync, without the record that proved them, still sees the conflict.
-                if let (Some(history), false) = (history_only(desired, &observed), dry_run) {
+                // (KMS refuses tags on a key pending deletion.)
+                let taggable = !dry_run && !observed.state.is_pending_deletion();
+                if let (Some(history), true) = (history_only(desired, &observed), taggable) {
                     if let Some(f) = self
                         .apply(target, key_id, vec![history], true, report)
                         .await
