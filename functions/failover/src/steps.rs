@@ -103,6 +103,9 @@ impl Failover<'_> {
         let Some(old) = self.read_old_primary(r, primary, to).await else {
             return;
         };
+        if !self.catch_up(r, &old, to, promotion).await {
+            return stop(r);
+        }
         if !self.retag(r, &old, to, promotion).await {
             return stop(r);
         }
