@@ -26,7 +26,7 @@ use proptest::prelude::*;
 use replicate::Replicator;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use twin::{is_replicator, Twin, ADMIN_USER, FAILOVER_ROLE, REPLICATE_ROLE, TEAM_B_ROLE};
 
@@ -321,7 +321,12 @@ impl World {
             Step::EditPolicy { key, variant } => {
                 if let Some((k, p)) = self.key_and_primary(key).await {
                     let policy = policy_variant(&self.twin.account(), &p.region, variant);
-                    if admin.put_key_policy(&p.region, &k, &policy).await.is_ok() {
+                    let before = self.twin.key(&p.region, &k).map(|x| x.policy);
+                    if admin.put_key_policy(&p.region, &k, &policy).await.is_ok()
+                        && !before.is_some_and(|b| same_policy(&b, &policy))
+                    {
+                        // A write of the policy the key already held is no edit: it leaves
+                        // the key as it was, and nothing on the key tells it happened.
                         self.person_policy.insert(k, (p.region.clone(), policy));
                     }
                 }
@@ -449,6 +454,7 @@ impl World {
                         hook: Turns {
                             calls: AtomicUsize::new(0),
                             edit: Some((edit_at, admin.clone(), p.region.clone(), k.clone(), edit)),
+                            changed: AtomicBool::new(false),
                         },
                     };
                     let b = HookedKms {
@@ -456,6 +462,7 @@ impl World {
                         hook: Turns {
                             calls: AtomicUsize::new(0),
                             edit: None,
+                            changed: AtomicBool::new(false),
                         },
                     };
                     let calls_before = self.twin.calls().len();
@@ -472,7 +479,7 @@ impl World {
                     let edit_index = step_calls
                         .iter()
                         .position(|c| c.caller == ADMIN_USER && c.op == "PutKeyPolicy");
-                    if edit_index.is_some() {
+                    if edit_index.is_some() && a.hook.changed.load(Ordering::SeqCst) {
                         let edit = policy_variant(&self.twin.account(), &p.region, edit_at % 4);
                         self.person_policy
                             .insert(k.clone(), (p.region.clone(), edit));
@@ -901,10 +908,12 @@ fn deny_not_narrowed(source: &str, mirrored: &str) -> Result<(), String> {
 }
 
 /// Yields before every call, so that two syncs joined on one thread interleave call by call;
-/// optionally a person's policy edit lands just before call number `n`.
+/// optionally a person's policy edit lands just before call number `n` (`changed` once it
+/// changed the policy: a write of the policy the key already held is no edit).
 struct Turns {
     calls: AtomicUsize,
     edit: Option<(usize, Twin, String, String, String)>,
+    changed: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -914,7 +923,12 @@ impl CallHook for Turns {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some((at, admin, region, key, policy)) = &self.edit {
             if n == *at {
-                let _ = admin.put_key_policy(region, key, policy).await;
+                let before = admin.key(region, key).map(|k| k.policy);
+                if admin.put_key_policy(region, key, policy).await.is_ok()
+                    && !before.is_some_and(|b| same_policy(&b, policy))
+                {
+                    self.changed.store(true, Ordering::SeqCst);
+                }
             }
         }
     }
@@ -1042,6 +1056,48 @@ fn an_edit_on_a_promoted_replica_survives_a_primary_that_never_carried_a_digest(
             variant: 0,
             to: 2,
             by_failover: false,
+        },
+    ];
+    run_history_with(&steps, RemovalPolicy::Retain, true).unwrap();
+}
+
+#[test]
+fn a_person_writing_the_policy_a_replica_already_holds_makes_no_edit_to_keep() {
+    // Found by the long run: a revocation made on the primary in eu-west-1 is mirrored to
+    // us-east-1; eu-west-1 is edited again (a Deny, the revocation undone) and promoted by
+    // hand to us-east-1, where a person writes the revocation once more: the very policy
+    // us-east-1 holds, as the replicator wrote it. The primary moves back by hand and a late
+    // record brings a sync from eu-west-1, which mirrors eu-west-1's policy to us-east-1. That
+    // write changed nothing on us-east-1, so nothing on the key tells it happened (the digest
+    // still describes that policy as the replicator's): to the replicator it is the same state
+    // as no write at all, where eu-west-1's edit is the newest and is mirrored. What must hold
+    // is the last edit that changed a policy (eu-west-1's), and every other invariant.
+    let steps = [
+        Step::CreateKey {
+            region: 2,
+            tag: None,
+        },
+        Step::Tag { key: 0, value: 3 },
+        Step::InterleavedSyncs { key: 0, edit_at: 6 },
+        Step::CreateKey {
+            region: 0,
+            tag: None,
+        },
+        Step::EditThenPromote {
+            key: 2,
+            variant: 0,
+            to: 0,
+            by_failover: false,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 2,
+            to: 2,
+            by_failover: false,
+        },
+        Step::Deliver {
+            n: 1,
+            seed: 12211807182133461578,
         },
     ];
     run_history_with(&steps, RemovalPolicy::Retain, true).unwrap();
