@@ -69,7 +69,16 @@ pub fn newer_policy_at(
         return None;
     }
     let now = policy_digest(&observed.policy);
-    let written_by_replicator = own.is_some_and(|(_, _, received)| received == now);
+    // The primary mirrored another policy from this Region than the one there now: it changed
+    // since it was that source. Unless the primary itself wrote the Region's own tag (after it
+    // mirrored from it), that tag may be older than the change: a person who edits a primary
+    // and then puts back the very policy the replicator once wrote there leaves a tag that
+    // still describes it, and the edit in between only shows on the primary's tag.
+    let changed_since_source =
+        named_source && mirrored_from.as_ref().is_some_and(|(_, d, _)| *d != now);
+    let written_by_replicator = own.is_some_and(|(source, _, received)| {
+        received == now && (!changed_since_source || source == primary.info.region)
+    });
     let reached_primary = named_source && mirrored_from.is_some_and(|(_, d, _)| d == now);
     if written_by_replicator || reached_primary {
         return None;
@@ -177,6 +186,23 @@ mod tests {
         assert!(
             newer_policy_at(&new_primary, "us-east-1", &replica(OLD, vec![tag]), true).is_none()
         );
+    }
+
+    #[test]
+    fn a_policy_put_back_after_an_edit_is_not_taken_for_the_one_the_replicator_wrote() {
+        // us-west-2 received OLD from us-east-1, then held the primary: eu-west-1 mirrored
+        // NEW from it, and a person put OLD back on us-west-2 (the very policy its stale tag
+        // describes). eu-west-1 is the primary now and holds NEW: a conflict.
+        let east = primary("us-east-1", OLD, vec![]);
+        let west_tag = digest_tag(&east, OLD);
+        let west_source = primary("us-west-2", NEW, vec![west_tag.clone()]);
+        let eu = primary("eu-west-1", NEW, vec![digest_tag(&west_source, NEW)]);
+        let put_back = replica(OLD, vec![west_tag]);
+        assert!(newer_policy_at(&eu, "us-west-2", &put_back, true).is_some());
+        // The same policy, written there by eu-west-1 itself after it mirrored from us-west-2:
+        // the replicator's, mirrored as usual.
+        let written = replica(OLD, vec![digest_tag(&eu, OLD)]);
+        assert!(newer_policy_at(&eu, "us-west-2", &written, true).is_none());
     }
 
     #[test]

@@ -480,3 +480,60 @@ async fn a_hand_made_promotion_of_an_up_to_date_replica_is_synced_as_usual() {
         .iter()
         .any(|e| e.detail_type == "Replication Conflict"));
 }
+
+#[tokio::test]
+async fn a_policy_put_back_on_a_promoted_replica_is_not_overwritten_by_an_older_one() {
+    // Found by the long run: us-west-2 is promoted by hand and, while it holds the primary, a
+    // person adds a Deny (mirrored to eu-west-1) and then puts back the policy it held before,
+    // the very policy the replicator once wrote there (its digest tag still describes it).
+    // The tag is blanked and the failover function promotes eu-west-1, which still holds the
+    // Deny: its sync must not take us-west-2's newer policy for the replicator's own.
+    let twin = new_twin();
+    let cfg = config();
+    let key = replicated_key(&twin, &cfg, "us-west-2 eu-west-1").await;
+    let account = twin.account();
+    let admin = twin.with_caller(ADMIN_USER);
+    admin
+        .update_primary_region(PRIMARY_REGION, &key, WEST)
+        .await
+        .unwrap();
+    twin.take_trail(); // lost
+    let before = twin.key(WEST, &key).unwrap().policy;
+    let denied = with_statement(&twin, WEST, &key, deny_decrypt(&account));
+    admin.put_key_policy(WEST, &key, &denied).await.unwrap();
+    deliver_trail(&twin, &cfg).await;
+    assert!(statement(&twin, EU, &key, "NoExporter").is_some());
+    admin.put_key_policy(WEST, &key, &before).await.unwrap();
+    admin
+        .tag_resource(WEST, &key, &[Tag::new("replicate-to", "")])
+        .await
+        .unwrap();
+    twin.take_trail(); // late, then lost
+    twin.reset_calls();
+    let out = fail_over(&twin, &cfg, &key, EU).await;
+    deliver_trail(&twin, &cfg).await;
+
+    // us-west-2 keeps the policy the person put back; no policy was written there.
+    assert!(statement(&twin, WEST, &key, "NoExporter").is_none());
+    assert!(kms_replicator::policy::same_policy(
+        &twin.key(WEST, &key).unwrap().policy,
+        &before
+    ));
+    assert!(!twin
+        .calls()
+        .iter()
+        .any(|c| c.op == Op::PutKeyPolicy && c.region == WEST && c.caller != ADMIN_USER));
+    // The failover's sync from the new primary reports the conflict there.
+    let west = out["sync"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == WEST)
+        .cloned()
+        .unwrap();
+    assert_eq!(west["outcome"], "skipped", "{west:#}");
+    assert!(
+        !west["conflicts"].as_array().unwrap().is_empty(),
+        "{west:#}"
+    );
+}
