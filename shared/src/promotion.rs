@@ -22,7 +22,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The tag that records, on a replica, which policy it last mirrored: `<source Region>
-/// <digest of the source policy> <digest of the policy it received>`.
+/// <digest of the source policy> <digest of the policy it received> <generation>`. The
+/// generation is one more than that of the source's own tag (0 without one): a primary's tag
+/// never changes while it is the primary (the replicator does not write primaries), so of two
+/// keys that mirrored from each other in turn, the higher generation was written last.
 pub const POLICY_DIGEST_TAG: &str = "kms-replicator:policy-digest";
 
 /// The first 128 bits of the SHA-256 of the policy document (formatting and key order aside),
@@ -42,10 +45,11 @@ pub fn digest_tag(primary: &PrimaryState, mirrored: &str) -> Tag {
     Tag::new(
         POLICY_DIGEST_TAG,
         format!(
-            "{} {} {}",
+            "{} {} {} {}",
             primary.info.region,
             policy_digest(&primary.policy),
-            policy_digest(mirrored)
+            policy_digest(mirrored),
+            digest_of(&primary.tags).map_or(0, |d| d.generation) + 1
         ),
     )
 }
@@ -64,7 +68,7 @@ pub fn newer_policy_at(
 ) -> Option<String> {
     let own = digest_of(&observed.tags);
     let mirrored_from = digest_of(&primary.tags);
-    let named_source = mirrored_from.as_ref().is_some_and(|(s, _, _)| s == region);
+    let named_source = mirrored_from.as_ref().is_some_and(|d| d.source == region);
     if !held_primary && !named_source {
         return None;
     }
@@ -74,12 +78,19 @@ pub fn newer_policy_at(
     // mirrored from it), that tag may be older than the change: a person who edits a primary
     // and then puts back the very policy the replicator once wrote there leaves a tag that
     // still describes it, and the edit in between only shows on the primary's tag.
-    let changed_since_source =
-        named_source && mirrored_from.as_ref().is_some_and(|(_, d, _)| *d != now);
-    let written_by_replicator = own.is_some_and(|(source, _, received)| {
-        received == now && (!changed_since_source || source == primary.info.region)
+    let changed_since_source = named_source
+        && mirrored_from
+            .as_ref()
+            .is_some_and(|d| d.source_digest != now);
+    let written_by_replicator = own.is_some_and(|o| {
+        o.received == now
+            && (!changed_since_source
+                || (o.source == primary.info.region
+                    && mirrored_from
+                        .as_ref()
+                        .is_some_and(|d| o.generation > d.generation)))
     });
-    let reached_primary = named_source && mirrored_from.is_some_and(|(_, d, _)| d == now);
+    let reached_primary = named_source && mirrored_from.is_some_and(|d| d.source_digest == now);
     if written_by_replicator || reached_primary {
         return None;
     }
@@ -95,11 +106,25 @@ pub fn newer_policy_at(
     ))
 }
 
-/// The three fields of the digest tag among `tags`: source Region, source digest, received.
-fn digest_of(tags: &[Tag]) -> Option<(String, String, String)> {
+/// The fields of a digest tag.
+struct DigestTag {
+    source: String,
+    source_digest: String,
+    received: String,
+    /// 0 in a tag written before generations were recorded.
+    generation: u64,
+}
+
+/// The digest tag among `tags`.
+fn digest_of(tags: &[Tag]) -> Option<DigestTag> {
     let value = &tags.iter().find(|t| t.key == POLICY_DIGEST_TAG)?.value;
     let mut parts = value.split_whitespace().map(str::to_string);
-    Some((parts.next()?, parts.next()?, parts.next()?))
+    Some(DigestTag {
+        source: parts.next()?,
+        source_digest: parts.next()?,
+        received: parts.next()?,
+        generation: parts.next().and_then(|g| g.parse().ok()).unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
@@ -203,6 +228,24 @@ mod tests {
         // the replicator's, mirrored as usual.
         let written = replica(OLD, vec![digest_tag(&eu, OLD)]);
         assert!(newer_policy_at(&eu, "us-west-2", &written, true).is_none());
+    }
+
+    #[test]
+    fn a_stale_tag_written_by_the_primary_in_an_earlier_stint_is_not_the_replicators_word() {
+        // us-east-1 (the original primary) wrote OLD to us-west-2; us-west-2, promoted, wrote
+        // OLD back to us-east-1; us-east-1, primary again, had NEW mirrored to us-west-2 and
+        // then OLD put back by a person. us-west-2 is the primary now: its tag (written last)
+        // names us-east-1 with NEW, us-east-1's own (older) names us-west-2.
+        let east0 = primary("us-east-1", OLD, vec![]);
+        let west1 = primary("us-west-2", OLD, vec![digest_tag(&east0, OLD)]);
+        let east_tag = digest_tag(&west1, OLD);
+        let east2 = primary("us-east-1", NEW, vec![east_tag.clone()]);
+        let west3 = primary("us-west-2", NEW, vec![digest_tag(&east2, NEW)]);
+        let put_back = replica(OLD, vec![east_tag]);
+        assert!(newer_policy_at(&west3, "us-east-1", &put_back, true).is_some());
+        // What us-west-2 writes there now is its own, later word.
+        let written = replica(OLD, vec![digest_tag(&west3, OLD)]);
+        assert!(newer_policy_at(&west3, "us-east-1", &written, true).is_none());
     }
 
     #[test]
