@@ -63,7 +63,7 @@ def test_the_audit_events_a_person_must_act_on_are_sent_to_the_topic(resources):
     rule = resources["AuditNotificationRule"]
     assert rule["Condition"] == "Notifies"
     p = rule["Properties"]
-    assert p["EventBusName"] == {"Ref": "AuditEventBusName"}
+    assert p["EventBusName"] == {"Fn::If": ["CreatesAuditBus", {"Ref": "AuditEventBus"}, {"Ref": "AuditEventBusName"}]}
     assert p["EventPattern"] == {
         "source": [{"Ref": "AuditSource"}],
         "detail-type": ["Replication Failed", "Failover Failed", "Replication Conflict"],
