@@ -1,10 +1,12 @@
 """The audit bus and the dead-letter queue as a stack deploys them: who their resource policies
 refuse, evaluated for requests by the function roles, by people, and by other services."""
 
+import re
+
 import pytest
 
 from conftest import ROOT  # noqa: F401  (the template fixture lives there)
-from deployed import ACCOUNT, REGION, STACK, Stack, denied, role, service
+from deployed import ACCOUNT, REGION, STACK, Stack, allowed_by, denied, role, service
 
 ROLES = ["ReplicateFunctionRole", "ReconcileFunctionRole", "FailoverFunctionRole"]
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -109,3 +111,67 @@ def test_a_bus_named_in_the_parameter_replaces_the_stacks_own(template, given, a
     )
     assert statement["Resource"] == arn
     assert stack.resolve(stack.template["Outputs"]["AuditEventBus"]["Value"]) == given
+
+
+# ---------------------------------------------------------------------------------------------
+# The dead-letter queue
+# ---------------------------------------------------------------------------------------------
+
+QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-DeadLetterQueue"
+READ = ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:PurgeQueue"]
+ON_CALL = f"arn:aws:iam::{ACCOUNT}:role/on-call"
+SSO_ADMINS = f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Admin_*"
+AN_SSO_ADMIN = f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd"
+
+
+def queue_policy(stack):
+    assert stack.get_att("DeadLetterQueue", "Arn") == QUEUE
+    return stack.properties("DeadLetterQueuePolicy")["PolicyDocument"]
+
+
+def test_the_reader_list_is_empty_by_default_and_takes_role_user_and_root_arns(template):
+    p = template["Parameters"]["DeadLetterReaderArns"]
+    assert p["Default"] == ""
+    ok = ["", ON_CALL, f"{ON_CALL},{SSO_ADMINS}", ROOT_USER, A_USER, OTHER_ACCOUNT]
+    bad = [f"{ON_CALL}, {A_USER}", "on-call", f"arn:aws:iam::{ACCOUNT}:group/ops", f"{ON_CALL},", "*"]
+    for value in ok:
+        assert re.fullmatch(p["AllowedPattern"], value), value
+    for value in bad:
+        assert not re.fullmatch(p["AllowedPattern"], value), value
+
+
+@pytest.mark.parametrize("action", READ)
+@pytest.mark.parametrize("who", [ADMIN, ROOT_USER, A_USER, "ReplicateFunctionRole", "ReconcileFunctionRole"])
+def test_named_nobody_nobody_may_read_the_dead_letters(stack, action, who):
+    arn = stack.get_att(who, "Arn") if who in ROLES else who
+    assert denied(queue_policy(stack), action, QUEUE, role(arn)) == ["OnlyNamedReadersReadDeadLetters"]
+
+
+@pytest.mark.parametrize("action", READ)
+def test_the_named_readers_may_read_the_dead_letters_and_only_they(template, action):
+    stack = Stack(template, {"DeadLetterReaderArns": f"{ON_CALL},{SSO_ADMINS}"})
+    policy = queue_policy(stack)
+    for reader in [ON_CALL, AN_SSO_ADMIN]:
+        assert denied(policy, action, QUEUE, role(reader)) == [], reader
+    others = [ADMIN, ROOT_USER, A_USER, f"arn:aws:iam::{ACCOUNT}:role/on-call-2", *role_arns(stack)]
+    for other in others:
+        assert denied(policy, action, QUEUE, role(other)) == ["OnlyNamedReadersReadDeadLetters"], other
+
+
+@pytest.mark.parametrize("readers", ["", ON_CALL])
+def test_the_dead_letters_still_arrive(template, readers):
+    stack = Stack(template, {"DeadLetterReaderArns": readers})
+    policy = queue_policy(stack)
+    rule = stack.get_att("KmsApiCallRule", "Arn")
+    assert denied(policy, "sqs:SendMessage", QUEUE, service("events.amazonaws.com", rule)) == []
+    assert allowed_by(policy, "sqs:SendMessage", QUEUE, service("events.amazonaws.com", rule))
+    for function_role in ["ReplicateFunctionRole", "ReconcileFunctionRole"]:
+        request = role(stack.get_att(function_role, "Arn"))
+        assert denied(policy, "sqs:SendMessage", QUEUE, request) == []
+        assert allowed_by(policy, "sqs:SendMessage", QUEUE, request)
+
+
+def test_a_reader_still_needs_tls(template):
+    stack = Stack(template, {"DeadLetterReaderArns": ON_CALL})
+    request = {**role(ON_CALL), "aws:SecureTransport": "false"}
+    assert denied(queue_policy(stack), "sqs:ReceiveMessage", QUEUE, request) == ["DenyInsecureTransport"]
