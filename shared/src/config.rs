@@ -44,6 +44,9 @@ pub struct Config {
     pub managed_regions: Vec<String>,
     pub policy_mode: PolicyMode,
     pub removal: RemovalPolicy,
+    /// Under `ScheduleDeletion`, a replica used within this many days is not deleted (the
+    /// in-use guard, `IN_USE_WINDOW_DAYS`); 0 turns the guard off.
+    pub in_use_window_days: u32,
     pub audit_bus: String,
     pub audit_source: String,
     /// Callers (IAM role ARNs) whose CloudTrail events are skipped: the replicator's own roles.
@@ -58,6 +61,9 @@ pub struct Config {
     pub account: Option<String>,
     pub consent: Consent,
 }
+
+/// The in-use guard's window unless `IN_USE_WINDOW_DAYS` says otherwise.
+pub const DEFAULT_IN_USE_WINDOW_DAYS: u32 = 30;
 
 /// The IAM path the template gives the replicator's roles.
 pub const DEFAULT_ROLE_PATH: &str = "/kms-replicator/";
@@ -155,6 +161,7 @@ impl Config {
             allowed_regions: allowed,
             policy_mode: PolicyMode::Rewrite,
             removal: RemovalPolicy::Retain,
+            in_use_window_days: DEFAULT_IN_USE_WINDOW_DAYS,
             audit_bus: "default".into(),
             audit_source: "kms-replicator".into(),
             ignore_callers: Vec::new(),
@@ -244,6 +251,8 @@ impl Config {
             managed_regions,
             policy_mode,
             removal,
+            in_use_window_days: whole_number(&get, "IN_USE_WINDOW_DAYS", 0..=3650, "days")?
+                .map_or(DEFAULT_IN_USE_WINDOW_DAYS, |d| d as u32),
             audit_bus: var("AUDIT_EVENT_BUS").unwrap_or_else(|| "default".into()),
             audit_source: var("AUDIT_SOURCE").unwrap_or_else(|| "kms-replicator".into()),
             ignore_callers,
@@ -320,6 +329,17 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("between 7 and 30"));
+    }
+
+    #[test]
+    fn the_in_use_window_defaults_to_30_days_and_0_turns_the_guard_off() {
+        let base = ("ALLOWED_REGIONS", "us-east-1");
+        let c = Config::from_lookup(lookup(&[base])).unwrap();
+        assert_eq!(c.in_use_window_days, 30);
+        let c = Config::from_lookup(lookup(&[base, ("IN_USE_WINDOW_DAYS", "0")])).unwrap();
+        assert_eq!(c.in_use_window_days, 0);
+        let err = Config::from_lookup(lookup(&[base, ("IN_USE_WINDOW_DAYS", "-1")])).unwrap_err();
+        assert!(err.to_string().contains("IN_USE_WINDOW_DAYS"), "{err}");
     }
 
     #[test]

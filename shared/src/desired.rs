@@ -9,7 +9,7 @@ use crate::model::{is_aws_managed_alias, KeyInfo, KeyState, Tag};
 use crate::policy::{check_size, rewrite_policy, same_policy, PolicyError, Rewrite};
 use crate::port::ReplicaSpec;
 use crate::report::Action;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// The tag the replicator writes on a replica just before it schedules that replica's
@@ -25,7 +25,10 @@ pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
 /// Tags the replicator owns, and the hold a person sets on one key: never mirrored from the
 /// primary as they are.
 pub fn is_replicator_tag(key: &str) -> bool {
-    key == DELETION_MARKER_TAG || key == PRIMARY_HISTORY_TAG || key == crate::hold::HOLD_TAG
+    key == DELETION_MARKER_TAG
+        || key == PRIMARY_HISTORY_TAG
+        || key == crate::promotion::POLICY_DIGEST_TAG
+        || key == crate::hold::HOLD_TAG
 }
 
 /// Why no desired state can be derived for a Region.
@@ -188,6 +191,9 @@ pub fn desired_replica(
         PRIMARY_HISTORY_TAG,
         primary.primary_history_value(),
     ));
+    if let Some(p) = &policy {
+        tags.push(crate::promotion::digest_tag(primary, p));
+    }
     tags.sort();
     Ok(DesiredReplica {
         region: region.to_string(),
@@ -273,7 +279,10 @@ pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> Rep
             description: desired.description.clone(),
         });
     }
-    let (to_set, to_remove) = tag_changes(&desired.tags, &observed.tags);
+    let (to_set, to_remove) = tag_changes(
+        &with_observed_history(&desired.tags, &observed.tags),
+        &observed.tags,
+    );
     if !to_set.is_empty() {
         plan.actions.push(Action::TagResource { tags: to_set });
     }
@@ -295,6 +304,28 @@ pub fn plan_replica(desired: &DesiredReplica, observed: &ObservedReplica) -> Rep
         .cloned()
         .collect();
     plan
+}
+
+/// `desired` with the history tag a replica already carries merged in: the Regions that held
+/// the primary only ever grow, so a Region a record once proved stays listed (and protected)
+/// even when the primary's own tags never recorded it.
+fn with_observed_history(desired: &[Tag], observed: &[Tag]) -> Vec<Tag> {
+    let mut regions: BTreeSet<&str> = BTreeSet::new();
+    for t in desired.iter().chain(observed) {
+        if t.key == PRIMARY_HISTORY_TAG {
+            regions.extend(t.value.split_whitespace());
+        }
+    }
+    let mut tags: Vec<Tag> = desired
+        .iter()
+        .filter(|t| t.key != PRIMARY_HISTORY_TAG)
+        .cloned()
+        .collect();
+    if !regions.is_empty() {
+        let value = regions.into_iter().collect::<Vec<_>>().join(" ");
+        tags.push(Tag::new(PRIMARY_HISTORY_TAG, value));
+    }
+    tags
 }
 
 /// Tags to set (new or changed values) and tag keys to remove.

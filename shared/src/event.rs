@@ -38,6 +38,10 @@ pub struct Trigger {
     pub event_id: String,
     /// The calling role (session issuer) or user ARN, when the record has one.
     pub caller: Option<String>,
+    /// The Regions the record proves held the key's primary: for UpdatePrimaryRegion, the
+    /// Region it was called in (only the primary's Region accepts it) and the new primary's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_primary: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -251,7 +255,9 @@ pub fn parse_event_ignoring(
     let Some(region) = region else {
         return ignore(format!("{event_name} record names no Region"));
     };
+    let held_primary = held_primary(event_name, detail, params);
     Ok(Intake::Sync(Trigger {
+        held_primary,
         region,
         key,
         event_name: event_name.to_string(),
@@ -261,4 +267,25 @@ pub fn parse_event_ignoring(
             .to_string(),
         caller,
     }))
+}
+
+/// The Regions an UpdatePrimaryRegion record proves held the primary: the Region the call was
+/// made in (KMS accepts it only in the current primary's Region; the record KMS writes in the
+/// new primary's Region names that Region) and the Region named as the new primary. Any other
+/// record proves none.
+fn held_primary(event_name: &str, detail: &Value, params: &Value) -> Vec<String> {
+    if event_name != "UpdatePrimaryRegion" {
+        return Vec::new();
+    }
+    let mut regions: Vec<String> = [
+        str_at(detail, &["awsRegion"]),
+        str_at(params, &["primaryRegion"]),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|r| crate::region::is_region_name(r))
+    .map(str::to_string)
+    .collect();
+    regions.dedup();
+    regions
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`event`]: EventBridge/CloudTrail intake.
 //! - [`region`], [`policy`], [`desired`], [`sync`]: the desired state and the level-triggered
-//!   sync; [`report`] and [`audit`] say what a sync did.
+//!   sync; [`promotion`]: what a promotion must not lose; [`report`] and [`audit`] say what a
+//!   sync did.
 //! - [`discover`]: finding the managed primaries; [`limit`]: staying within the KMS quotas.
 //! - [`port`]: the KMS, tag index and audit ports; [`aws`] implements them on the AWS SDK.
 
@@ -28,10 +29,12 @@ pub mod pipeline;
 pub mod policy;
 pub mod policy_diff;
 pub mod port;
+pub mod promotion;
 pub mod region;
 pub mod report;
 pub mod sync;
 pub mod telemetry;
+pub mod usage;
 
 pub use config::Config;
 pub use op::Op;

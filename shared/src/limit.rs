@@ -17,6 +17,7 @@
 use crate::model::{AliasEntry, KeyInfo, Tag};
 use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey};
+use crate::usage::KeyUsage;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,14 +52,16 @@ impl Quotas {
     }
 
     /// Every write at its KMS quota, every read at `read_rate` per second or its quota if that
-    /// is lower, GetResources at [`GET_RESOURCES_RATE`].
+    /// is lower, GetResources at [`GET_RESOURCES_RATE`], a read without a published quota
+    /// (GetKeyLastUsage) at `read_rate`.
     pub fn kms(read_rate: u32) -> Quotas {
         let mut q = Quotas::unlimited();
         for &op in Op::ALL {
             let limit = match op.kms_quota() {
                 Some(n) if op.is_write() => n,
                 Some(n) => read_rate.min(n),
-                None => GET_RESOURCES_RATE,
+                None if op == Op::GetResources => GET_RESOURCES_RATE,
+                None => read_rate,
             };
             q = q.with(op, limit);
         }
@@ -211,6 +214,14 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         self.call(
             &[(region, Op::DescribeKey, 1)],
             self.inner.describe_key(region, key),
+        )
+        .await
+    }
+
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
+        self.call(
+            &[(region, Op::GetKeyLastUsage, 1)],
+            self.inner.get_key_last_usage(region, key_id),
         )
         .await
     }

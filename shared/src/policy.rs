@@ -12,7 +12,11 @@
 //!   position (`Resource`, a service principal, a condition without `Not`) keeps the source
 //!   value and gains the rewritten one; only negated positions are rewritten in place.
 //! - **A statement that already names another Region is multi-Region-aware** and is copied as
-//!   it is. This also makes a failover round trip give back the original policy.
+//!   it is. This also makes a failover round trip give back the original policy. A `Deny` is
+//!   the exception in its positive positions: they still gain the target Region's values, so
+//!   that after any number of promotions every Region denies what the source denies and its
+//!   own rewritten values (a replica promoted earlier already names two Regions; copying it
+//!   as it is would drop the third Region's own value).
 //! - **Size.** The result is compact JSON, the source text itself when nothing is rewritten,
 //!   and is checked against KMS's limit ([`MAX_POLICY_BYTES`]) before anyone sends it.
 
@@ -207,7 +211,8 @@ fn rewrite_statement(stmt: &mut Value, index: usize, from: &str, to: &str, out: 
     let deny = obj.get("Effect").and_then(Value::as_str) == Some("Deny");
     let slots = slots(obj);
 
-    // A statement naming a Region other than the source is multi-Region-aware: copy it.
+    // A statement naming a Region other than the source is multi-Region-aware: copy it,
+    // except the positive positions of a Deny, which only ever gain values.
     let names_another_region = slots.iter().any(|(location, position, _)| {
         slot_mut(obj, location).is_some_and(|v| {
             strings(v)
@@ -215,12 +220,15 @@ fn rewrite_statement(stmt: &mut Value, index: usize, from: &str, to: &str, out: 
                 .any(|s| position.region_of(s).is_some_and(|r| r != from))
         })
     });
-    if names_another_region {
+    if names_another_region && !deny {
         return;
     }
 
     for (location, position, negated) in slots {
         let keep = deny && !negated;
+        if names_another_region && !keep {
+            continue;
+        }
         let Some(value) = slot_mut(obj, &location) else {
             continue;
         };

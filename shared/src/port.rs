@@ -3,6 +3,7 @@
 
 use crate::model::{AliasEntry, KeyInfo, Tag};
 use crate::op::Op;
+use crate::usage::KeyUsage;
 use async_trait::async_trait;
 use serde::Serialize;
 use thiserror::Error;
@@ -165,6 +166,9 @@ pub trait Kms: Send + Sync {
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()>;
     /// Ids of every key in a Region (all pages).
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>>;
+    /// GetKeyLastUsage: the key's last cryptographic use in this Region, and since when KMS
+    /// records it. `key_id` is a key id or key ARN (KMS accepts no alias here).
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage>;
     /// Sent to the current primary's Region: makes the replica in `new_primary_region` the
     /// primary. Returns as soon as KMS accepts; both keys are then `Updating` for a while.
     async fn update_primary_region(

@@ -287,3 +287,61 @@ async fn rejected_audit_entries_are_an_error() {
         .unwrap_err();
     assert!(err.0.contains("InternalFailure"), "{err}");
 }
+
+#[tokio::test]
+async fn get_key_last_usage_parses_the_last_use_and_the_tracking_dates() {
+    let body =
+        include_str!("../../tests/fixtures/sdk-responses/GetKeyLastUsage-replica.SHAPED.json");
+    let rule = mock!(Client::get_key_last_usage)
+        .match_requests(|r| r.key_id() == Some(KEY))
+        .sequence()
+        .http_status(200, Some(body.to_string()))
+        .build();
+    let usage = kms_with(&[&rule])
+        .get_key_last_usage("us-west-2", KEY)
+        .await
+        .unwrap();
+    let last = usage.last_use.unwrap();
+    assert_eq!(last.operation, "Decrypt");
+    assert_eq!(last.at_ms, 1_777_309_866_123);
+    assert_eq!(
+        last.cloudtrail_event_id.as_deref(),
+        Some("4aa7e4d5-d047-452a-a5a6-2cce282a7e82")
+    );
+    assert_eq!(usage.tracking_start_ms, Some(1_764_547_200_000));
+    assert_eq!(usage.key_creation_ms, Some(1_606_329_032_475));
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn get_key_last_usage_of_a_key_never_used_and_its_errors() {
+    let never = mock!(Client::get_key_last_usage)
+        .sequence()
+        .http_status(
+            200,
+            Some(
+                json!({"KeyId": KEY, "TrackingStartDate": 1.7e9, "KeyCreationDate": 1.7e9})
+                    .to_string(),
+            ),
+        )
+        .build();
+    let usage = kms_with(&[&never])
+        .get_key_last_usage("us-west-2", KEY)
+        .await
+        .unwrap();
+    assert_eq!(usage.last_use, None);
+    assert_eq!(usage.tracking_start_ms, usage.key_creation_ms);
+    let denied = mock!(Client::get_key_last_usage)
+        .sequence()
+        .http_status(
+            400,
+            Some(aws_error("AccessDeniedException", "not authorized")),
+        )
+        .build();
+    let e = kms_with(&[&denied])
+        .get_key_last_usage("us-west-2", KEY)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    assert_eq!(e.operation, kms_replicator::Op::GetKeyLastUsage);
+}

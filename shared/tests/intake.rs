@@ -287,3 +287,18 @@ fn role_paths_are_read_from_role_arns_only() {
     );
     assert_eq!(role_path("not an arn"), None);
 }
+
+#[test]
+fn an_update_primary_region_record_proves_which_regions_held_the_primary() {
+    // Only the current primary's Region accepts UpdatePrimaryRegion: the record's Region held
+    // the primary, and the Region it names became the primary.
+    let t = trigger(&fixture!(
+        "kms-UpdatePrimaryRegion-oldPrimaryRegion-us-west-2.current-docs-2022-12-format.eventbridge.json"
+    ));
+    assert_eq!(t.held_primary, ["us-west-2", "ap-northeast-1"]);
+    // No other record proves anything about the primary's history.
+    let t = trigger(&fixture!("kms-ReplicateKey-primaryRegion.eventbridge.json"));
+    assert!(t.held_primary.is_empty());
+    let t = trigger(&fixture!("kms-TagResource.eventbridge.json"));
+    assert!(t.held_primary.is_empty());
+}

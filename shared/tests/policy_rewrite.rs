@@ -439,3 +439,148 @@ proptest! {
         prop_assert!(same_policy(&back, &back2));
     }
 }
+
+// ---- promotions: a Deny never narrows in any Region, after any number of them -----------
+
+const LOG_GROUP_DENY_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "us-west-2"];
+
+/// The values of one positive slot of the first statement, e.g. `StringEquals.<key>`.
+fn denied(policy: &str, op: &str, key: &str) -> Vec<String> {
+    values(&statements(policy)[0]["Condition"][op][key])
+}
+
+#[test]
+fn after_a_promotion_a_replica_keeps_the_deny_values_of_its_own_region() {
+    // History 3: the primary in us-east-1 denies a log group's context; eu-west-1 gets both
+    // Regions' values. After a promotion to us-west-2 the new primary's Deny names two
+    // Regions; eu-west-1 must still deny its own Region's value, and us-east-1 its own.
+    let log_group = |r: &str| format!("arn:aws:logs:{r}:111122223333:log-group:audit");
+    let key = "kms:EncryptionContext:aws:logs:arn";
+    let p = policy_of(json!([{
+        "Sid": "NoAuditLogs", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt",
+        "Resource": "*", "Condition": {"ArnLike": {key: log_group("us-east-1")}}
+    }]))
+    .to_string();
+    let (eu, _) = rewrite_policy(&p, "us-east-1", "eu-west-1").unwrap();
+    assert_eq!(
+        denied(&eu, "ArnLike", key),
+        [log_group("us-east-1"), log_group("eu-west-1")]
+    );
+    // Promoted to us-west-2: its replica's policy is the source now.
+    let (west, _) = rewrite_policy(&p, "us-east-1", "us-west-2").unwrap();
+    for r in LOG_GROUP_DENY_REGIONS {
+        let (there, _) = rewrite_policy(&west, "us-west-2", r).unwrap();
+        let have = denied(&there, "ArnLike", key);
+        for want in [log_group("us-east-1"), log_group("us-west-2"), log_group(r)] {
+            assert!(have.contains(&want), "{r}: {want} missing from {have:?}");
+        }
+    }
+    // The Allow rule is unchanged: a statement naming another Region is copied as it is.
+    let allow = policy_of(json!([{
+        "Sid": "Both", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": {"ArnLike": {key: [log_group("us-east-1"), log_group("us-west-2")]}}
+    }]))
+    .to_string();
+    let (out, rewrites) = rewrite_policy(&allow, "us-west-2", "eu-west-1").unwrap();
+    assert_eq!(out, allow);
+    assert!(rewrites.is_empty());
+}
+
+#[test]
+fn a_deny_naming_another_region_keeps_its_negated_positions_as_they_are() {
+    // Only positive positions gain values; an exception list (a negated position) of a
+    // statement that already names two Regions is neither widened nor moved.
+    let p = policy_of(json!([{
+        "Sid": "OnlyHere", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:*",
+        "Resource": "arn:aws:kms:us-west-2:111122223333:key/mrk-1",
+        "Condition": {"StringNotEquals": {"aws:RequestedRegion": ["us-east-1", "us-west-2"]}}
+    }]))
+    .to_string();
+    let (out, _) = rewrite_policy(&p, "us-west-2", "eu-west-1").unwrap();
+    let s = &statements(&out)[0];
+    assert_eq!(
+        s["Condition"]["StringNotEquals"]["aws:RequestedRegion"],
+        json!(["us-east-1", "us-west-2"])
+    );
+    assert_eq!(
+        s["Resource"],
+        json!([
+            "arn:aws:kms:us-west-2:111122223333:key/mrk-1",
+            "arn:aws:kms:eu-west-1:111122223333:key/mrk-1"
+        ])
+    );
+}
+
+/// The Regions of a chain of promotions, and where the key starts.
+const CHAIN_REGIONS: [&str; 4] = [FROM, TO, "us-west-2", "ap-south-1"];
+
+/// Each Region's policy after the primary moved to `to`: the new primary's policy (its
+/// replica's, as last mirrored) rewritten for every Region.
+fn promote(policies: &[String], to: usize) -> Vec<String> {
+    let source = &policies[to];
+    CHAIN_REGIONS
+        .iter()
+        .map(|r| rewrite_policy(source, CHAIN_REGIONS[to], r).unwrap().0)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn after_any_chain_of_promotions_every_region_denies_what_it_denied_and_what_the_source_denies(
+        stmts in prop::collection::vec(statement(), 1..4),
+        chain in prop::collection::vec(0..CHAIN_REGIONS.len(), 1..6),
+    ) {
+        let p = policy_of(Value::Array(stmts)).to_string();
+        let mut policies: Vec<String> = CHAIN_REGIONS
+            .iter()
+            .map(|r| rewrite_policy(&p, FROM, r).unwrap().0)
+            .collect();
+        for next in chain {
+            let before = policies.clone();
+            policies = promote(&policies, next);
+            let source = &before[next];
+            for (r, region) in CHAIN_REGIONS.iter().enumerate() {
+                // What the new primary's rewrite adds for this Region, value by value.
+                let (own, _) = rewrite_policy(source, CHAIN_REGIONS[next], region).unwrap();
+                let slots_now: Vec<_> = statements(&policies[r]).iter().map(positive_slots).collect();
+                for (i, s) in statements(source).iter().enumerate() {
+                    if s["Effect"] != "Deny" {
+                        continue;
+                    }
+                    let must: Vec<Vec<(String, Vec<String>)>> = vec![
+                        positive_slots(s),
+                        positive_slots(&statements(&before[r])[i]),
+                        positive_slots(&statements(&own)[i]),
+                    ];
+                    for slots in must {
+                        for ((loc, want), (_, have)) in slots.iter().zip(&slots_now[i]) {
+                            for v in want {
+                                prop_assert!(
+                                    have.contains(v),
+                                    "{region} after a promotion to {}: {loc}: {v} missing from {have:?}",
+                                    CHAIN_REGIONS[next]
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            // Allow round trips stay exact from wherever the primary is now, to any Region the
+            // policy does not name (a statement naming only that Region would be read as its
+            // own on the way back).
+            let (here, at) = (&policies[next], CHAIN_REGIONS[next]);
+            for other in CHAIN_REGIONS.into_iter().filter(|r| !here.contains(r)) {
+                let (there, _) = rewrite_policy(here, at, other).unwrap();
+                let (back, _) = rewrite_policy(&there, other, at).unwrap();
+                for (a, b) in statements(here).iter().zip(statements(&back).iter()) {
+                    if a["Effect"] == "Allow" {
+                        prop_assert_eq!(a, b);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -50,11 +50,13 @@ EXTRA = {
         "PipelineListRules": {"events:ListRules"},
         "PipelineReadRuleTargets": {"events:ListTargetsByRule"},
         "PipelineReadLastEvent": {"cloudwatch:GetMetricData"},
+        "KmsReadKeyUse": {"kms:GetKeyLastUsage"},
     },
     "FailoverFunction": {
         "KmsListKeys": {"kms:ListKeys"},
         "KmsUpdatePrimaryRegion": {"kms:UpdatePrimaryRegion"},
         "KmsTagOldPrimary": {"kms:TagResource"},
+        "KmsReadKeyUse": {"kms:GetKeyLastUsage"},
     },
 }
 # ... plus these with RemovalPolicy ScheduleDeletion only: with Retain, nothing is deleted, so
@@ -62,6 +64,8 @@ EXTRA = {
 WITH_SCHEDULE_DELETION = {
     "KmsScheduleReplicaDeletion": {"kms:ScheduleKeyDeletion"},
     "KmsRestoreReplica": {"kms:CancelKeyDeletion", "kms:EnableKey"},
+    # The in-use guard's read before a deletion.
+    "KmsReadReplicaLastUse": {"kms:GetKeyLastUsage"},
 }
 KMS_WRITE_SIDS = {
     "KmsReplicateKey",
@@ -85,6 +89,7 @@ ENV_VARS = {
     "REMOVAL_POLICY",
     "CONSENT",
     "PENDING_WINDOW_DAYS",
+    "IN_USE_WINDOW_DAYS",
     "AUDIT_EVENT_BUS",
     "AUDIT_SOURCE",
     "IGNORE_CALLER_ARNS",

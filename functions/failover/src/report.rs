@@ -26,6 +26,9 @@ pub enum Cause {
     TagUpdate,
     /// The key carries no replication tag, and the request did not include unmanaged keys.
     NotManaged,
+    /// The target replica could not be brought up to the primary's policy, aliases, tags and
+    /// description before the promotion.
+    TargetNotUpToDate,
     Other,
 }
 
@@ -61,8 +64,11 @@ pub enum CheckName {
     PrimaryEnabled,
     ReplicaInTarget,
     ReplicaEnabled,
+    /// Information: the last use of the replica being promoted and of the primary.
+    KeyUse,
     PrimarySettingsRead,
     ReplicationTag,
+    TargetUpToDate,
     UpdatePrimaryRegion,
     NewPrimaryReported,
     AliasesInNewPrimaryRegion,
@@ -80,8 +86,10 @@ impl CheckName {
             CheckName::PrimaryEnabled => "primary_enabled",
             CheckName::ReplicaInTarget => "replica_in_target",
             CheckName::ReplicaEnabled => "replica_enabled",
+            CheckName::KeyUse => "key_use",
             CheckName::PrimarySettingsRead => "primary_settings_read",
             CheckName::ReplicationTag => "replication_tag",
+            CheckName::TargetUpToDate => "target_up_to_date",
             CheckName::UpdatePrimaryRegion => "update_primary_region",
             CheckName::NewPrimaryReported => "new_primary_reported",
             CheckName::AliasesInNewPrimaryRegion => "aliases_in_new_primary_region",

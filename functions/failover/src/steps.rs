@@ -98,9 +98,14 @@ impl Failover<'_> {
         let Some(primary) = self.pre_checks(r, found, to, unanswered).await else {
             return;
         };
+        let (p, id) = (primary.region.clone(), primary.key_id.clone());
+        self.check_key_use(r, &p, &id, to).await;
         let Some(old) = self.read_old_primary(r, primary, to).await else {
             return;
         };
+        if !self.catch_up(r, &old, to, promotion).await {
+            return stop(r);
+        }
         if !self.retag(r, &old, to, promotion).await {
             return stop(r);
         }

@@ -16,9 +16,11 @@
 //! deadline.
 //!
 //! [`settings`](Settings) and [`request`](parse_request) read the environment and the
-//! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened.
+//! invocation, [`sweep`](Reconciler) runs, [`report`](Sweep) says what happened; a plan also
+//! lists each replica's last use (`key_use`).
 
 pub mod health;
+mod key_use;
 mod listing;
 pub mod missed;
 mod report;

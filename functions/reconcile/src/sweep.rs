@@ -128,7 +128,13 @@ impl Reconciler<'_> {
             duration_ms = sweep.duration.as_millis() as u64,
             "reconcile finished"
         );
-        let body = sweep.to_json();
+        let mut body = sweep.to_json();
+        if sweep.dry_run {
+            let (text, value) = crate::key_use::key_use(self.kms, &sweep).await;
+            let summary = body["summary"].as_str().unwrap_or_default().to_string();
+            body["summary"] = Value::String(format!("{summary}\n{text}"));
+            body["keyUse"] = value;
+        }
         if !sweep.dry_run && sweep.retryable_failures() > 0 {
             // The header and the failures; the whole report is in the logs.
             let summary = sweep.summary();

@@ -58,6 +58,7 @@ impl Replicator<'_> {
               key = %trigger.key, "syncing the key this event touched");
         let started = std::time::Instant::now();
         let report = Syncer::new(self.kms, self.config)
+            .with_held_primary(&trigger.held_primary)
             .sync(&trigger.region, &trigger.key, false)
             .await;
         log_report(&report);

@@ -6,6 +6,7 @@ use super::{call_budget, RegionalClients};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsError, KmsResult, ReplicaSpec};
+use crate::usage::{KeyUsage, LastUse};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_kms::config::Region;
@@ -182,6 +183,33 @@ impl Kms for AwsKms {
             )
         })?;
         Ok(key_info(region, meta))
+    }
+
+    #[instrument(skip(self))]
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
+        let out = self
+            .client(region)
+            .get_key_last_usage()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| self.fail(Op::GetKeyLastUsage, region, e))?;
+        // KMS sends epoch seconds as a JSON number: round to the nearest millisecond.
+        let ms = |d: &aws_smithy_types::DateTime| {
+            let whole = u64::try_from(d.secs()).ok()?;
+            Some(whole * 1000 + (u64::from(d.subsec_nanos()) + 500_000) / 1_000_000)
+        };
+        Ok(KeyUsage {
+            last_use: out.key_last_usage().and_then(|u| {
+                Some(LastUse {
+                    operation: u.operation()?.as_str().to_string(),
+                    at_ms: ms(u.timestamp()?)?,
+                    cloudtrail_event_id: u.cloud_trail_event_id().map(str::to_string),
+                })
+            }),
+            tracking_start_ms: out.tracking_start_date().and_then(ms),
+            key_creation_ms: out.key_creation_date().and_then(ms),
+        })
     }
 
     #[instrument(skip(self))]

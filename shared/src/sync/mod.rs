@@ -12,6 +12,10 @@
 //! person made, take an alias from a key it does not manage, or send a policy that widens
 //! access or that KMS must refuse.
 
+mod history;
+mod in_use;
+mod material;
+mod partial;
 mod removal;
 mod replica;
 
@@ -54,6 +58,8 @@ pub struct Syncer<'a> {
     kms: &'a dyn Kms,
     cfg: &'a Config,
     aliases: Option<&'a AliasIndex>,
+    held_primary: &'a [String],
+    keep_edited_policies: bool,
 }
 
 impl<'a> Syncer<'a> {
@@ -62,6 +68,8 @@ impl<'a> Syncer<'a> {
             kms,
             cfg,
             aliases: None,
+            held_primary: &[],
+            keep_edited_policies: false,
         }
     }
 
@@ -173,6 +181,21 @@ impl<'a> Syncer<'a> {
             return report;
         }
         self.sync_rounds(report, state, false).await
+    }
+
+    /// Brings the replica of `primary` in `target` in line with it, whatever the replication
+    /// tag says, in one round: the failover function's step before a promotion, so that the
+    /// new primary starts from the newest state. `primary` is what [`Syncer::read_primary`]
+    /// read.
+    pub async fn sync_replica(
+        &self,
+        primary: &PrimaryState,
+        target: &str,
+        dry_run: bool,
+    ) -> RegionReport {
+        self.sync_region(primary, target, true, dry_run)
+            .await
+            .unwrap_or_else(|| RegionReport::new(target, Outcome::InSync))
     }
 
     /// The rounds of writes from the primary's `state`, each followed by a read of the primary
@@ -369,9 +392,11 @@ impl<'a> Syncer<'a> {
             .into_iter()
             .filter(|n| !is_aws_managed_alias(n))
             .collect();
+        let mut tags = tags?;
+        history::add_to_history(&mut tags, self.held_primary);
         Ok(PrimaryState {
             policy: policy?,
-            tags: tags?,
+            tags,
             aliases,
             info,
         })

@@ -1,5 +1,6 @@
 //! Replicas in Regions the tag does not list: kept managed when they held the primary or
-//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`.
+//! predate it, deleted (with a marker first) only under `RemovalPolicy=ScheduleDeletion`, and
+//! only when the in-use guard (`in_use.rs`) finds them unused.
 
 use super::{failed, Syncer};
 use crate::config::RemovalPolicy;
@@ -46,7 +47,7 @@ impl Syncer<'_> {
         else {
             return None;
         };
-        self.remove_replica(region, key_id, info.state, pending_window_days, dry_run)
+        self.remove_replica(primary, region, info.state, pending_window_days, dry_run)
             .await
     }
 
@@ -54,12 +55,13 @@ impl Syncer<'_> {
     /// deletion marker that lets a later sync tell this deletion from a person's (I2).
     async fn remove_replica(
         &self,
+        primary: &PrimaryState,
         region: &str,
-        key_id: &str,
         state: KeyState,
         pending_window_days: i32,
         dry_run: bool,
     ) -> Option<RegionReport> {
+        let key_id = primary.info.key_id.as_str();
         if state.is_pending_deletion() {
             return None;
         }
@@ -75,6 +77,20 @@ impl Syncer<'_> {
                 RegionReport::new(region, Outcome::skipped(held_reason(region, value, false)));
             report.held = true;
             return Some(report);
+        }
+        // The replica's own history tag counts too: it may know of a promotion the primary's
+        // tags do not (a record that proved it, seen by an earlier sync). It can only keep a
+        // replica; a forged entry stops a deletion and writes nothing else.
+        if super::history::lists_region(&tags, region) {
+            let mut report = self.sync_region(primary, region, true, dry_run).await?;
+            report.notes.push(format!(
+                "{region} is not in the tag, but its history tag says it held the primary once: it \
+                 stays managed and is never deleted"
+            ));
+            return Some(report);
+        }
+        if let Some(kept) = self.in_use_guard(region, key_id).await {
+            return Some(kept);
         }
         // Written afresh right before every attempt: its time is what the key's DeletionDate
         // must agree with before a restore (crate::marker).

@@ -2,13 +2,17 @@
 //! the writes, and settle alias names that another key holds.
 
 use super::{failed, Syncer};
-use crate::desired::{desired_replica, plan_replica, DesiredReplica, PrimaryState};
+use crate::desired::{
+    desired_replica, plan_replica, DesiredReplica, ObservedReplica, PrimaryState,
+    PRIMARY_HISTORY_TAG,
+};
 use crate::explain::explain;
 use crate::hold::{held_reason, hold};
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
+use crate::promotion::newer_policy_at;
 use crate::report::{Action, Outcome, RegionReport};
 use futures::StreamExt;
 use tracing::debug;
@@ -49,10 +53,10 @@ impl Syncer<'_> {
         let desired = match desired_replica(self.cfg, primary, target) {
             Ok(d) => d,
             Err(e) => {
-                return Some(RegionReport::new(
-                    target,
-                    Outcome::failed(e.to_string(), false),
-                ))
+                return Some(
+                    self.sync_without_policy(primary, target, exists, dry_run, e)
+                        .await,
+                )
             }
         };
         let mut report = RegionReport::new(target, Outcome::InSync);
@@ -124,7 +128,7 @@ impl Syncer<'_> {
 
     /// Observes the replica that exists, plans the writes that bring it in line and makes
     /// them. Sets the report's outcome.
-    async fn converge(
+    pub(super) async fn converge(
         &self,
         primary: &PrimaryState,
         desired: &DesiredReplica,
@@ -155,8 +159,44 @@ impl Syncer<'_> {
             );
             return;
         }
+        let writes_policy = desired
+            .policy
+            .as_deref()
+            .is_some_and(|p| !crate::policy::same_policy(p, &observed.policy));
+        if writes_policy {
+            // It held the primary: the primary's history says so, or its own (which may know
+            // of a promotion record the primary's tags never recorded).
+            let held = self.keep_edited_policies
+                || primary.primary_history().contains(target)
+                || super::history::lists_region(&observed.tags, target);
+            let conflict = newer_policy_at(primary, target, &observed, held);
+            if let Some(reason) = conflict {
+                report.conflicts.push(reason.clone());
+                report.outcome = Outcome::skipped(reason);
+                // Nothing is written but the Regions that held the primary, which only protect:
+                // the next sync, without the record that proved them, still sees the conflict.
+                // (KMS refuses tags on a key pending deletion.)
+                let taggable = !dry_run && !observed.state.is_pending_deletion();
+                if let (Some(history), true) = (history_only(desired, &observed), taggable) {
+                    if let Some(f) = self
+                        .apply(target, key_id, vec![history], true, report)
+                        .await
+                    {
+                        report
+                            .notes
+                            .push(format!("the history tag was not written: {f:?}"));
+                    }
+                }
+                return;
+            }
+        }
         let plan = plan_replica(desired, &observed);
         report.conflicts = plan.conflicts;
+        if observed.state == KeyState::PendingImport {
+            report
+                .conflicts
+                .push(super::material::pending_import(target, key_id));
+        }
         report.notes.extend(plan.extra_aliases.iter().map(|a| {
             format!("{a} exists only here (made for this Region, not on the primary); kept")
         }));
@@ -208,12 +248,19 @@ impl Syncer<'_> {
             .into_iter()
             .partition(|a| matches!(a, Action::CreateAlias { .. } | Action::UpdateAlias { .. }));
         let mut stopped = false;
+        let mut policy_failed = false;
         for action in plan {
+            // The digest tag says which policy the replica holds: never without that policy.
+            let Some(action) = without_digest_if(policy_failed, action) else {
+                continue;
+            };
+            let is_policy = matches!(action, Action::PutKeyPolicy { .. });
             let restore = matches!(action, Action::CancelKeyDeletion | Action::EnableKey);
             match self.apply_one(region, key_id, action, existing).await {
                 Ok(Some(done)) => report.actions.push(done),
                 Ok(None) => {}
                 Err(problem) => {
+                    policy_failed |= is_policy;
                     // A Region that did not answer one write would make each of the others
                     // wait out its own timeout: the retry (or the sweep) makes them later.
                     stopped = restore || problem.unreachable;
@@ -345,5 +392,39 @@ impl Syncer<'_> {
              a person in each Region (aws kms update-alias --region {region} --alias-name \
              {alias} --target-key-id {key_id})"
         ))
+    }
+}
+
+/// A TagResource of the history tag alone, when the replica lacks Regions the desired history
+/// lists (the Regions that held the primary only ever grow).
+fn history_only(desired: &DesiredReplica, observed: &ObservedReplica) -> Option<Action> {
+    let listed = |tags: &[Tag]| -> std::collections::BTreeSet<String> {
+        tags.iter()
+            .filter(|t| t.key == PRIMARY_HISTORY_TAG)
+            .flat_map(|t| t.value.split_whitespace().map(str::to_string))
+            .collect()
+    };
+    let have = listed(&observed.tags);
+    let mut all = have.clone();
+    all.extend(listed(&desired.tags));
+    (all != have).then(|| Action::TagResource {
+        tags: vec![Tag::new(
+            PRIMARY_HISTORY_TAG,
+            all.into_iter().collect::<Vec<_>>().join(" "),
+        )],
+    })
+}
+
+/// `action` without the policy digest tag when `policy_failed` (`None` when nothing is left).
+fn without_digest_if(policy_failed: bool, action: Action) -> Option<Action> {
+    match action {
+        Action::TagResource { tags } if policy_failed => {
+            let tags: Vec<Tag> = tags
+                .into_iter()
+                .filter(|t| t.key != crate::promotion::POLICY_DIGEST_TAG)
+                .collect();
+            (!tags.is_empty()).then_some(Action::TagResource { tags })
+        }
+        other => Some(other),
     }
 }

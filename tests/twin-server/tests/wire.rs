@@ -427,7 +427,7 @@ async fn malformed_and_unknown_requests_get_aws_shaped_errors() {
         "POST",
         "/",
         &[
-            ("x-amz-target", "TrentService.Encrypt"),
+            ("x-amz-target", "TrentService.ReEncrypt"),
             ("content-type", "application/x-amz-json-1.1"),
             ("authorization", auth),
         ],

@@ -27,6 +27,11 @@ impl Twin {
         });
     }
 
+    /// Ends every fault [`inject_fault`](Self::inject_fault) set, used up or not.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// A Region whose KMS endpoint does not answer at all.
     pub fn set_region_down(&self, region: &str, down: bool) {
         let mut s = self.lock();

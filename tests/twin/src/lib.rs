@@ -53,6 +53,7 @@
 
 mod access;
 pub mod auth;
+mod crypto;
 mod faults;
 mod inspect;
 mod ops;
@@ -66,6 +67,8 @@ pub use auth::{
     is_replicator, Authorization, Undocumented, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES,
     OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TAGGER_ROLE, TEAM_B_ROLE,
 };
+pub use crypto::EncryptionContext;
+pub use ops::{Opened, Sealed};
 pub use policy::example_primary_policy;
 pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};
 

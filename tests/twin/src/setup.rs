@@ -80,6 +80,45 @@ impl Twin {
         ops::disable_key(&mut self.lock(), &self.caller, region, key_id)
     }
 
+    /// From now on KMS says it has recorded cryptographic use since `ms` (milliseconds since
+    /// the epoch): GetKeyLastUsage's TrackingStartDate is this or the key's creation,
+    /// whichever is later.
+    pub fn set_tracking_start(&self, ms: u64) {
+        self.lock().crypto.tracking_start_ms = ms;
+    }
+
+    /// Records a use of a key in a Region as KMS would have at `at_ms` (an application's
+    /// Decrypt weeks ago, say). Not authorized, not counted.
+    pub fn record_use(
+        &self,
+        region: &str,
+        key_id: &str,
+        operation: Op,
+        at_ms: u64,
+        event_id: &str,
+    ) {
+        self.lock().crypto.record_use(
+            region,
+            key_id,
+            kms_replicator::usage::LastUse {
+                operation: operation.name().to_string(),
+                at_ms,
+                cloudtrail_event_id: Some(event_id.to_string()),
+            },
+        );
+    }
+
+    /// Sets a key's CreationDate (milliseconds since the epoch), to make it older.
+    pub fn set_creation_date(&self, region: &str, key_id: &str, ms: u64) {
+        if let Some(k) = self
+            .lock()
+            .keys
+            .get_mut(&(region.to_string(), key_id.to_string()))
+        {
+            k.created_ms = ms;
+        }
+    }
+
     /// Removes a replica outright, as if its deletion window had passed.
     pub fn purge_key(&self, region: &str, key_id: &str) {
         let mut s = self.lock();

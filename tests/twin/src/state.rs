@@ -110,6 +110,8 @@ pub(crate) struct State {
     /// Every check made, once a test asks for them (operations hold the state shared, so the
     /// record has its own lock).
     pub(crate) checks_made: Option<Mutex<Vec<crate::auth::CheckRecord>>>,
+    /// Key material, each key's last use per Region, and since when use is recorded.
+    pub(crate) crypto: crate::crypto::Store,
 }
 
 #[derive(Clone)]
@@ -160,6 +162,7 @@ impl Twin {
                 next_settle: None,
                 auth: Authorization::on(Identities::for_config(&default_deployment())),
                 checks_made: None,
+                crypto: Default::default(),
             })),
             caller: REPLICATE_ROLE.into(),
         }

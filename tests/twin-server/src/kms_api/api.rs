@@ -20,8 +20,13 @@ pub const OPERATIONS: &[Op] = &[
     Op::CreateKey,
     Op::DeleteAlias,
     Op::DescribeKey,
+    Op::Decrypt,
     Op::DisableKey,
     Op::EnableKey,
+    Op::Encrypt,
+    Op::GenerateDataKey,
+    Op::GenerateDataKeyWithoutPlaintext,
+    Op::GetKeyLastUsage,
     Op::GetKeyPolicy,
     Op::ListAliases,
     Op::ListKeys,
@@ -227,6 +232,13 @@ impl KmsApi {
             Op::EnableKey => self.enable_key(&kms, region, body).await,
             Op::DisableKey => self.disable_key(&kms, region, body),
             Op::UpdatePrimaryRegion => self.update_primary_region(&kms, region, body).await,
+            Op::Encrypt => self.encrypt(&kms, region, body).await,
+            Op::Decrypt => self.decrypt(&kms, region, body).await,
+            Op::GenerateDataKey => self.generate_data_key(&kms, region, body, true).await,
+            Op::GenerateDataKeyWithoutPlaintext => {
+                self.generate_data_key(&kms, region, body, false).await
+            }
+            Op::GetKeyLastUsage => self.get_key_last_usage(&kms, region, body).await,
             // The Resource Groups Tagging API's, served by `get_resources`.
             Op::GetResources => Err(unknown()),
         }

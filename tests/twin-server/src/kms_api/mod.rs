@@ -6,12 +6,13 @@
 //!
 //! `api.rs` holds the layer's state, what every answer shares (`KeyMetadata`, paging) and
 //! the dispatch on [`Op`](kms_replicator::Op); the handlers are grouped like the twin's
-//! operations: `keys.rs`, `aliases.rs`, `tags.rs`, `replication.rs`, `lifecycle.rs`, and
-//! `index.rs` (the tagging API's GetResources). `wire.rs` reads and writes the format's
+//! operations: `keys.rs`, `aliases.rs`, `tags.rs`, `replication.rs`, `lifecycle.rs`, `crypto.rs`
+//! (the cryptographic operations and GetKeyLastUsage), and `index.rs` (the tagging API's GetResources). `wire.rs` reads and writes the format's
 //! fields; `error.rs` is how a request fails.
 
 mod aliases;
 mod api;
+mod crypto;
 mod error;
 mod index;
 mod keys;

@@ -3,6 +3,7 @@
 //! by its operation's function in the file of its group.
 
 mod aliases;
+mod crypto;
 mod index;
 mod keys;
 mod lifecycle;
@@ -10,9 +11,11 @@ mod replication;
 mod tags;
 
 pub(crate) use aliases::delete_alias;
+pub use crypto::{Opened, Sealed};
 pub(crate) use keys::create_key;
 pub(crate) use lifecycle::disable_key;
 
+use crate::crypto::EncryptionContext;
 use crate::state::Twin;
 use async_trait::async_trait;
 use kms_replicator::model::{AliasEntry, KeyInfo, Tag};
@@ -20,12 +23,17 @@ use kms_replicator::op::Op;
 use kms_replicator::port::{
     AuditError, AuditEvent, AuditSink, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey,
 };
+use kms_replicator::usage::KeyUsage;
 
 #[async_trait]
 impl Kms for Twin {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
         self.enter(region, Op::DescribeKey).await?;
         keys::describe_key(&self.lock(), &self.caller, region, key)
+    }
+
+    async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
+        self.key_last_usage(region, key_id).await
     }
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
@@ -132,6 +140,80 @@ impl Kms for Twin {
         self.enter(region, Op::UpdatePrimaryRegion).await?;
         let mut s = self.lock();
         replication::update_primary_region(&mut s, &self.caller, region, key_id, new_primary_region)
+    }
+}
+
+/// The cryptographic operations and GetKeyLastUsage, as an application (or a person) calls
+/// them; the replicator itself never encrypts or decrypts.
+impl Twin {
+    pub async fn encrypt(
+        &self,
+        region: &str,
+        key: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> KmsResult<Sealed> {
+        self.enter(region, Op::Encrypt).await?;
+        crypto::encrypt(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            plaintext,
+            context,
+        )
+    }
+
+    /// `key` is optional, as in KMS: the ciphertext names its key.
+    pub async fn decrypt(
+        &self,
+        region: &str,
+        key: Option<&str>,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> KmsResult<Opened> {
+        self.enter(region, Op::Decrypt).await?;
+        crypto::decrypt(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            ciphertext,
+            context,
+        )
+    }
+
+    /// GenerateDataKey (`with_plaintext`) or GenerateDataKeyWithoutPlaintext.
+    pub async fn generate_data_key(
+        &self,
+        region: &str,
+        key: &str,
+        bytes: usize,
+        context: &EncryptionContext,
+        with_plaintext: bool,
+    ) -> KmsResult<(Sealed, Option<Vec<u8>>)> {
+        let op = if with_plaintext {
+            Op::GenerateDataKey
+        } else {
+            Op::GenerateDataKeyWithoutPlaintext
+        };
+        self.enter(region, op).await?;
+        let mut s = self.lock();
+        crypto::generate_data_key(
+            &mut s,
+            &self.caller,
+            region,
+            key,
+            bytes,
+            context,
+            with_plaintext,
+        )
+    }
+
+    /// GetKeyLastUsage.
+    pub async fn key_last_usage(&self, region: &str, key: &str) -> KmsResult<KeyUsage> {
+        self.enter(region, Op::GetKeyLastUsage).await?;
+        crypto::get_key_last_usage(&self.lock(), &self.caller, region, key)
     }
 }
 

@@ -1,0 +1,230 @@
+//! The cryptographic operations (Encrypt, Decrypt, GenerateDataKey and its WithoutPlaintext
+//! form) and GetKeyLastUsage. Each success records the key's last use in its Region, as
+//! KMS does; GetKeyLastUsage answers from that record.
+
+use crate::crypto::{key_id_of, material_id, random, EncryptionContext};
+use crate::state::{err, State};
+use kms_replicator::model::KeyState;
+use kms_replicator::op::Op;
+use kms_replicator::port::{ErrorKind, KmsResult};
+use kms_replicator::usage::{now_ms, KeyUsage, LastUse};
+
+/// A ciphertext and the ARN of the key that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_arn: String,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A plaintext and the ARN of the key that opened (or made) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub key_arn: String,
+    pub plaintext: Vec<u8>,
+}
+
+/// The refusals of a key that cannot be used, with the codes of KMS's key-state table.
+fn usable(s: &State, op: Op, region: &str, id: &str) -> KmsResult<()> {
+    let state = s.keys[&(region.to_string(), id.to_string())].state;
+    let arn = s.arn(region, id);
+    let (kind, code, what) = match state {
+        KeyState::Enabled | KeyState::Updating => return Ok(()),
+        KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending deletion",
+        ),
+        KeyState::PendingImport => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is pending import",
+        ),
+        KeyState::Creating => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is creating",
+        ),
+        KeyState::Unavailable => (
+            ErrorKind::InvalidState,
+            "KMSInvalidStateException",
+            "is unavailable",
+        ),
+    };
+    Err(err(kind, op, region, code, format!("{arn} {what}.")))
+}
+
+/// Resolves, authorizes (with the encryption context's condition keys) and checks the state
+/// of the key a cryptographic operation names; returns its id and its material's id.
+fn prepare(
+    s: &State,
+    caller: &str,
+    op: Op,
+    region: &str,
+    key: &str,
+    context: &EncryptionContext,
+) -> KmsResult<(String, String)> {
+    let id = s.resolve(op, region, key)?;
+    s.authorize_key(caller, op, region, &id, |mut c| {
+        c = c.with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        for (k, v) in context {
+            c = c.with(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        c.with_all("kms:EncryptionContextKeys", context.keys().cloned())
+    })?;
+    usable(s, op, region, &id)?;
+    let multi = s.keys[&(region.to_string(), id.clone())]
+        .multi_region
+        .is_some();
+    let material = material_id(region, &id, multi);
+    Ok((id, material))
+}
+
+/// Records a success as the key's last use, with a CloudTrail-shaped event id.
+fn record(s: &mut State, op: Op, region: &str, id: &str) {
+    let n = s.next_n();
+    s.crypto.record_use(
+        region,
+        id,
+        LastUse {
+            operation: op.name().to_string(),
+            at_ms: now_ms(),
+            cloudtrail_event_id: Some(format!("{n:08x}-3333-4000-8000-{n:012x}")),
+        },
+    );
+}
+
+pub(crate) fn encrypt(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: &str,
+    plaintext: &[u8],
+    context: &EncryptionContext,
+) -> KmsResult<Sealed> {
+    const OP: Op = Op::Encrypt;
+    if plaintext.is_empty() || plaintext.len() > 4096 {
+        return Err(err(
+            ErrorKind::Other,
+            OP,
+            region,
+            "ValidationException",
+            "Plaintext must be between 1 and 4096 bytes",
+        ));
+    }
+    let (id, material) = prepare(s, caller, OP, region, key, context)?;
+    let ciphertext = s.crypto.seal(&material, &id, context, plaintext);
+    record(s, OP, region, &id);
+    Ok(Sealed {
+        key_arn: s.arn(region, &id),
+        ciphertext,
+    })
+}
+
+/// Decrypt: the key is the one the ciphertext names; `key`, when given, must be that key.
+pub(crate) fn decrypt(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: Option<&str>,
+    ciphertext: &[u8],
+    context: &EncryptionContext,
+) -> KmsResult<Opened> {
+    const OP: Op = Op::Decrypt;
+    let invalid = || {
+        err(
+            ErrorKind::Other,
+            OP,
+            region,
+            "InvalidCiphertextException",
+            "The ciphertext is not valid for this key, Region or encryption context",
+        )
+    };
+    let named = key_id_of(ciphertext).ok_or_else(invalid)?.to_string();
+    if !s.keys.contains_key(&(region.to_string(), named.clone())) {
+        return Err(invalid());
+    }
+    if let Some(k) = key {
+        let asked = s.resolve(OP, region, k)?;
+        if asked != named {
+            return Err(err(
+                ErrorKind::Other,
+                OP,
+                region,
+                "IncorrectKeyException",
+                "The key ID in the request does not identify a KMS key that can perform this \
+                 operation.",
+            ));
+        }
+    }
+    let (id, material) = prepare(s, caller, OP, region, &named, context)?;
+    let plaintext = s
+        .crypto
+        .open(&material, ciphertext, context)
+        .ok_or_else(invalid)?;
+    record(s, OP, region, &id);
+    Ok(Opened {
+        key_arn: s.arn(region, &id),
+        plaintext,
+    })
+}
+
+/// GenerateDataKey (with the plaintext) or GenerateDataKeyWithoutPlaintext: `bytes` random
+/// bytes and their ciphertext under the key.
+pub(crate) fn generate_data_key(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: &str,
+    bytes: usize,
+    context: &EncryptionContext,
+    with_plaintext: bool,
+) -> KmsResult<(Sealed, Option<Vec<u8>>)> {
+    let op = if with_plaintext {
+        Op::GenerateDataKey
+    } else {
+        Op::GenerateDataKeyWithoutPlaintext
+    };
+    if !(1..=1024).contains(&bytes) {
+        return Err(err(
+            ErrorKind::Other,
+            op,
+            region,
+            "ValidationException",
+            "NumberOfBytes must be between 1 and 1024",
+        ));
+    }
+    let (id, material) = prepare(s, caller, op, region, key, context)?;
+    let plaintext = random(bytes);
+    let ciphertext = s.crypto.seal(&material, &id, context, &plaintext);
+    record(s, op, region, &id);
+    let sealed = Sealed {
+        key_arn: s.arn(region, &id),
+        ciphertext,
+    };
+    Ok((sealed, with_plaintext.then_some(plaintext)))
+}
+
+/// GetKeyLastUsage: a key id or key ARN (KMS does not accept alias names here), in any key
+/// state.
+pub(crate) fn get_key_last_usage(
+    s: &State,
+    caller: &str,
+    region: &str,
+    key: &str,
+) -> KmsResult<KeyUsage> {
+    const OP: Op = Op::GetKeyLastUsage;
+    if key.starts_with("alias/") || key.contains(":alias/") {
+        return Err(err(
+            ErrorKind::NotFound,
+            OP,
+            region,
+            "NotFoundException",
+            format!("Invalid keyId {key}: GetKeyLastUsage takes a key ID or key ARN"),
+        ));
+    }
+    let id = s.resolve(OP, region, key)?;
+    s.authorize_key(caller, OP, region, &id, |c| c)?;
+    let created = s.keys[&(region.to_string(), id.clone())].created_ms;
+    Ok(s.crypto.usage(region, &id, created))
+}
