@@ -6,7 +6,7 @@ TOPIC = {"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTop
 
 ALARMS = {
     # logical id: (namespace, metric, dimensions)
-    "DeadLetterQueueAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+    "DeadLetterQueueAlarm": ("AWS/SQS", "NumberOfMessagesSent",
                              [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]),
     "ReplicateErrorsAlarm": ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": "ReplicateFunction"}}]),
     "ReconcileErrorsAlarm": ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": "ReconcileFunction"}}]),
@@ -63,7 +63,7 @@ def test_the_audit_events_a_person_must_act_on_are_sent_to_the_topic(resources):
     rule = resources["AuditNotificationRule"]
     assert rule["Condition"] == "Notifies"
     p = rule["Properties"]
-    assert p["EventBusName"] == {"Ref": "AuditEventBusName"}
+    assert p["EventBusName"] == {"Fn::If": ["CreatesAuditBus", {"Ref": "AuditEventBus"}, {"Ref": "AuditEventBusName"}]}
     assert p["EventPattern"] == {
         "source": [{"Ref": "AuditSource"}],
         "detail-type": ["Replication Failed", "Failover Failed", "Replication Conflict"],
@@ -78,3 +78,10 @@ def test_the_events_missed_alarm_watches_the_sweep_and_points_at_the_runbook(res
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert "not reaching the replicator" in alarm["AlarmDescription"]
     assert "docs/runbook.md, section 7" in alarm["AlarmDescription"]
+
+
+def test_the_dead_letter_alarm_fires_on_each_new_arrival_not_on_waiting_messages(resources):
+    # Nobody may read the queue by default, so waiting messages are not deleted: an alarm on
+    # them would stay in ALARM and never notify again.
+    p = resources["DeadLetterQueueAlarm"]["Properties"]
+    assert (p["MetricName"], p["Statistic"]) == ("NumberOfMessagesSent", "Sum")

@@ -176,7 +176,7 @@ def test_pending_window_is_7_to_30_days_defaulting_to_30(template):
     "name, default",
     [
         ("ReplicationTagKey", "replicate-to"),
-        ("AuditEventBusName", "default"),
+        ("AuditEventBusName", ""),
         ("AuditSource", "kms-replicator"),
         ("ReconcileSchedule", "rate(1 hour)"),
     ],
@@ -202,7 +202,7 @@ def test_every_default_satisfies_its_own_constraints(template):
 
 def test_audit_bus_accepts_a_name_or_an_arn_and_the_source_cannot_pose_as_aws(template):
     bus = template["Parameters"]["AuditEventBusName"]
-    assert full_match(bus, "default") and full_match(bus, "audit-bus")
+    assert full_match(bus, "") and full_match(bus, "default") and full_match(bus, "audit-bus")
     assert full_match(bus, "arn:aws:events:us-east-1:111122223333:event-bus/central")
     source = template["Parameters"]["AuditSource"]
     assert not full_match(source, "aws.kms")
@@ -368,6 +368,7 @@ def test_outputs(template):
         "ReconcileFunctionRoleArn",
         "FailoverFunctionRoleArn",
         "DeadLetterQueueUrl",
+        "AuditEventBus",
         "KmsApiCallRuleArn",
     } <= set(template["Outputs"])
 
@@ -556,8 +557,19 @@ def test_restoring_a_replica_is_limited_to_replicas(template, function):
 def test_audit_events_go_only_to_the_audit_bus_with_the_audit_source(template, function):
     statement = by_sid(template, function)["AuditPutEvents"]
     assert statement["Action"] == "events:PutEvents"
-    assert statement["Resource"]["Fn::If"][0] == "AuditBusIsArn"
+    own_bus, other_bus = statement["Resource"]["Fn::If"][1:]
+    assert statement["Resource"]["Fn::If"][0] == "CreatesAuditBus"
+    assert own_bus == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${AWS::StackName}-audit"
+    }
+    assert other_bus["Fn::If"][0] == "AuditBusIsArn"
     assert statement["Condition"] == {"StringEquals": {"events:source": {"Ref": "AuditSource"}}}
+
+
+def test_the_stack_creates_the_audit_bus_when_none_is_named(template, resources):
+    assert template["Conditions"]["CreatesAuditBus"] == {"Fn::Equals": [{"Ref": "AuditEventBusName"}, ""]}
+    assert resources["AuditEventBus"]["Condition"] == "CreatesAuditBus"
+    assert resources["AuditEventBus"]["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-audit"}
 
 
 def test_audit_bus_arn_condition(template):

@@ -46,38 +46,7 @@ pub(crate) fn replicate_key(
         ));
     }
     replicable(primary_region, &arn, src.state)?;
-    if replica_region == primary_region || !kms_replicator::region::is_region_name(replica_region) {
-        return Err(err(
-            ErrorKind::Other,
-            OP,
-            primary_region,
-            "ValidationException",
-            format!("ReplicaRegion {replica_region} is not valid for {arn}"),
-        ));
-    }
-    if s.keys
-        .contains_key(&(replica_region.to_string(), id.clone()))
-    {
-        return Err(err(
-            ErrorKind::AlreadyExists,
-            OP,
-            primary_region,
-            "AlreadyExistsException",
-            format!(
-                "Replica key already exists in region {replica_region}: {}",
-                s.arn(replica_region, &id)
-            ),
-        ));
-    }
-    if s.is_down(replica_region) {
-        return Err(err(
-            ErrorKind::Internal,
-            OP,
-            primary_region,
-            "KMSInternalException",
-            format!("KMS in {replica_region} is not available"),
-        ));
-    }
+    check_replica_region(s, primary_region, replica_region, &id, &arn)?;
     let policy = spec
         .policy
         .clone()
@@ -125,7 +94,75 @@ pub(crate) fn replicate_key(
         .insert((replica_region.to_string(), id.clone()), replica);
     let mut info = s.info(replica_region, &id);
     info.state = KeyState::Creating;
-    let meta = trail::key_metadata(&info, &s.account);
+    record_replicate_key(
+        s,
+        caller,
+        (primary_region, key_id, &arn),
+        &info,
+        spec,
+        &policy,
+    );
+    Ok(info)
+}
+
+/// ReplicateKey's checks of the replica's Region: a valid Region other than the primary's, no
+/// replica there yet, KMS there answering.
+fn check_replica_region(
+    s: &State,
+    primary_region: &str,
+    replica_region: &str,
+    id: &str,
+    arn: &str,
+) -> KmsResult<()> {
+    const OP: Op = Op::ReplicateKey;
+    if replica_region == primary_region || !kms_replicator::region::is_region_name(replica_region) {
+        return Err(err(
+            ErrorKind::Other,
+            OP,
+            primary_region,
+            "ValidationException",
+            format!("ReplicaRegion {replica_region} is not valid for {arn}"),
+        ));
+    }
+    if s.keys
+        .contains_key(&(replica_region.to_string(), id.to_string()))
+    {
+        return Err(err(
+            ErrorKind::AlreadyExists,
+            OP,
+            primary_region,
+            "AlreadyExistsException",
+            format!(
+                "Replica key already exists in region {replica_region}: {}",
+                s.arn(replica_region, id)
+            ),
+        ));
+    }
+    if s.is_down(replica_region) {
+        return Err(err(
+            ErrorKind::Internal,
+            OP,
+            primary_region,
+            "KMSInternalException",
+            format!("KMS in {replica_region} is not available"),
+        ));
+    }
+    Ok(())
+}
+
+/// The two CloudTrail records of one ReplicateKey: the call in the primary's Region, and the
+/// CreateKey that KMS makes on the caller's behalf in the replica's Region.
+fn record_replicate_key(
+    s: &mut State,
+    caller: &str,
+    (primary_region, key_id, arn): (&str, &str, &str),
+    info: &KeyInfo,
+    spec: &ReplicaSpec,
+    policy: &str,
+) {
+    const OP: Op = Op::ReplicateKey;
+    let replica_region = info.region.as_str();
+    let meta = trail::key_metadata(info, &s.account);
     let mut params = json!({
         "keyId": key_id,
         "replicaRegion": replica_region,
@@ -138,7 +175,7 @@ pub(crate) fn replicate_key(
     }
     let rec = trail::Record::new(primary_region, OP, caller, params)
         .response(json!({"replicaKeyMetadata": meta, "replicaPolicy": policy}))
-        .key(&arn);
+        .key(arn);
     s.push_record(rec);
     let replica_params = json!({
         "description": spec.description,
@@ -150,7 +187,6 @@ pub(crate) fn replicate_key(
         .response(json!({"keyMetadata": meta}))
         .key(&info.arn);
     s.push_record(rec);
-    Ok(info)
 }
 
 /// What ReplicateKey is authorized for in the replica's Region, before the replica exists
