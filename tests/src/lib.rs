@@ -59,6 +59,23 @@ pub fn config() -> Config {
     Config::new(&["us-east-1", "us-west-2", "eu-west-1"])
 }
 
+/// [`config`] with `RemovalPolicy=ScheduleDeletion` and KMS's shortest waiting period, 7 days.
+pub fn deleting() -> Config {
+    let mut cfg = config();
+    cfg.removal = kms_replicator::config::RemovalPolicy::ScheduleDeletion {
+        pending_window_days: 7,
+    };
+    cfg
+}
+
+/// A twin whose new replicas and promotions settle at once (authorization on, as always).
+pub fn new_twin() -> Twin {
+    let twin = Twin::new();
+    twin.set_creating_for(std::time::Duration::ZERO);
+    twin.set_updating_for(std::time::Duration::ZERO);
+    twin
+}
+
 /// The example primary policy of the tests and the demo (see
 /// [`twin::example_primary_policy`]).
 pub fn primary_policy(account: &str) -> String {

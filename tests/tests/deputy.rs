@@ -2,34 +2,17 @@
 //! can make the replicator do. Each test is a history on the twin, with authorization on,
 //! delivered to the real replicate handler.
 
-use integration_tests::{config, deliver_trail, seed_primary, PRIMARY_REGION};
-use kms_replicator::config::RemovalPolicy;
+use integration_tests::{config, deleting, deliver_trail, new_twin, seed_primary, PRIMARY_REGION};
 use kms_replicator::hold::HOLD_TAG;
 use kms_replicator::marker::{now_ms, Marker, DELETION_MARKER_TAG};
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::op::Op;
 use kms_replicator::port::ErrorKind;
 use kms_replicator::{Config, Kms, Syncer};
-use std::time::Duration;
 use twin::{Twin, ADMIN_USER, TAGGER_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
-
-fn deleting() -> Config {
-    let mut cfg = config();
-    cfg.removal = RemovalPolicy::ScheduleDeletion {
-        pending_window_days: 7,
-    };
-    cfg
-}
-
-fn new_twin() -> Twin {
-    let twin = Twin::new();
-    twin.set_creating_for(Duration::ZERO);
-    twin.set_updating_for(Duration::ZERO);
-    twin
-}
 
 async fn tagged_key(twin: &Twin, cfg: &Config, regions: &str) -> String {
     let key = seed_primary(twin).await;

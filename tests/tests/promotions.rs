@@ -3,7 +3,9 @@
 //! functions acting as their roles.
 
 use failover::{quotas, Failover, FailoverSettings};
-use integration_tests::{as_function, config, deliver_trail, seed_primary, PRIMARY_REGION};
+use integration_tests::{
+    as_function, config, deliver_trail, new_twin, seed_primary, PRIMARY_REGION,
+};
 use kms_replicator::config::RemovalPolicy;
 use kms_replicator::desired::PRIMARY_HISTORY_TAG;
 use kms_replicator::limit::RateLimitedKms;
@@ -19,13 +21,6 @@ use twin::{Twin, ADMIN_USER, FAILOVER_ROLE, REPLICATE_ROLE};
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
 const REGIONS: [&str; 3] = [PRIMARY_REGION, WEST, EU];
-
-fn new_twin() -> Twin {
-    let twin = Twin::new();
-    twin.set_creating_for(Duration::ZERO);
-    twin.set_updating_for(Duration::ZERO);
-    twin
-}
 
 /// The seeded payments key with replicas made by the replicator in `regions`.
 async fn replicated_key(twin: &Twin, cfg: &Config, regions: &str) -> String {

@@ -3,9 +3,10 @@
 //! replicate handler on the in-memory KMS twin.
 
 use integration_tests::{
-    config, deliver_trail, primary_policy, seed_primary, CallHook, HookedKms, PRIMARY_REGION,
+    config, deleting, deliver_trail, new_twin, primary_policy, seed_primary, CallHook, HookedKms,
+    PRIMARY_REGION,
 };
-use kms_replicator::config::{PolicyMode, RemovalPolicy};
+use kms_replicator::config::PolicyMode;
 use kms_replicator::desired::DELETION_MARKER_TAG;
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::policy::{rewrite_policy, same_policy, MAX_POLICY_BYTES};
@@ -14,27 +15,11 @@ use kms_replicator::{Config, Kms, Syncer};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Notify;
 use twin::{Twin, ADMIN_USER, TEAM_B_ROLE};
 
 const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
-
-fn deleting() -> Config {
-    let mut cfg = config();
-    cfg.removal = RemovalPolicy::ScheduleDeletion {
-        pending_window_days: 7,
-    };
-    cfg
-}
-
-fn new_twin() -> Twin {
-    let twin = Twin::new();
-    twin.set_creating_for(Duration::ZERO);
-    twin.set_updating_for(Duration::ZERO);
-    twin
-}
 
 /// Delivers every event to the replicate handler until none is left. Retryable failures are
 /// Lambda errors: these tests look at the state, not at them.
