@@ -17,6 +17,19 @@ pub fn explain(e: &KmsError) -> String {
         (ErrorKind::Unreachable, _) if e.message.contains("did not answer") => detail,
         (ErrorKind::Unreachable, _) => format!("KMS in {region} did not answer ({detail})"),
         (ErrorKind::Throttling, _) => format!("throttled by KMS in {region} ({detail})"),
+        // An opt-in Region the account has not enabled answers every call so.
+        _ if matches!(
+            e.code.as_str(),
+            "UnrecognizedClientException" | "InvalidClientTokenId"
+        ) =>
+        {
+            format!(
+                "KMS in {region} does not accept the replicator's credentials: {region} is most \
+                 likely an opt-in Region the account has not enabled. Enable it (aws account \
+                 enable-region --region-name {region}), or remove it from the tag and from \
+                 AllowedRegions ({detail})"
+            )
+        }
         (ErrorKind::UnsupportedOperation, _) => {
             format!("KMS does not support this for the key ({detail})")
         }

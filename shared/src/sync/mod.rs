@@ -16,6 +16,7 @@ mod history;
 mod in_use;
 mod material;
 mod partial;
+mod refused;
 mod removal;
 mod replica;
 

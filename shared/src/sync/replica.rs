@@ -120,7 +120,7 @@ impl Syncer<'_> {
                 false
             }
             Err(e) => {
-                report.outcome = failed(&e);
+                report.outcome = super::refused::replicate_failed(&e, target, &self.cfg.tag_key);
                 true
             }
         }

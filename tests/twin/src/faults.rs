@@ -41,6 +41,29 @@ impl Twin {
         }
     }
 
+    /// An opt-in Region the account has not enabled (`enabled: false`), or has enabled again.
+    /// While it is not enabled, every call to its endpoint answers UnrecognizedClientException
+    /// (the security token is not valid there), and ReplicateKey into it answers
+    /// UnsupportedOperationException (an inference: the KMS API Reference says only that the
+    /// account must be enabled in the replica's Region).
+    pub fn set_region_enabled(&self, region: &str, enabled: bool) {
+        let mut s = self.lock();
+        s.not_enabled.retain(|r| r != region);
+        if !enabled {
+            s.not_enabled.push(region.to_string());
+        }
+    }
+
+    /// KMS in `region` does not offer `spec` (a key spec such as `HMAC_256`, or a family:
+    /// `HMAC`, `RSA`, `ECC`): CreateKey there and ReplicateKey into it answer
+    /// UnsupportedOperationException, as KMS does for HMAC keys in a Region without HMAC (KMS
+    /// API Reference, ReplicateKey).
+    pub fn set_key_spec_unavailable(&self, region: &str, spec: &str) {
+        self.lock()
+            .unavailable_specs
+            .push((region.to_string(), spec.to_string()));
+    }
+
     /// A Regional endpoint that accepts requests and then stalls: from now on, calls of `op`
     /// (any when `None`) in `region` (any when `None`) are recorded, then wait `delay` before
     /// they are served (the answer is late, and a write is still applied), or, with `None`,
@@ -109,6 +132,45 @@ impl State {
     /// Whether the Region's KMS endpoint is down ([`Twin::set_region_down`]).
     pub(crate) fn is_down(&self, region: &str) -> bool {
         self.down.iter().any(|r| r == region)
+    }
+
+    /// Whether the Region is an opt-in Region the account has not enabled.
+    pub(crate) fn is_not_enabled(&self, region: &str) -> bool {
+        self.not_enabled.iter().any(|r| r == region)
+    }
+
+    /// UnsupportedOperationException, for `op` answered in `answering`, when KMS in `region`
+    /// does not offer the key's spec.
+    pub(crate) fn offers_spec(
+        &self,
+        op: Op,
+        region: &str,
+        kind: &crate::kinds::KeyKind,
+    ) -> KmsResult<()> {
+        self.offers_spec_answered_in(op, region, region, kind)
+    }
+
+    pub(crate) fn offers_spec_answered_in(
+        &self,
+        op: Op,
+        answering: &str,
+        region: &str,
+        kind: &crate::kinds::KeyKind,
+    ) -> KmsResult<()> {
+        let refused = self
+            .unavailable_specs
+            .iter()
+            .any(|(r, spec)| r == region && kind.is_of(spec));
+        if refused {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                op,
+                answering,
+                "UnsupportedOperationException",
+                format!("KeySpec {} is not supported in {region}", kind.spec),
+            ));
+        }
+        Ok(())
     }
 
     /// The stall a call of `op` in `region` meets (the last one set that matches), with a

@@ -56,6 +56,7 @@ pub mod auth;
 mod crypto;
 mod faults;
 mod inspect;
+mod kinds;
 mod ops;
 mod policy;
 mod request;
@@ -68,6 +69,7 @@ pub use auth::{
     OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TAGGER_ROLE, TEAM_B_ROLE,
 };
 pub use crypto::EncryptionContext;
+pub use kinds::KeyKind;
 pub use ops::{Opened, Sealed};
 pub use policy::example_primary_policy;
 pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};

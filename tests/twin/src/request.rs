@@ -32,6 +32,15 @@ impl Twin {
                     format!("connection to kms.{region}.amazonaws.com timed out"),
                 ));
             }
+            if s.is_not_enabled(region) {
+                return Err(err(
+                    ErrorKind::Other,
+                    op,
+                    region,
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                ));
+            }
             s.stall_for(region, op)
         };
         // Never wait with the state locked: other calls, and the test, go on meanwhile.

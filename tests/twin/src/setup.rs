@@ -2,6 +2,7 @@
 //! key's state, disable a key or delete an alias as a person would, purge a replica, and set
 //! how long the transient states last.
 
+use crate::kinds::KeyKind;
 use crate::ops;
 use crate::state::Twin;
 use kms_replicator::model::{KeyInfo, KeyState, Tag};
@@ -30,16 +31,35 @@ impl Twin {
         description: &str,
         tags: &[Tag],
     ) -> KmsResult<KeyInfo> {
-        let mut s = self.lock();
-        ops::create_key(
-            &mut s,
-            &self.caller,
-            region,
+        let new = ops::NewKey {
             multi_region,
             policy,
             description,
             tags,
-        )
+            kind: &KeyKind::default(),
+        };
+        ops::create_key(&mut self.lock(), &self.caller, region, &new)
+    }
+
+    /// [`Twin::try_create_key`] for a key of any kind KMS's CreateKey takes (an HMAC or
+    /// asymmetric key, say), validated as KMS validates KeySpec, KeyUsage and Origin.
+    pub fn try_create_key_of(
+        &self,
+        region: &str,
+        kind: &KeyKind,
+        multi_region: bool,
+        policy: Option<&str>,
+        description: &str,
+        tags: &[Tag],
+    ) -> KmsResult<KeyInfo> {
+        let new = ops::NewKey {
+            multi_region,
+            policy,
+            description,
+            tags,
+            kind,
+        };
+        ops::create_key(&mut self.lock(), &self.caller, region, &new)
     }
 
     /// [`Twin::try_create_key`] for a test's setup, where a refusal is the test's own mistake.

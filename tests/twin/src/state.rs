@@ -34,6 +34,8 @@ pub struct TwinKey {
     /// DeletionDate while `PendingDeletion`, milliseconds since the epoch: the moment of the
     /// ScheduleKeyDeletion plus its waiting period.
     pub deletion_ms: Option<u64>,
+    /// Key spec, key usage and origin: shared by related multi-Region keys.
+    pub kind: crate::kinds::KeyKind,
     /// When a transient state (Creating, Updating) ends, and the state it ends in.
     pub(crate) settles: Option<(Instant, KeyState)>,
 }
@@ -88,6 +90,11 @@ pub(crate) struct State {
     pub(crate) audit_down: bool,
     pub(crate) faults: Vec<Fault>,
     pub(crate) down: Vec<String>,
+    /// Opt-in Regions the account has not enabled ([`Twin::set_region_enabled`]).
+    pub(crate) not_enabled: Vec<String>,
+    /// (Region, key spec or family) pairs KMS there does not offer
+    /// ([`Twin::set_key_spec_unavailable`]).
+    pub(crate) unavailable_specs: Vec<(String, String)>,
     pub(crate) stalls: Vec<Stall>,
     /// Bumped whenever a stall is cleared, to wake the calls that wait for it.
     pub(crate) stalls_changed: tokio::sync::watch::Sender<u64>,
@@ -149,6 +156,8 @@ impl Twin {
                 audit_down: false,
                 faults: Vec::new(),
                 down: Vec::new(),
+                not_enabled: Vec::new(),
+                unavailable_specs: Vec::new(),
                 stalls: Vec::new(),
                 stalls_changed: tokio::sync::watch::Sender::new(0),
                 latency: Duration::ZERO,
@@ -210,9 +219,9 @@ impl State {
                 .filter(|((r, _), target)| r == region && *target == id)
                 .map(|((_, name), _)| name.clone())
                 .collect(),
-            origin: "AWS_KMS".into(),
-            spec: "SYMMETRIC_DEFAULT".into(),
-            usage: "ENCRYPT_DECRYPT".into(),
+            origin: k.kind.origin.clone(),
+            spec: k.kind.spec.clone(),
+            usage: k.kind.usage.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! CloudTrail records of the twin's writes, wrapped as the EventBridge events a rule on the
 //! default bus receives. The shape follows the records in the KMS Developer Guide.
 
+use crate::kinds::KeyKind;
 use kms_replicator::arn::parse_kms_arn;
 use kms_replicator::model::{KeyInfo, MultiRegionKeyType, Tag};
 use kms_replicator::op::Op;
@@ -16,22 +17,26 @@ pub(super) fn tags_json(tags: &[Tag]) -> Value {
 }
 
 /// `keyMetadata` as CloudTrail records show it (lower camel case).
-pub(super) fn key_metadata(info: &KeyInfo, account: &str) -> Value {
+pub(super) fn key_metadata(info: &KeyInfo, account: &str, kind: &KeyKind) -> Value {
     let mut m = json!({
         "AWSAccountId": account,
         "keyId": info.key_id,
         "arn": info.arn,
         "enabled": info.state == kms_replicator::model::KeyState::Enabled,
         "description": info.description,
-        "keyUsage": "ENCRYPT_DECRYPT",
+        "keyUsage": kind.usage,
         "keyState": info.state.as_str(),
-        "origin": "AWS_KMS",
+        "origin": kind.origin,
         "keyManager": "CUSTOMER",
-        "keySpec": "SYMMETRIC_DEFAULT",
-        "customerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "encryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "keySpec": kind.spec,
+        "customerMasterKeySpec": kind.spec,
         "multiRegion": info.multi_region.is_some(),
     });
+    for (field, algorithms) in kind.algorithms() {
+        let mut name = field.to_string();
+        name[..1].make_ascii_lowercase();
+        m[name] = json!(algorithms);
+    }
     if let Some(mr) = &info.multi_region {
         let primary_arn = info.arn.replace(
             &format!(":kms:{}:", info.region),

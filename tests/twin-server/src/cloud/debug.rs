@@ -67,7 +67,7 @@ impl Server {
                 }
             }
             ("POST", "fault") => set(self.inject_fault(&input)),
-            ("POST", "region") => set(self.set_region_down(&input)),
+            ("POST", "region") => set(self.set_region(&input)),
             ("POST", "stall") => set(self.set_stall(&input)),
             ("DELETE", "stall") => {
                 self.api.twin().clear_stalls();
@@ -139,12 +139,30 @@ impl Server {
         Ok(())
     }
 
-    fn set_region_down(&self, input: &Value) -> Result<(), String> {
+    /// A Region's settings: `down` (its endpoint does not answer; the default when nothing
+    /// else is given), `enabled` (false: an opt-in Region the account has not enabled) and
+    /// `unavailableKeySpec` (a key spec or family, `HMAC`, that KMS there does not offer).
+    fn set_region(&self, input: &Value) -> Result<(), String> {
         let Some(region) = input.get("region").and_then(Value::as_str) else {
-            return Err("{\"region\": \"eu-west-1\", \"down\": true}".into());
+            return Err(
+                "{\"region\": \"eu-west-1\", \"down\": true?, \"enabled\": false?, \
+                        \"unavailableKeySpec\": \"HMAC\"?}"
+                    .into(),
+            );
         };
-        let down = input.get("down").and_then(Value::as_bool).unwrap_or(true);
-        self.api.twin().set_region_down(region, down);
+        let twin = self.api.twin();
+        let enabled = input.get("enabled").and_then(Value::as_bool);
+        let spec = input.get("unavailableKeySpec").and_then(Value::as_str);
+        if let Some(enabled) = enabled {
+            twin.set_region_enabled(region, enabled);
+        }
+        if let Some(spec) = spec {
+            twin.set_key_spec_unavailable(region, spec);
+        }
+        let down = input.get("down").and_then(Value::as_bool);
+        if down.is_some() || (enabled.is_none() && spec.is_none()) {
+            twin.set_region_down(region, down.unwrap_or(true));
+        }
         Ok(())
     }
 

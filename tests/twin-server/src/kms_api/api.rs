@@ -105,6 +105,11 @@ impl KmsApi {
             .map(str::to_string)
             .unwrap_or_else(|| self.twin.account());
         let extra = self.extra(&info.region, &info.key_id);
+        let kind = self
+            .twin
+            .key(&info.region, &info.key_id)
+            .map(|k| k.kind)
+            .unwrap_or_default();
         let mut m = json!({
             "AWSAccountId": account,
             "KeyId": info.key_id,
@@ -115,15 +120,17 @@ impl KmsApi {
                 .unwrap_or(extra.created),
             "Enabled": info.state == KeyState::Enabled,
             "Description": info.description,
-            "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeyUsage": kind.usage,
             "KeyState": info.state.as_str(),
-            "Origin": "AWS_KMS",
+            "Origin": kind.origin,
             "KeyManager": "CUSTOMER",
-            "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-            "KeySpec": "SYMMETRIC_DEFAULT",
-            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+            "CustomerMasterKeySpec": kind.spec,
+            "KeySpec": kind.spec,
             "MultiRegion": info.multi_region.is_some(),
         });
+        for (field, algorithms) in kind.algorithms() {
+            m[field] = json!(algorithms);
+        }
         if info.state.is_pending_deletion() {
             if let Some((date, days)) = extra.deletion {
                 if info.state == KeyState::PendingDeletion {

@@ -6,26 +6,20 @@ use super::wire::{opt_str, req_str, tags_in};
 use kms_replicator::arn::key_arn;
 use kms_replicator::Kms;
 use serde_json::{json, Value};
-use twin::Twin;
+use twin::{KeyKind, Twin};
 
 impl KmsApi {
-    /// CreateKey through the twin's own constructor. Only symmetric encryption keys with KMS
-    /// key material are modelled; anything else is refused rather than half-imitated.
+    /// CreateKey through the twin's own constructor: KeySpec, KeyUsage and Origin validated as
+    /// KMS validates them; what the twin does not model is refused rather than half-imitated.
     pub(super) fn create_key(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {
-        let spec = opt_str(body, "KeySpec")
-            .or_else(|| opt_str(body, "CustomerMasterKeySpec"))
-            .unwrap_or("SYMMETRIC_DEFAULT");
-        let usage = opt_str(body, "KeyUsage").unwrap_or("ENCRYPT_DECRYPT");
-        let origin = opt_str(body, "Origin").unwrap_or("AWS_KMS");
-        if spec != "SYMMETRIC_DEFAULT" || usage != "ENCRYPT_DECRYPT" || origin != "AWS_KMS" {
-            return Err(ApiError::aws(
-                400,
-                "UnsupportedOperationException",
-                format!(
-                    "The local KMS twin models symmetric AWS_KMS keys only (asked: {spec}, {usage}, {origin})"
-                ),
-            ));
-        }
+        let spec = opt_str(body, "KeySpec").or_else(|| opt_str(body, "CustomerMasterKeySpec"));
+        let usage = opt_str(body, "KeyUsage");
+        let origin = opt_str(body, "Origin");
+        let multi_region = body
+            .get("MultiRegion")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let kind = KeyKind::from_request(region, spec, usage, origin, multi_region)?;
         if let Some(p) = opt_str(body, "Policy") {
             if serde_json::from_str::<Value>(p).is_err() {
                 return Err(ApiError::aws(
@@ -35,13 +29,10 @@ impl KmsApi {
                 ));
             }
         }
-        let multi_region = body
-            .get("MultiRegion")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         let tags = tags_in(body)?;
-        let info = kms.try_create_key(
+        let info = kms.try_create_key_of(
             region,
+            &kind,
             multi_region,
             opt_str(body, "Policy"),
             opt_str(body, "Description").unwrap_or(""),

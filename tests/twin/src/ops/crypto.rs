@@ -54,6 +54,41 @@ fn usable(s: &State, op: Op, region: &str, id: &str) -> KmsResult<()> {
     Err(err(kind, op, region, code, format!("{arn} {what}.")))
 }
 
+/// Encrypt, Decrypt and the data keys need a symmetric encryption key: any other key usage is
+/// InvalidKeyUsageException, as in KMS. The twin does not implement RSA encryption.
+fn symmetric_encryption(s: &State, op: Op, region: &str, id: &str) -> KmsResult<()> {
+    let kind = &s.keys[&(region.to_string(), id.to_string())].kind;
+    if kind.is_symmetric_encryption() {
+        return Ok(());
+    }
+    let arn = s.arn(region, id);
+    if kind.usage == "ENCRYPT_DECRYPT"
+        && op != Op::GenerateDataKey
+        && op != Op::GenerateDataKeyWithoutPlaintext
+    {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            op,
+            region,
+            "UnsupportedOperationException",
+            format!(
+                "the twin does not implement {op} for key spec {}",
+                kind.spec
+            ),
+        ));
+    }
+    Err(err(
+        ErrorKind::Other,
+        op,
+        region,
+        "InvalidKeyUsageException",
+        format!(
+            "{arn} key usage is {} (key spec {}): {op} needs a symmetric encryption key",
+            kind.usage, kind.spec
+        ),
+    ))
+}
+
 /// Resolves, authorizes (with the encryption context's condition keys) and checks the state
 /// of the key a cryptographic operation names; returns its id and its material's id.
 fn prepare(
@@ -73,6 +108,7 @@ fn prepare(
         c.with_all("kms:EncryptionContextKeys", context.keys().cloned())
     })?;
     usable(s, op, region, &id)?;
+    symmetric_encryption(s, op, region, &id)?;
     let multi = s.keys[&(region.to_string(), id.clone())]
         .multi_region
         .is_some();

@@ -1,6 +1,7 @@
 //! CreateKey, DescribeKey, ListKeys, GetKeyPolicy, PutKeyPolicy and UpdateKeyDescription.
 
 use crate::auth::{Check, KeyFacts};
+use crate::kinds::KeyKind;
 use crate::policy::{check_policy, default_policy};
 use crate::state::{State, TwinKey};
 use crate::trail;
@@ -9,20 +10,35 @@ use kms_replicator::op::Op;
 use kms_replicator::port::KmsResult;
 use serde_json::json;
 
-/// A new `Enabled` key: a multi-Region primary or a single-Region key, with the default key
-/// policy unless `policy` is given. Authorized as CreateKey is: `kms:CreateKey` in an IAM
-/// policy (there is no key yet), `kms:TagResource` too when tags are given, and the lockout
-/// check on the policy.
+/// What CreateKey is asked for besides the Region.
+pub(crate) struct NewKey<'a> {
+    pub(crate) multi_region: bool,
+    pub(crate) policy: Option<&'a str>,
+    pub(crate) description: &'a str,
+    pub(crate) tags: &'a [Tag],
+    pub(crate) kind: &'a KeyKind,
+}
+
+/// A new `Enabled` key: a multi-Region primary or a single-Region key of the given kind, with
+/// the default key policy unless `policy` is given. Authorized as CreateKey is: `kms:CreateKey`
+/// in an IAM policy (there is no key yet), `kms:TagResource` too when tags are given, and the
+/// lockout check on the policy. A key spec the Region does not offer is refused.
 pub(crate) fn create_key(
     s: &mut State,
     caller: &str,
     region: &str,
-    multi_region: bool,
-    policy: Option<&str>,
-    description: &str,
-    tags: &[Tag],
+    new: &NewKey,
 ) -> KmsResult<KeyInfo> {
     const OP: Op = Op::CreateKey;
+    let NewKey {
+        multi_region,
+        policy,
+        description,
+        tags,
+        kind,
+    } = *new;
+    kind.validate(region, multi_region)?;
+    s.offers_spec(OP, region, kind)?;
     let n = s.counter + 1;
     let key_id = if multi_region {
         format!("mrk-{n:032x}")
@@ -42,9 +58,9 @@ pub(crate) fn create_key(
             .collect(),
         multi_region_type: multi_region.then_some("PRIMARY"),
         aliases: Vec::new(),
-        origin: "AWS_KMS".into(),
-        spec: "SYMMETRIC_DEFAULT".into(),
-        usage: "ENCRYPT_DECRYPT".into(),
+        origin: kind.origin.clone(),
+        spec: kind.spec.clone(),
+        usage: kind.usage.clone(),
     };
     let create = Check::without_resource(OP, region)
         .new_key_properties(&facts, None)
@@ -71,20 +87,21 @@ pub(crate) fn create_key(
         primary_region: region.to_string(),
         created_ms: s.next_creation_date(),
         deletion_ms: None,
+        kind: kind.clone(),
         settles: None,
     };
     s.keys.insert((region.to_string(), key_id.clone()), key);
     let info = s.info(region, &key_id);
     let params = json!({
         "description": description,
-        "keySpec": "SYMMETRIC_DEFAULT",
-        "keyUsage": "ENCRYPT_DECRYPT",
-        "origin": "AWS_KMS",
+        "keySpec": kind.spec,
+        "keyUsage": kind.usage,
+        "origin": kind.origin,
         "bypassPolicyLockoutSafetyCheck": false,
         "multiRegion": multi_region,
         "tags": trail::tags_json(tags),
     });
-    let response = json!({"keyMetadata": trail::key_metadata(&info, &s.account)});
+    let response = json!({"keyMetadata": trail::key_metadata(&info, &s.account, kind)});
     let rec = trail::Record::new(region, Op::CreateKey, caller, params)
         .response(response)
         .key(&info.arn);

@@ -12,7 +12,7 @@ mod tags;
 
 pub(crate) use aliases::delete_alias;
 pub use crypto::{Opened, Sealed};
-pub(crate) use keys::create_key;
+pub(crate) use keys::{create_key, NewKey};
 pub(crate) use lifecycle::disable_key;
 
 use crate::crypto::EncryptionContext;

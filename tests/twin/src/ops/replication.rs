@@ -87,6 +87,7 @@ pub(crate) fn replicate_key(
         primary_region: primary_region.to_string(),
         created_ms: s.next_creation_date(),
         deletion_ms: None,
+        kind: src.kind.clone(),
         settles: Some((Instant::now() + creating_for, src.state)),
     };
     s.settle_at(Instant::now() + creating_for);
@@ -124,6 +125,21 @@ fn check_replica_region(
             format!("ReplicaRegion {replica_region} is not valid for {arn}"),
         ));
     }
+    if s.is_not_enabled(replica_region) {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            OP,
+            primary_region,
+            "UnsupportedOperationException",
+            format!(
+                "ReplicaRegion {replica_region} is not enabled for account {}: an opt-in \
+                 Region must be enabled before it holds keys",
+                s.account
+            ),
+        ));
+    }
+    let kind = &s.keys[&(primary_region.to_string(), id.to_string())].kind;
+    s.offers_spec_answered_in(OP, primary_region, replica_region, kind)?;
     if s.keys
         .contains_key(&(replica_region.to_string(), id.to_string()))
     {
@@ -162,7 +178,10 @@ fn record_replicate_key(
 ) {
     const OP: Op = Op::ReplicateKey;
     let replica_region = info.region.as_str();
-    let meta = trail::key_metadata(info, &s.account);
+    let kind = s.keys[&(info.region.clone(), info.key_id.clone())]
+        .kind
+        .clone();
+    let meta = trail::key_metadata(info, &s.account, &kind);
     let mut params = json!({
         "keyId": key_id,
         "replicaRegion": replica_region,
@@ -178,6 +197,9 @@ fn record_replicate_key(
         .key(arn);
     s.push_record(rec);
     let replica_params = json!({
+        "keySpec": kind.spec,
+        "keyUsage": kind.usage,
+        "origin": kind.origin,
         "description": spec.description,
         "multiRegion": true,
         "tags": trail::tags_json(&spec.tags),
