@@ -82,7 +82,7 @@ pub fn newer_policy_at(
         && mirrored_from
             .as_ref()
             .is_some_and(|d| d.source_digest != now);
-    let written_by_replicator = own.is_some_and(|o| {
+    let written_by_replicator = own.as_ref().is_some_and(|o| {
         o.received == now
             && (!changed_since_source
                 || (o.source == primary.info.region
@@ -90,20 +90,71 @@ pub fn newer_policy_at(
                         .as_ref()
                         .is_some_and(|d| o.generation > d.generation)))
     });
-    let reached_primary = named_source && mirrored_from.is_some_and(|d| d.source_digest == now);
-    if written_by_replicator || reached_primary {
+    let reached_primary = named_source
+        && mirrored_from
+            .as_ref()
+            .is_some_and(|d| d.source_digest == now);
+    if reached_primary {
         return None;
     }
+    let p = &primary.info.region;
+    if !written_by_replicator {
+        return Some(conflict(
+            primary,
+            region,
+            format!(
+                "holds a policy the replicator did not write there, which the primary in {p} \
+                 never received (an edit made there while it held the primary, before the \
+                 primary Region changed again?)"
+            ),
+        ));
+    }
+    // The replicator wrote it, from the source the primary mirrored too, later or in the same
+    // stint of that source (then which of the two is newer cannot be told).
+    let (o, d) = (own.as_ref()?, mirrored_from.as_ref()?);
+    let order = if o.generation > d.generation {
+        "after the primary in {p} received its own from {s}, so the primary's is the older"
+    } else {
+        "while {s} held the primary, as the primary in {p} received another, so which of the two \
+         is newer cannot be told"
+    };
+    later_mirror(o, d).then(|| {
+        let why = order.replace("{p}", p).replace("{s}", &o.source);
+        conflict(
+            primary,
+            region,
+            format!(
+                "holds the policy the replicator mirrored there from {} (generation {}) {why} \
+                 (generation {})",
+                o.source, o.generation, d.generation
+            ),
+        )
+    })
+}
+
+/// The conflict's reason: why nothing is written to `region`, and how a person resolves it.
+fn conflict(primary: &PrimaryState, region: &str, why: String) -> String {
     let (p, id) = (&primary.info.region, &primary.info.key_id);
-    Some(format!(
-        "the key in {region} held the primary and holds a policy the replicator did not write \
-         there, which the primary in {p} never received (an edit made there while it held the \
-         primary, before the primary Region changed again?): nothing is written to {region}. \
+    format!(
+        "the key in {region} held the primary and {why}: nothing is written to {region}. \
          Decide which policy wins: put it on the primary (aws kms put-key-policy --region {p} \
          --key-id {id} --policy-name default) and on {region} as the replicator mirrors it \
          (the reconcile function's dry run shows that policy); from then on {region} is \
          mirrored as usual"
-    ))
+    )
+}
+
+/// Whether `own` (a replica's tag) records a mirror of the source `primary` (the primary's
+/// tag) also mirrored, of another policy there, that is not older: the same source Region and
+/// a generation at least as high. A primary's tag never changes while it is the primary, so a
+/// source's generation grows from one of its stints to the next, and is the same within one,
+/// where the source's policy may have changed between the two mirrors. (After a hand-made
+/// promotion to a key whose tag was older still, a later stint may have a lower generation:
+/// then this reports a conflict where none is, and writes nothing.)
+fn later_mirror(own: &DigestTag, primary: &DigestTag) -> bool {
+    own.source == primary.source
+        && own.source_digest != primary.source_digest
+        && own.generation >= primary.generation
 }
 
 /// The fields of a digest tag.
@@ -246,6 +297,35 @@ mod tests {
         // What us-west-2 writes there now is its own, later word.
         let written = replica(OLD, vec![digest_tag(&west3, OLD)]);
         assert!(newer_policy_at(&west3, "us-east-1", &written, true).is_none());
+    }
+
+    #[test]
+    fn a_later_mirror_of_the_source_the_new_primary_mirrored_is_a_conflict() {
+        // eu-west-1 (the original primary, no tag) wrote OLD to us-east-1 and us-west-2. Then
+        // us-east-1 held the primary, was edited (NEW) and failed over to eu-west-1, which
+        // mirrored NEW back to us-east-1. us-west-2, left out of the tag meanwhile, is
+        // promoted by hand: it still holds its mirror of OLD from eu-west-1.
+        let eu0 = primary("eu-west-1", OLD, vec![]);
+        let east1 = primary("us-east-1", NEW, vec![digest_tag(&eu0, OLD)]);
+        let eu2 = primary("eu-west-1", NEW, vec![digest_tag(&east1, NEW)]);
+        let west = primary("us-west-2", OLD, vec![digest_tag(&eu0, OLD)]);
+        let east = replica(NEW, vec![digest_tag(&eu2, NEW)]);
+        let reason = newer_policy_at(&west, "us-east-1", &east, true).expect("a conflict");
+        assert!(reason.contains("(generation 3) after"), "{reason}");
+        // Mirrored in one stint of eu-west-1, of two of its policies: which is newer cannot
+        // be told.
+        let eu2_before = primary("eu-west-1", OLD, eu2.tags.clone());
+        let west_same_stint = primary("us-west-2", OLD, vec![digest_tag(&eu2_before, OLD)]);
+        let reason =
+            newer_policy_at(&west_same_stint, "us-east-1", &east, true).expect("a conflict");
+        assert!(reason.contains("cannot be told"), "{reason}");
+        // The same Region's mirror of the very policy the new primary mirrored: not newer.
+        let same = replica(OLD, vec![digest_tag(&eu0, OLD)]);
+        assert!(newer_policy_at(&west, "us-east-1", &same, true).is_none());
+        // An earlier mirror of another policy of that source: the new primary's is the newer.
+        let west_later = primary("us-west-2", NEW, vec![digest_tag(&eu2, NEW)]);
+        let earlier = replica(OLD, vec![digest_tag(&eu0, OLD)]);
+        assert!(newer_policy_at(&west_later, "us-east-1", &earlier, true).is_none());
     }
 
     #[test]
