@@ -112,14 +112,18 @@ pub fn newer_policy_at(
     // The replicator wrote it, from the source the primary mirrored too, later or in the same
     // stint of that source (then which of the two is newer cannot be told).
     let (o, d) = (own.as_ref()?, mirrored_from.as_ref()?);
-    let order = if o.generation > d.generation {
-        "after the primary in {p} received its own from {s}, so the primary's is the older"
-    } else {
-        "while {s} held the primary, as the primary in {p} received another, so which of the two \
-         is newer cannot be told"
-    };
+    let s = &o.source;
     later_mirror(o, d).then(|| {
-        let why = order.replace("{p}", p).replace("{s}", &o.source);
+        let why = if o.generation > d.generation {
+            format!(
+                "after the primary in {p} received its own from {s}, so the primary's is the older"
+            )
+        } else {
+            format!(
+                "while {s} held the primary, as the primary in {p} received another, so which of \
+                 the two is newer cannot be told"
+            )
+        };
         conflict(
             primary,
             region,

@@ -60,6 +60,16 @@ fn invalid(region: &str, code: &str, msg: String) -> KmsError {
     KmsError::new(kind, Op::CreateKey, region, code, msg)
 }
 
+/// The ValidationException KMS answers for a value outside a field's enum.
+fn not_in_enum(region: &str, field: &str, value: &str, allowed: &[&str]) -> KmsError {
+    let msg = format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: \
+         Member must satisfy enum value set: [{}]",
+        allowed.join(", ")
+    );
+    invalid(region, "ValidationException", msg)
+}
+
 impl KeyKind {
     pub fn new(spec: &str, usage: &str) -> KeyKind {
         KeyKind {
@@ -100,28 +110,10 @@ impl KeyKind {
         }
         let Some((_, usages)) = SPECS.iter().find(|(s, _)| *s == self.spec) else {
             let all: Vec<&str> = SPECS.iter().map(|(s, _)| *s).collect();
-            return Err(invalid(
-                region,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{}' at 'keySpec' failed to satisfy \
-                     constraint: Member must satisfy enum value set: [{}]",
-                    self.spec,
-                    all.join(", ")
-                ),
-            ));
+            return Err(not_in_enum(region, "keySpec", &self.spec, &all));
         };
         if !USAGES.contains(&self.usage.as_str()) {
-            return Err(invalid(
-                region,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value '{}' at 'keyUsage' failed to satisfy \
-                     constraint: Member must satisfy enum value set: [{}]",
-                    self.usage,
-                    USAGES.join(", ")
-                ),
-            ));
+            return Err(not_in_enum(region, "keyUsage", &self.usage, USAGES));
         }
         if !usages.contains(&self.usage.as_str()) {
             return Err(invalid(

@@ -31,14 +31,8 @@ impl Twin {
         description: &str,
         tags: &[Tag],
     ) -> KmsResult<KeyInfo> {
-        let new = ops::NewKey {
-            multi_region,
-            policy,
-            description,
-            tags,
-            kind: &KeyKind::default(),
-        };
-        ops::create_key(&mut self.lock(), &self.caller, region, &new)
+        let kind = KeyKind::default();
+        self.try_create_key_of(region, &kind, multi_region, policy, description, tags)
     }
 
     /// [`Twin::try_create_key`] for a key of any kind KMS's CreateKey takes (an HMAC or
