@@ -101,3 +101,81 @@ async fn throttling_that_still_gets_through_is_counted() {
     }
     assert_eq!(kms.throttles(), 2);
 }
+
+#[tokio::test]
+async fn a_throttled_call_is_sent_again_under_a_new_permit_and_succeeds() {
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
+    let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+    twin.inject_fault(
+        None,
+        Some(Op::UpdateKeyDescription),
+        "ThrottlingException",
+        2,
+    );
+    let kms = RateLimitedKms::new(twin.clone(), Quotas::kms(50).at_least_shares_of(5));
+    let started = Instant::now();
+    kms.update_key_description("us-east-1", &key, "after two throttles")
+        .await
+        .unwrap();
+    assert_eq!(
+        twin.key("us-east-1", &key).unwrap().description,
+        "after two throttles"
+    );
+    assert_eq!(kms.throttles(), 2);
+    // One window between attempts.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    // The bucket halved once per throttled window: 5 -> 2 -> 1.
+    assert_eq!(kms.capacity("us-east-1", Op::UpdateKeyDescription), Some(1));
+}
+
+#[tokio::test]
+async fn a_call_throttled_at_every_attempt_fails_with_the_throttle() {
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
+    let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+    twin.inject_fault(None, Some(Op::DescribeKey), "ThrottlingException", 100);
+    let kms = RateLimitedKms::new(twin.clone(), Quotas::kms(50));
+    let err = kms.describe_key("us-east-1", &key).await.unwrap_err();
+    assert_eq!(err.code, "ThrottlingException");
+    assert_eq!(
+        kms.throttles(),
+        kms_replicator::limit::THROTTLED_ATTEMPTS as usize
+    );
+}
+
+/// Two sandboxes that each start at the whole quota share one: KMS throttles them at first,
+/// both halve, and every call still succeeds; afterwards each sits at or above its floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_at_the_whole_quota_settle_into_it_and_lose_no_call() {
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
+    twin.set_rate_limit(Op::UpdateKeyDescription, 6);
+    let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+    let quotas = Quotas::kms(50)
+        .with(Op::UpdateKeyDescription, 6)
+        .at_least_shares_of(2);
+    let sandboxes: Vec<_> = (0..2)
+        .map(|_| Arc::new(RateLimitedKms::new(twin.clone(), quotas.clone())))
+        .collect();
+    let mut tasks = Vec::new();
+    for kms in &sandboxes {
+        for i in 0..24 {
+            let (kms, key) = (kms.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                kms.update_key_description("us-east-1", &key, &format!("d{i}"))
+                    .await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let throttles: usize = sandboxes.iter().map(|k| k.throttles()).sum();
+    assert_eq!(throttles, twin.throttled_count());
+    assert!(
+        throttles > 0,
+        "two processes at the whole quota overrun it at first"
+    );
+    for kms in &sandboxes {
+        let c = kms.capacity("us-east-1", Op::UpdateKeyDescription).unwrap();
+        assert!((3..6).contains(&c), "{c}");
+    }
+}

@@ -855,32 +855,26 @@ async fn a_burst_of_tagged_keys_is_replicated_within_the_quotas_and_nothing_is_d
     enforce_kms_quotas(&twin);
     let keys: Vec<String> = events.iter().map(requested_key).collect();
 
-    // Two sandboxes (the default reserved concurrency), each with its share of the quotas.
-    let share = replicate::process_quotas(|_| Some("2".into())).unwrap();
-    let failed = run_sandboxes(&twin, &cfg, events, 2, share).await;
+    // Two sandboxes (the default reserved concurrency), each starting at the whole quota and
+    // keeping at least half of it.
+    let quotas = replicate::process_quotas(|_| Some("2".into())).unwrap();
+    let failed = run_sandboxes(&twin, &cfg, events, 2, quotas).await;
 
     assert_eq!(
         failed, 0,
         "no invocation failed, so nothing reaches the dead-letter queue"
     );
-    assert_eq!(twin.throttled_count(), 0);
+    // Both overrun the quota in the first windows, halve, and settle; each throttled call
+    // was sent again. (At 500 keys, `make bench` measures them below 1% of calls.)
+    let (throttled, calls) = (twin.throttled_count(), twin.calls().len());
+    assert!(
+        throttled * 10 <= calls,
+        "{throttled} of {calls} calls throttled"
+    );
     for key in &keys {
         let id = kms_replicator::arn::key_id_of(key);
         for region in ["us-west-2", "eu-west-1"] {
             assert!(twin.key(region, id).is_some(), "{id} in {region}");
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_share_of_the_quotas_the_same_burst_is_throttled() {
-    let twin = Twin::new();
-    let mut cfg = config();
-    cfg.ignore_callers = FUNCTION_ROLES.map(String::from).to_vec();
-    let events = burst_of_tags(&twin, 20).await;
-    enforce_kms_quotas(&twin);
-    // Two sandboxes that each believe they have the whole quota.
-    let whole = replicate::process_quotas(|_| Some("1".into())).unwrap();
-    let failed = run_sandboxes(&twin, &cfg, events, 2, whole).await;
-    assert!(twin.throttled_count() > 0 && failed > 0, "{failed}");
 }

@@ -18,6 +18,12 @@ fn bench() -> Bench {
 
 fn within_the_model(what: &str, m: &Measured) {
     assert_eq!(m.throttles, 0, "{what}: throttled");
+    within_the_floor(what, m);
+}
+
+/// What holds even where several sandboxes share a quota: each starts at the whole of it, so
+/// the first windows may be throttled (each throttled call is sent again), never dead-lettered.
+fn within_the_floor(what: &str, m: &Measured) {
     assert_eq!(m.dead_letters, 0, "{what}: dead-lettered");
     assert!(
         m.wall >= m.floor.time(),
@@ -54,8 +60,16 @@ async fn a_new_key_fans_out_to_ten_regions_within_the_replicate_key_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_tagged_keys_stays_within_the_quotas_with_nothing_dead_lettered() {
     let m = bench().burst(12).await;
-    within_the_model("burst", &m);
-    assert_eq!(m.charges.count(Op::ReplicateKey), 24);
+    within_the_floor("burst", &m);
+    assert!(
+        m.throttles * 10 <= m.charges.total(),
+        "{} of {} calls throttled",
+        m.throttles,
+        m.charges.total()
+    );
+    // 24 accepted, and any refused one sent again.
+    let sent = m.charges.count(Op::ReplicateKey);
+    assert!((24..=24 + m.throttles).contains(&sent), "{sent}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,14 +123,16 @@ impl Replicator<'_> {
     }
 }
 
-/// This process's share of the KMS quotas: `REPLICATE_RESERVED_CONCURRENCY` sandboxes (the
-/// function's reserved concurrency, default 2; 0 means none is reserved, and the process takes
-/// the whole quota) each keep 1/N of every quota, so that a burst of tagged keys waits for
-/// permits instead of being throttled into the dead-letter queue.
+/// This process's KMS quotas: the whole of every quota while KMS does not throttle (one
+/// sandbox fanning a key out to ten Regions is not slowed by the others it might have), and
+/// at least 1/N of each under throttling, N being `REPLICATE_RESERVED_CONCURRENCY` (the
+/// function's reserved concurrency, default 2; 0 means none is reserved and counts as 1), so
+/// that a burst of tagged keys settles with every sandbox within its share instead of being
+/// throttled into the dead-letter queue.
 pub fn process_quotas(get: impl Fn(&str) -> Option<String>) -> Result<Quotas, ConfigError> {
     let n = whole_number(get, "REPLICATE_RESERVED_CONCURRENCY", 0..=1000, "")?.unwrap_or(2);
     // At most 1000, so it fits.
-    Ok(Quotas::kms(DEFAULT_READ_RATE).shared_by(n as u32))
+    Ok(Quotas::kms(DEFAULT_READ_RATE).at_least_shares_of(n as u32))
 }
 
 #[cfg(test)]
@@ -139,12 +141,14 @@ mod tests {
     use kms_replicator::Op;
 
     #[test]
-    fn each_reserved_sandbox_keeps_its_share_of_the_quotas() {
+    fn each_reserved_sandbox_may_use_the_whole_quota_and_keeps_at_least_its_share() {
         let q = |v: Option<&str>| process_quotas(|_| v.map(str::to_string));
-        assert_eq!(q(None).unwrap().limit(Op::ReplicateKey), Some(2));
-        assert_eq!(q(Some("1")).unwrap().limit(Op::ReplicateKey), Some(5));
-        assert_eq!(q(Some("0")).unwrap().limit(Op::ReplicateKey), Some(5));
-        assert_eq!(q(Some("5")).unwrap().limit(Op::TagResource), Some(2));
+        assert_eq!(q(None).unwrap().limit(Op::ReplicateKey), Some(5));
+        assert_eq!(q(None).unwrap().floor(Op::ReplicateKey), Some(2));
+        assert_eq!(q(Some("1")).unwrap().floor(Op::ReplicateKey), Some(5));
+        assert_eq!(q(Some("0")).unwrap().floor(Op::ReplicateKey), Some(5));
+        assert_eq!(q(Some("5")).unwrap().limit(Op::TagResource), Some(10));
+        assert_eq!(q(Some("5")).unwrap().floor(Op::TagResource), Some(2));
         assert!(q(Some("many"))
             .unwrap_err()
             .to_string()

@@ -1,6 +1,7 @@
 //! The KMS port on aws-sdk-kms: one client per Region, all built from one `SdkConfig`, so
 //! credentials, retries and `AWS_ENDPOINT_URL` apply to every Region alike.
 
+use super::retry::ThrottlingLeftToTheLimiter;
 use super::timeouts::{error_chain, seconds};
 use super::{call_budget, RegionalClients};
 use crate::model::{AliasEntry, KeyInfo, KeyState, MultiRegionConfig, MultiRegionKeyType, Tag};
@@ -32,6 +33,7 @@ impl AwsKms {
         let mut kms = AwsKms::with_factory(move |region| {
             let conf = aws_sdk_kms::config::Builder::from(&sdk)
                 .region(Region::new(region.to_string()))
+                .retry_classifier(ThrottlingLeftToTheLimiter)
                 .build();
             Client::from_conf(conf)
         });

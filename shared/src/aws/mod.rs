@@ -3,6 +3,7 @@
 mod eventbridge;
 mod kms;
 mod pipeline;
+pub mod retry;
 mod tagging;
 pub mod timeouts;
 

@@ -1,18 +1,32 @@
-//! Staying within the KMS request quotas by construction: a [`Kms`] (and [`TagIndex`]) wrapper
-//! that waits for a per-Region, per-operation permit before each call.
+//! Staying within the KMS request quotas: a [`Kms`] (and [`TagIndex`]) wrapper that waits for
+//! a per-Region, per-operation permit before each call, and adapts to what KMS answers.
 //!
 //! KMS counts requests per account, Region and operation, over all principals, and answers
-//! ThrottlingException beyond the quota. A sweep over thousands of keys would otherwise send
-//! its reads and writes as fast as its concurrency allows. Here each (Region, operation) pair
-//! holds `limit` permits; a call takes one before it is sent and gives it back one window
-//! (1 s) after its answer arrived. Every call that reached KMS within any window of that
-//! length therefore held a permit at the same moment, so KMS sees at most `limit` of them per
-//! window, whatever the latency and however the tasks are scheduled. Waiting callers are
-//! served first come, first served.
+//! ThrottlingException beyond the quota. Here each (Region, operation) pair holds a
+//! [bucket](bucket) of permits; a call takes one before it is sent and gives it back one
+//! window (1 s) after its answer arrived. Every call that reached KMS within any window of
+//! that length therefore held a permit at the same moment, so this process sends at most the
+//! bucket's capacity per window, whatever the latency and however the tasks are scheduled.
+//! Waiting callers are served first come, first served.
+//!
+//! The capacity starts at the whole quota, so that one sandbox working alone (one tagged key
+//! fanning out to ten Regions) is never slowed by a share it does not need. Other sandboxes,
+//! the sweep and people use the same quotas; when KMS says so with a ThrottlingException the
+//! bucket halves (down to its floor, the quota divided by the sandboxes that may run at once)
+//! and grows back one permit at a time while KMS stays quiet. The throttled call is not
+//! lost: the limiter waits one window and sends it again under a new permit, up to
+//! [`THROTTLED_ATTEMPTS`] times (a refused request did nothing, so sending it again is safe).
+//! The SDK's clients leave throttled calls to this retry ([`crate::aws`]), so that each
+//! request that reaches KMS held a permit.
 //!
 //! Operations with extra costs are charged as KMS counts them: a ReplicateKey is one request in
 //! the primary's Region and two CreateKey requests in the replica's Region; an
 //! UpdatePrimaryRegion is one request in each of the two Regions.
+
+mod bucket;
+
+pub use bucket::RAISE_AFTER;
+use bucket::{Bucket, Taken};
 
 use crate::model::{AliasEntry, KeyInfo, Tag};
 use crate::op::Op;
@@ -24,7 +38,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// GetResources of the Resource Groups Tagging API. AWS publishes no per-operation figure for
@@ -35,11 +48,18 @@ pub const GET_RESOURCES_RATE: u32 = 5;
 /// almost all of them to the account's other users.
 pub const DEFAULT_READ_RATE: u32 = 50;
 
+/// How many times a call KMS refuses with ThrottlingException is sent in all, one window
+/// apart, before the throttle is the call's answer (GetResources, whose pages have already
+/// been handed on, is sent once).
+pub const THROTTLED_ATTEMPTS: u32 = 5;
+
 /// Requests allowed per window for each operation; operations not listed are not limited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quotas {
     limits: HashMap<Op, u32>,
     window: Duration,
+    /// Under throttling a bucket shrinks to no less than its limit divided by this.
+    shares: u32,
 }
 
 impl Quotas {
@@ -48,6 +68,7 @@ impl Quotas {
         Quotas {
             limits: HashMap::new(),
             window: Duration::from_secs(1),
+            shares: 1,
         }
     }
 
@@ -74,15 +95,19 @@ impl Quotas {
         self
     }
 
-    /// This process's share when `processes` run at once (a function's reserved concurrency):
-    /// every limit divided by `processes`, rounded down, at least 1. Their sum stays within
-    /// the account's quota, except where a quota is below `processes`.
-    pub fn shared_by(mut self, processes: u32) -> Quotas {
-        let n = processes.max(1);
-        for v in self.limits.values_mut() {
-            *v = (*v / n).max(1);
-        }
+    /// When up to `processes` run at once (a function's reserved concurrency), each keeps at
+    /// least its share of every limit under throttling: the limit divided by `processes`,
+    /// rounded down, at least 1. When all are at their floor their sum is within the
+    /// account's quota (except where a quota is below `processes`), so a burst settles
+    /// without throttles. Below throttling each process may use the whole limit.
+    pub fn at_least_shares_of(mut self, processes: u32) -> Quotas {
+        self.shares = processes.max(1);
         self
+    }
+
+    /// The least a bucket of `op` shrinks to under throttling.
+    pub fn floor(&self, op: Op) -> Option<u32> {
+        self.limit(op).map(|l| (l / self.shares).max(1))
     }
 
     /// The window the limits count over (1 s, as KMS counts).
@@ -97,7 +122,8 @@ impl Quotas {
 
 /// What a limiter saw, for the metrics. Counters are totals since the limiter was built.
 pub trait LimiterStats: Send + Sync {
-    /// Calls that still came back ThrottlingException (after the SDK's own retries).
+    /// ThrottlingException answers, each followed by another attempt unless it was the last
+    /// of [`THROTTLED_ATTEMPTS`].
     fn throttles(&self) -> usize;
     /// Time callers spent waiting for permits, summed over callers.
     fn waited(&self) -> Duration;
@@ -110,7 +136,7 @@ type BucketKey = (String, Op);
 pub struct RateLimitedKms<K> {
     inner: K,
     quotas: Quotas,
-    buckets: Mutex<HashMap<BucketKey, Arc<Semaphore>>>,
+    buckets: Mutex<HashMap<BucketKey, Arc<Bucket>>>,
     throttles: AtomicUsize,
     waited_us: AtomicU64,
 }
@@ -126,73 +152,102 @@ impl<K> RateLimitedKms<K> {
         }
     }
 
-    fn bucket(&self, region: &str, op: Op, limit: u32) -> Arc<Semaphore> {
+    fn bucket(&self, region: &str, op: Op, limit: u32, floor: u32) -> Arc<Bucket> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets
             .entry((region.to_string(), op))
-            .or_insert_with(|| Arc::new(Semaphore::new(limit as usize)))
+            .or_insert_with(|| Arc::new(Bucket::new(limit, floor)))
             .clone()
+    }
+
+    /// The capacity of the (Region, operation) bucket now, if the operation is limited.
+    pub fn capacity(&self, region: &str, op: Op) -> Option<u32> {
+        let (limit, floor) = (self.quotas.limit(op)?, self.quotas.floor(op)?);
+        Some(self.bucket(region, op, limit, floor).capacity())
     }
 
     /// Takes `n` permits of each (Region, operation), always in the same global order so that
     /// two callers needing the same two buckets cannot hold one each and wait forever.
-    async fn acquire(&self, charges: &[(&str, Op, u32)]) -> Vec<OwnedSemaphorePermit> {
+    async fn acquire(&self, charges: &[(&str, Op, u32)]) -> Held {
         let mut charges: Vec<_> = charges
             .iter()
-            .filter_map(|(r, op, n)| self.quotas.limit(*op).map(|l| (*r, *op, (*n).min(l), l)))
+            .filter_map(|(r, op, n)| {
+                let (limit, floor) = (self.quotas.limit(*op)?, self.quotas.floor(*op)?);
+                Some((*r, *op, *n, limit, floor))
+            })
             .collect();
         charges.sort();
         let started = Instant::now();
-        let mut permits = Vec::with_capacity(charges.len());
-        for (region, op, n, limit) in charges {
-            let permit = self
-                .bucket(region, op, limit)
-                .acquire_many_owned(n)
-                .await
-                .expect("limiter semaphores are never closed");
-            permits.push(permit);
+        let mut taken = Vec::with_capacity(charges.len());
+        for (region, op, n, limit, floor) in charges {
+            let bucket = self.bucket(region, op, limit, floor);
+            let permits = bucket.take(n).await;
+            taken.push((bucket, permits));
         }
         let waited = started.elapsed().as_micros() as u64;
         self.waited_us.fetch_add(waited, Ordering::Relaxed);
-        permits
+        Held {
+            taken,
+            window: self.quotas.window,
+        }
     }
 
     /// Runs `call` under the permits of `charges`, and keeps the permits for one window after
-    /// the answer (or after the call was abandoned, since the request may have gone out).
-    async fn call<T>(
+    /// the answer (or after the call was abandoned, since the request may have gone out). A
+    /// ThrottlingException cuts the buckets charged and, up to `attempts` in all, sends the
+    /// call again one window later under new permits.
+    async fn call<T, F, Fut>(
         &self,
         charges: &[(&str, Op, u32)],
-        call: impl Future<Output = KmsResult<T>>,
-    ) -> KmsResult<T> {
-        let _held = Held {
-            permits: self.acquire(charges).await,
-            window: self.quotas.window,
-        };
-        let out = call.await;
-        if matches!(&out, Err(e) if e.kind == ErrorKind::Throttling) {
-            self.throttles.fetch_add(1, Ordering::Relaxed);
+        attempts: u32,
+        call: F,
+    ) -> KmsResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = KmsResult<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let held = self.acquire(charges).await;
+            let out = call().await;
+            match &out {
+                Err(e) if e.kind == ErrorKind::Throttling => {
+                    self.throttles.fetch_add(1, Ordering::Relaxed);
+                    for (bucket, _) in &held.taken {
+                        bucket.throttled(self.quotas.window);
+                    }
+                }
+                _ => return out,
+            }
+            drop(held);
+            if attempt >= attempts {
+                return out;
+            }
+            attempt += 1;
+            tokio::time::sleep(self.quotas.window).await;
         }
-        out
     }
 }
 
 /// Permits that go back one window after they are dropped.
 struct Held {
-    permits: Vec<OwnedSemaphorePermit>,
+    taken: Vec<(Arc<Bucket>, Taken)>,
     window: Duration,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let permits = std::mem::take(&mut self.permits);
-        if permits.is_empty() {
+        let taken = std::mem::take(&mut self.taken);
+        if taken.is_empty() {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let window = self.window;
             rt.spawn(async move {
                 tokio::time::sleep(window).await;
-                drop(permits);
+                for (bucket, permits) in taken {
+                    bucket.give_back(permits);
+                }
             });
         }
     }
@@ -211,42 +266,41 @@ impl<K: Send + Sync> LimiterStats for RateLimitedKms<K> {
 #[async_trait]
 impl<K: Kms> Kms for RateLimitedKms<K> {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
-        self.call(
-            &[(region, Op::DescribeKey, 1)],
-            self.inner.describe_key(region, key),
-        )
+        self.call(&[(region, Op::DescribeKey, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.describe_key(region, key)
+        })
         .await
     }
 
     async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
         self.call(
             &[(region, Op::GetKeyLastUsage, 1)],
-            self.inner.get_key_last_usage(region, key_id),
+            THROTTLED_ATTEMPTS,
+            || self.inner.get_key_last_usage(region, key_id),
         )
         .await
     }
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
-        self.call(
-            &[(region, Op::GetKeyPolicy, 1)],
-            self.inner.get_key_policy(region, key_id),
-        )
+        self.call(&[(region, Op::GetKeyPolicy, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.get_key_policy(region, key_id)
+        })
         .await
     }
 
     async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
         self.call(
             &[(region, Op::ListResourceTags, 1)],
-            self.inner.list_resource_tags(region, key_id),
+            THROTTLED_ATTEMPTS,
+            || self.inner.list_resource_tags(region, key_id),
         )
         .await
     }
 
     async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
-        self.call(
-            &[(region, Op::ListAliases, 1)],
-            self.inner.list_aliases(region, key_id),
-        )
+        self.call(&[(region, Op::ListAliases, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.list_aliases(region, key_id)
+        })
         .await
     }
 
@@ -262,40 +316,41 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
                 (primary_region, Op::ReplicateKey, 1),
                 (replica_region, Op::CreateKey, 2),
             ],
-            self.inner
-                .replicate_key(primary_region, key_id, replica_region, spec),
+            THROTTLED_ATTEMPTS,
+            || {
+                self.inner
+                    .replicate_key(primary_region, key_id, replica_region, spec)
+            },
         )
         .await
     }
 
     async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::PutKeyPolicy, 1)],
-            self.inner.put_key_policy(region, key_id, policy),
-        )
+        self.call(&[(region, Op::PutKeyPolicy, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.put_key_policy(region, key_id, policy)
+        })
         .await
     }
 
     async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::CreateAlias, 1)],
-            self.inner.create_alias(region, alias, key_id),
-        )
+        self.call(&[(region, Op::CreateAlias, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.create_alias(region, alias, key_id)
+        })
         .await
     }
 
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::TagResource, 1)],
-            self.inner.tag_resource(region, key_id, tags),
-        )
+        self.call(&[(region, Op::TagResource, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.tag_resource(region, key_id, tags)
+        })
         .await
     }
 
     async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
         self.call(
             &[(region, Op::UntagResource, 1)],
-            self.inner.untag_resource(region, key_id, keys),
+            THROTTLED_ATTEMPTS,
+            || self.inner.untag_resource(region, key_id, keys),
         )
         .await
     }
@@ -308,8 +363,11 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     ) -> KmsResult<()> {
         self.call(
             &[(region, Op::UpdateKeyDescription, 1)],
-            self.inner
-                .update_key_description(region, key_id, description),
+            THROTTLED_ATTEMPTS,
+            || {
+                self.inner
+                    .update_key_description(region, key_id, description)
+            },
         )
         .await
     }
@@ -322,8 +380,11 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     ) -> KmsResult<()> {
         self.call(
             &[(region, Op::ScheduleKeyDeletion, 1)],
-            self.inner
-                .schedule_key_deletion(region, key_id, pending_window_days),
+            THROTTLED_ATTEMPTS,
+            || {
+                self.inner
+                    .schedule_key_deletion(region, key_id, pending_window_days)
+            },
         )
         .await
     }
@@ -331,22 +392,24 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
         self.call(
             &[(region, Op::CancelKeyDeletion, 1)],
-            self.inner.cancel_key_deletion(region, key_id),
+            THROTTLED_ATTEMPTS,
+            || self.inner.cancel_key_deletion(region, key_id),
         )
         .await
     }
 
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::EnableKey, 1)],
-            self.inner.enable_key(region, key_id),
-        )
+        self.call(&[(region, Op::EnableKey, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.enable_key(region, key_id)
+        })
         .await
     }
 
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
-        self.call(&[(region, Op::ListKeys, 1)], self.inner.list_keys(region))
-            .await
+        self.call(&[(region, Op::ListKeys, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.list_keys(region)
+        })
+        .await
     }
 
     async fn update_primary_region(
@@ -360,8 +423,11 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
                 (region, Op::UpdatePrimaryRegion, 1),
                 (new_primary_region, Op::UpdatePrimaryRegion, 1),
             ],
-            self.inner
-                .update_primary_region(region, key_id, new_primary_region),
+            THROTTLED_ATTEMPTS,
+            || {
+                self.inner
+                    .update_primary_region(region, key_id, new_primary_region)
+            },
         )
         .await
     }
@@ -370,10 +436,9 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 #[async_trait]
 impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
-        self.call(
-            &[(region, Op::GetResources, 1)],
-            self.inner.tagged_keys(region, tag_key),
-        )
+        self.call(&[(region, Op::GetResources, 1)], THROTTLED_ATTEMPTS, || {
+            self.inner.tagged_keys(region, tag_key)
+        })
         .await
     }
 
@@ -383,10 +448,9 @@ impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
         tag_key: &str,
         page: &(dyn for<'k> Fn(&'k [TaggedKey]) + Send + Sync),
     ) -> KmsResult<Vec<TaggedKey>> {
-        self.call(
-            &[(region, Op::GetResources, 1)],
-            self.inner.tagged_keys_paged(region, tag_key, page),
-        )
+        self.call(&[(region, Op::GetResources, 1)], 1, || {
+            self.inner.tagged_keys_paged(region, tag_key, page)
+        })
         .await
     }
 }
@@ -396,16 +460,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_share_divides_every_limit_and_never_reaches_zero() {
-        let q = Quotas::kms(50).shared_by(2);
-        assert_eq!(q.limit(Op::ReplicateKey), Some(2));
-        assert_eq!(q.limit(Op::PutKeyPolicy), Some(7));
-        assert_eq!(q.limit(Op::DescribeKey), Some(25));
+    fn a_share_divides_every_floor_never_reaches_zero_and_leaves_the_limits() {
+        let q = Quotas::kms(50).at_least_shares_of(2);
+        assert_eq!(q.limit(Op::ReplicateKey), Some(5));
+        assert_eq!(q.floor(Op::ReplicateKey), Some(2));
+        assert_eq!(q.floor(Op::PutKeyPolicy), Some(7));
+        assert_eq!(q.floor(Op::DescribeKey), Some(25));
         assert_eq!(
-            Quotas::kms(50).shared_by(10).limit(Op::CreateAlias),
+            Quotas::kms(50)
+                .at_least_shares_of(10)
+                .floor(Op::CreateAlias),
             Some(1)
         );
-        assert_eq!(Quotas::kms(50).shared_by(0), Quotas::kms(50));
+        assert_eq!(Quotas::kms(50).at_least_shares_of(0), Quotas::kms(50));
+        assert_eq!(Quotas::unlimited().floor(Op::DescribeKey), None);
     }
 
     #[test]
