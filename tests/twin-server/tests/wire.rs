@@ -4,6 +4,7 @@
 
 use aws_config::retry::RetryConfig;
 use kms_replicator::aws::{AwsKms, AwsTagIndex, EventBridgeAudit};
+use kms_replicator::limit::{LimiterStats, Quotas, RateLimitedKms};
 use kms_replicator::model::{KeyState, MultiRegionKeyType, Tag};
 use kms_replicator::port::{AuditEvent, AuditSink, ErrorKind, Kms, ReplicaSpec, TagIndex};
 use kms_replicator::Op;
@@ -321,22 +322,35 @@ async fn errors_arrive_with_the_codes_and_kinds_the_twin_gives_directly() {
 }
 
 #[tokio::test]
-async fn sdk_retries_absorb_a_single_throttle_as_they_would_against_aws() {
+async fn a_throttle_is_left_to_the_limiter_which_sends_the_call_again() {
     let cloud = LocalCloud::builder().start().await.unwrap();
     let id = seed(&cloud).await;
     let http = adapter(&cloud, true).await;
+    let attempts = |cloud: &LocalCloud| {
+        cloud
+            .twin()
+            .calls()
+            .iter()
+            .filter(|c| c.op == "DescribeKey")
+            .count()
+    };
+    // The SDK's standard retries are on, but not for a throttle: it comes straight back.
     cloud
         .twin()
         .inject_fault(Some(EAST), Some(Op::DescribeKey), "ThrottlingException", 1);
     cloud.twin().reset_calls();
-    assert!(http.describe_key(EAST, &id).await.is_ok());
-    let attempts = cloud
+    let err = http.describe_key(EAST, &id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Throttling);
+    assert_eq!(attempts(&cloud), 1);
+    // Through the limiter, as every function calls KMS, the call is sent again and succeeds.
+    let limited = RateLimitedKms::new(http, Quotas::kms(50));
+    cloud
         .twin()
-        .calls()
-        .iter()
-        .filter(|c| c.op == "DescribeKey")
-        .count();
-    assert_eq!(attempts, 2);
+        .inject_fault(Some(EAST), Some(Op::DescribeKey), "ThrottlingException", 1);
+    cloud.twin().reset_calls();
+    assert!(limited.describe_key(EAST, &id).await.is_ok());
+    assert_eq!(attempts(&cloud), 2);
+    assert_eq!(limited.throttles(), 1);
 }
 
 #[tokio::test]
