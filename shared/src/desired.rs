@@ -192,7 +192,7 @@ pub fn desired_replica(
         primary.primary_history_value(),
     ));
     if let Some(p) = &policy {
-        tags.push(crate::promotion::digest_tag(primary, p));
+        tags.push(crate::promotion::digest_tag(primary, region, p));
     }
     tags.sort();
     Ok(DesiredReplica {

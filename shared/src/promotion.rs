@@ -22,10 +22,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The tag that records, on a replica, which policy it last mirrored: `<source Region>
-/// <digest of the source policy> <digest of the policy it received> <generation>`. The
+/// <digest of the source policy> <digest of the policy it received> <generation> <held>`. The
 /// generation is one more than that of the source's own tag (0 without one): a primary's tag
 /// never changes while it is the primary (the replicator does not write primaries), so of two
-/// keys that mirrored from each other in turn, the higher generation was written last.
+/// keys that mirrored from each other in turn, the higher generation was written last. `held`
+/// is `held` when the history the replicator kept then already listed the replica's Region as
+/// one that held the primary, `not-held` otherwise: a Region known to have held the primary
+/// whose tag says `not-held` held it after its policy was mirrored, and may hold an edit made
+/// then, even one that put back the very policy mirrored there. (Tags written before this
+/// field existed have four fields; for them that case is not seen.)
 pub const POLICY_DIGEST_TAG: &str = "kms-replicator:policy-digest";
 
 /// The first 128 bits of the SHA-256 of the policy document (formatting and key order aside),
@@ -40,12 +45,18 @@ pub fn policy_digest(policy: &str) -> String {
         .collect()
 }
 
-/// The tag a replica carries once it holds `mirrored`, the policy of `primary` rewritten for it.
-pub fn digest_tag(primary: &PrimaryState, mirrored: &str) -> Tag {
+/// The tag the replica in `region` carries once it holds `mirrored`, the policy of `primary`
+/// rewritten for it.
+pub fn digest_tag(primary: &PrimaryState, region: &str, mirrored: &str) -> Tag {
+    let held = if primary.primary_history().contains(region) {
+        HELD
+    } else {
+        NOT_HELD
+    };
     Tag::new(
         POLICY_DIGEST_TAG,
         format!(
-            "{} {} {} {}",
+            "{} {} {} {} {held}",
             primary.info.region,
             policy_digest(&primary.policy),
             policy_digest(mirrored),
@@ -53,6 +64,9 @@ pub fn digest_tag(primary: &PrimaryState, mirrored: &str) -> Tag {
         ),
     )
 }
+
+const HELD: &str = "held";
+const NOT_HELD: &str = "not-held";
 
 /// Why nothing may be written to the replica in `region` (`observed`): the Region held the
 /// primary (`held_primary`, or the primary's digest names it as its source), it holds a
@@ -64,8 +78,9 @@ pub fn newer_policy_at(
     primary: &PrimaryState,
     region: &str,
     observed: &ObservedReplica,
-    held_primary: bool,
+    held: Held,
 ) -> Option<String> {
+    let held_primary = held != Held::No;
     let own = digest_of(&observed.tags);
     let mirrored_from = digest_of(&primary.tags);
     let named_source = mirrored_from.as_ref().is_some_and(|d| d.source == region);
@@ -98,6 +113,17 @@ pub fn newer_policy_at(
         return None;
     }
     let p = &primary.info.region;
+    // It held the primary after the replicator last mirrored its policy there, so what it
+    // holds may be a person's edit from that stint, and the primary holds another policy than
+    // the one mirrored there (from the primary itself, or from the source both mirrored).
+    let stint_since_mirror = held == Held::Known
+        && own.as_ref().is_some_and(|o| {
+            let same_origin = (o.source == *p && o.source_digest == policy_digest(&primary.policy))
+                || mirrored_from
+                    .as_ref()
+                    .is_some_and(|d| d.source == o.source && d.source_digest == o.source_digest);
+            o.held == Some(false) && !same_origin
+        });
     if !written_by_replicator {
         return Some(conflict(
             primary,
@@ -111,29 +137,57 @@ pub fn newer_policy_at(
     }
     // The replicator wrote it, from the source the primary mirrored too, later or in the same
     // stint of that source (then which of the two is newer cannot be told).
-    let (o, d) = (own.as_ref()?, mirrored_from.as_ref()?);
-    let s = &o.source;
-    later_mirror(o, d).then(|| {
-        let why = if o.generation > d.generation {
-            format!(
-                "after the primary in {p} received its own from {s}, so the primary's is the older"
+    let later = own.as_ref().zip(mirrored_from.as_ref()).and_then(|(o, d)| {
+        let s = &o.source;
+        later_mirror(o, d).then(|| {
+            let why = if o.generation > d.generation {
+                format!(
+                    "after the primary in {p} received its own from {s}, so the primary's is the older"
+                )
+            } else {
+                format!(
+                    "while {s} held the primary, as the primary in {p} received another, so which of \
+                     the two is newer cannot be told"
+                )
+            };
+            conflict(
+                primary,
+                region,
+                format!(
+                    "holds the policy the replicator mirrored there from {} (generation {}) {why} \
+                     (generation {})",
+                    o.source, o.generation, d.generation
+                ),
             )
-        } else {
-            format!(
-                "while {s} held the primary, as the primary in {p} received another, so which of \
-                 the two is newer cannot be told"
-            )
-        };
-        conflict(
+            })
+    });
+    if later.is_some() {
+        return later;
+    }
+    if stint_since_mirror {
+        return Some(conflict(
             primary,
             region,
             format!(
-                "holds the policy the replicator mirrored there from {} (generation {}) {why} \
-                 (generation {})",
-                o.source, o.generation, d.generation
+                "has held it since the replicator last mirrored its policy there, so the policy \
+                 there may be an edit made during that stint (even one that put back the policy \
+                 mirrored there), and the primary in {p} holds another"
             ),
-        )
-    })
+        ));
+    }
+    None
+}
+
+/// Whether the Region being written held the primary, as far as sync knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The history (the primary's tag, the Region's own, or a record) says it did.
+    Known,
+    /// Nothing says so, but sync treats it as if it did (the failover function's rule before
+    /// a promotion: a policy changed since it was last mirrored may be a newer edit).
+    Assumed,
+    /// Nothing says so.
+    No,
 }
 
 /// The conflict's reason: why nothing is written to `region`, and how a person resolves it.
@@ -168,6 +222,9 @@ struct DigestTag {
     received: String,
     /// 0 in a tag written before generations were recorded.
     generation: u64,
+    /// Whether the replica's Region was known to have held the primary when the tag was
+    /// written (`None` in a tag written before that was recorded).
+    held: Option<bool>,
 }
 
 /// The digest tag among `tags`.
@@ -179,6 +236,11 @@ fn digest_of(tags: &[Tag]) -> Option<DigestTag> {
         source_digest: parts.next()?,
         received: parts.next()?,
         generation: parts.next().and_then(|g| g.parse().ok()).unwrap_or(0),
+        held: match parts.next().as_deref() {
+            Some(HELD) => Some(true),
+            Some(NOT_HELD) => Some(false),
+            _ => None,
+        },
     })
 }
 
@@ -235,23 +297,23 @@ mod tests {
         // us-west-2 received OLD from us-east-1 (the original primary, no tag), which now
         // holds NEW.
         let east = primary("us-east-1", OLD, vec![]);
-        let west = primary("us-west-2", OLD, vec![digest_tag(&east, OLD)]);
-        assert!(newer_policy_at(&west, "us-east-1", &replica(NEW, vec![]), true).is_some());
+        let west = primary("us-west-2", OLD, vec![digest_tag(&east, "us-west-2", OLD)]);
+        assert!(newer_policy_at(&west, "us-east-1", &replica(NEW, vec![]), Held::Known).is_some());
         // Unchanged since the new primary received it: no conflict.
-        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), true).is_none());
+        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), Held::Known).is_none());
         // A replica that never held the primary: drift, repaired as usual.
-        assert!(newer_policy_at(&west, "eu-west-1", &replica(NEW, vec![]), false).is_none());
+        assert!(newer_policy_at(&west, "eu-west-1", &replica(NEW, vec![]), Held::No).is_none());
     }
 
     #[test]
     fn a_policy_the_replicator_wrote_is_never_a_conflict() {
         let west = primary("us-west-2", NEW, vec![]);
-        let east = primary("us-east-1", OLD, vec![digest_tag(&west, OLD)]);
+        let east = primary("us-east-1", OLD, vec![digest_tag(&west, "us-east-1", OLD)]);
         // us-east-1 holds what the replicator last wrote there: a later edit of the primary
         // is mirrored.
-        let written = replica(OLD, vec![digest_tag(&east, OLD)]);
-        let now = primary("us-west-2", NEW, vec![digest_tag(&east, OLD)]);
-        assert!(newer_policy_at(&now, "us-east-1", &written, true).is_none());
+        let written = replica(OLD, vec![digest_tag(&east, "us-east-1", OLD)]);
+        let now = primary("us-west-2", NEW, vec![digest_tag(&east, "us-west-2", OLD)]);
+        assert!(newer_policy_at(&now, "us-east-1", &written, Held::Known).is_none());
     }
 
     #[test]
@@ -259,13 +321,17 @@ mod tests {
         // eu-west-1 and us-east-1 both received OLD from us-west-2; us-east-1 was edited while
         // it held the primary; eu-west-1 is the primary now and still holds OLD.
         let source = primary("us-west-2", OLD, vec![]);
-        let tag = digest_tag(&source, OLD);
+        let tag = digest_tag(&source, "us-east-1", OLD);
         let new_primary = primary("eu-west-1", OLD, vec![tag.clone()]);
         let edited = replica(NEW, vec![tag.clone()]);
-        assert!(newer_policy_at(&new_primary, "us-east-1", &edited, true).is_some());
-        assert!(
-            newer_policy_at(&new_primary, "us-east-1", &replica(OLD, vec![tag]), true).is_none()
-        );
+        assert!(newer_policy_at(&new_primary, "us-east-1", &edited, Held::Known).is_some());
+        assert!(newer_policy_at(
+            &new_primary,
+            "us-east-1",
+            &replica(OLD, vec![tag]),
+            Held::Known
+        )
+        .is_none());
     }
 
     #[test]
@@ -274,15 +340,19 @@ mod tests {
         // NEW from it, and a person put OLD back on us-west-2 (the very policy its stale tag
         // describes). eu-west-1 is the primary now and holds NEW: a conflict.
         let east = primary("us-east-1", OLD, vec![]);
-        let west_tag = digest_tag(&east, OLD);
+        let west_tag = digest_tag(&east, "us-west-2", OLD);
         let west_source = primary("us-west-2", NEW, vec![west_tag.clone()]);
-        let eu = primary("eu-west-1", NEW, vec![digest_tag(&west_source, NEW)]);
+        let eu = primary(
+            "eu-west-1",
+            NEW,
+            vec![digest_tag(&west_source, "eu-west-1", NEW)],
+        );
         let put_back = replica(OLD, vec![west_tag]);
-        assert!(newer_policy_at(&eu, "us-west-2", &put_back, true).is_some());
+        assert!(newer_policy_at(&eu, "us-west-2", &put_back, Held::Known).is_some());
         // The same policy, written there by eu-west-1 itself after it mirrored from us-west-2:
         // the replicator's, mirrored as usual.
-        let written = replica(OLD, vec![digest_tag(&eu, OLD)]);
-        assert!(newer_policy_at(&eu, "us-west-2", &written, true).is_none());
+        let written = replica(OLD, vec![digest_tag(&eu, "us-west-2", OLD)]);
+        assert!(newer_policy_at(&eu, "us-west-2", &written, Held::Known).is_none());
     }
 
     #[test]
@@ -292,15 +362,15 @@ mod tests {
         // then OLD put back by a person. us-west-2 is the primary now: its tag (written last)
         // names us-east-1 with NEW, us-east-1's own (older) names us-west-2.
         let east0 = primary("us-east-1", OLD, vec![]);
-        let west1 = primary("us-west-2", OLD, vec![digest_tag(&east0, OLD)]);
-        let east_tag = digest_tag(&west1, OLD);
+        let west1 = primary("us-west-2", OLD, vec![digest_tag(&east0, "us-west-2", OLD)]);
+        let east_tag = digest_tag(&west1, "us-east-1", OLD);
         let east2 = primary("us-east-1", NEW, vec![east_tag.clone()]);
-        let west3 = primary("us-west-2", NEW, vec![digest_tag(&east2, NEW)]);
+        let west3 = primary("us-west-2", NEW, vec![digest_tag(&east2, "us-west-2", NEW)]);
         let put_back = replica(OLD, vec![east_tag]);
-        assert!(newer_policy_at(&west3, "us-east-1", &put_back, true).is_some());
+        assert!(newer_policy_at(&west3, "us-east-1", &put_back, Held::Known).is_some());
         // What us-west-2 writes there now is its own, later word.
-        let written = replica(OLD, vec![digest_tag(&west3, OLD)]);
-        assert!(newer_policy_at(&west3, "us-east-1", &written, true).is_none());
+        let written = replica(OLD, vec![digest_tag(&west3, "us-east-1", OLD)]);
+        assert!(newer_policy_at(&west3, "us-east-1", &written, Held::Known).is_none());
     }
 
     #[test]
@@ -310,41 +380,102 @@ mod tests {
         // mirrored NEW back to us-east-1. us-west-2, left out of the tag meanwhile, is
         // promoted by hand: it still holds its mirror of OLD from eu-west-1.
         let eu0 = primary("eu-west-1", OLD, vec![]);
-        let east1 = primary("us-east-1", NEW, vec![digest_tag(&eu0, OLD)]);
-        let eu2 = primary("eu-west-1", NEW, vec![digest_tag(&east1, NEW)]);
-        let west = primary("us-west-2", OLD, vec![digest_tag(&eu0, OLD)]);
-        let east = replica(NEW, vec![digest_tag(&eu2, NEW)]);
-        let reason = newer_policy_at(&west, "us-east-1", &east, true).expect("a conflict");
+        let east1 = primary("us-east-1", NEW, vec![digest_tag(&eu0, "us-east-1", OLD)]);
+        let eu2 = primary("eu-west-1", NEW, vec![digest_tag(&east1, "eu-west-1", NEW)]);
+        let west = primary("us-west-2", OLD, vec![digest_tag(&eu0, "us-west-2", OLD)]);
+        let east = replica(NEW, vec![digest_tag(&eu2, "us-east-1", NEW)]);
+        let reason = newer_policy_at(&west, "us-east-1", &east, Held::Known).expect("a conflict");
         assert!(reason.contains("(generation 3) after"), "{reason}");
         // Mirrored in one stint of eu-west-1, of two of its policies: which is newer cannot
         // be told.
         let eu2_before = primary("eu-west-1", OLD, eu2.tags.clone());
-        let west_same_stint = primary("us-west-2", OLD, vec![digest_tag(&eu2_before, OLD)]);
+        let west_same_stint = primary(
+            "us-west-2",
+            OLD,
+            vec![digest_tag(&eu2_before, "us-west-2", OLD)],
+        );
         let reason =
-            newer_policy_at(&west_same_stint, "us-east-1", &east, true).expect("a conflict");
+            newer_policy_at(&west_same_stint, "us-east-1", &east, Held::Known).expect("a conflict");
         assert!(reason.contains("cannot be told"), "{reason}");
         // The same Region's mirror of the very policy the new primary mirrored: not newer.
-        let same = replica(OLD, vec![digest_tag(&eu0, OLD)]);
-        assert!(newer_policy_at(&west, "us-east-1", &same, true).is_none());
-        // An earlier mirror of another policy of that source: the new primary's is the newer.
-        let west_later = primary("us-west-2", NEW, vec![digest_tag(&eu2, NEW)]);
-        let earlier = replica(OLD, vec![digest_tag(&eu0, OLD)]);
-        assert!(newer_policy_at(&west_later, "us-east-1", &earlier, true).is_none());
+        let same = replica(OLD, vec![digest_tag(&eu0, "us-east-1", OLD)]);
+        assert!(newer_policy_at(&west, "us-east-1", &same, Held::Known).is_none());
+        // An earlier mirror of another policy of that source: the new primary's is the newer,
+        // as far as generations tell (a four-field tag)...
+        let west_later = primary("us-west-2", NEW, vec![digest_tag(&eu2, "us-west-2", NEW)]);
+        let tag = digest_tag(&eu0, "us-east-1", OLD);
+        let legacy = Tag::new(POLICY_DIGEST_TAG, tag.value.trim_end_matches(" not-held"));
+        let earlier = replica(OLD, vec![legacy]);
+        assert!(newer_policy_at(&west_later, "us-east-1", &earlier, Held::Known).is_none());
+        // ... but the tag was written before us-east-1 held the primary, and us-east-1 held
+        // NEW then: OLD there now was put back by a person during or after that stint.
+        let reason = newer_policy_at(
+            &west_later,
+            "us-east-1",
+            &replica(OLD, vec![tag]),
+            Held::Known,
+        )
+        .expect("a conflict");
+        assert!(
+            reason.contains("since the replicator last mirrored"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_region_that_held_the_primary_after_its_mirror_may_hold_an_edit_even_of_the_same_policy() {
+        // us-west-2 (the original primary, no tag) mirrored OLD to eu-west-1, then took NEW
+        // (its record late); eu-west-1 held the primary, a person edited it and put OLD back;
+        // us-west-2 is the primary again. eu-west-1's tag describes what it holds, but it was
+        // written before eu-west-1's stint: a conflict.
+        let west0 = primary("us-west-2", OLD, vec![]);
+        let eu_tag = digest_tag(&west0, "eu-west-1", OLD);
+        assert!(eu_tag.value.ends_with(" not-held"), "{}", eu_tag.value);
+        let west = primary("us-west-2", NEW, vec![]);
+        let eu = replica(OLD, vec![eu_tag.clone()]);
+        let reason = newer_policy_at(&west, "eu-west-1", &eu, Held::Known).expect("a conflict");
+        assert!(
+            reason.contains("since the replicator last mirrored"),
+            "{reason}"
+        );
+        // Not known to have held the primary: us-west-2's edit is mirrored as usual.
+        assert!(newer_policy_at(&west, "eu-west-1", &eu, Held::No).is_none());
+        // The primary still holds the policy eu-west-1 mirrored from it: nothing to decide.
+        assert!(newer_policy_at(&west0, "eu-west-1", &eu, Held::Known).is_none());
+        // Mirrored while the history already listed eu-west-1: its stint was before.
+        let with_history = primary(
+            "us-west-2",
+            OLD,
+            vec![Tag::new(
+                crate::desired::PRIMARY_HISTORY_TAG,
+                "eu-west-1 us-west-2",
+            )],
+        );
+        let after = replica(OLD, vec![digest_tag(&with_history, "eu-west-1", OLD)]);
+        assert!(newer_policy_at(&west, "eu-west-1", &after, Held::Known).is_none());
+        // A four-field tag (written before the field existed): not seen.
+        let legacy = Tag::new(
+            POLICY_DIGEST_TAG,
+            eu_tag.value.trim_end_matches(" not-held").to_string(),
+        );
+        assert!(
+            newer_policy_at(&west, "eu-west-1", &replica(OLD, vec![legacy]), Held::Known).is_none()
+        );
     }
 
     #[test]
     fn a_forged_or_missing_digest_can_only_stop() {
         // A Region not known to have held the primary, and no tag naming it: drift, repaired.
         let east = primary("us-east-1", OLD, vec![]);
-        assert!(newer_policy_at(&east, "us-west-2", &replica(NEW, vec![]), false).is_none());
+        assert!(newer_policy_at(&east, "us-west-2", &replica(NEW, vec![]), Held::No).is_none());
         let junk = primary("us-west-2", OLD, vec![Tag::new(POLICY_DIGEST_TAG, "junk")]);
-        assert!(newer_policy_at(&junk, "us-east-1", &replica(NEW, vec![]), false).is_none());
+        assert!(newer_policy_at(&junk, "us-east-1", &replica(NEW, vec![]), Held::No).is_none());
         // A forged tag stops the writes: the answer is a conflict, never a write.
         let forged = Tag::new(
             POLICY_DIGEST_TAG,
             format!("us-east-1 {} {}", "0".repeat(32), policy_digest(OLD)),
         );
         let west = primary("us-west-2", OLD, vec![forged]);
-        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), false).is_some());
+        assert!(newer_policy_at(&west, "us-east-1", &replica(OLD, vec![]), Held::No).is_some());
     }
 }

@@ -20,7 +20,7 @@ use kms_replicator::event::{parse_event, Intake};
 use kms_replicator::model::{KeyInfo, KeyState, Tag};
 use kms_replicator::policy::{grant_shape, rewrite_policy, same_policy};
 use kms_replicator::port::ReplicaSpec;
-use kms_replicator::promotion::newer_policy_at;
+use kms_replicator::promotion::{newer_policy_at, Held};
 use kms_replicator::{Config, Kms, Syncer};
 use proptest::prelude::*;
 use replicate::Replicator;
@@ -253,6 +253,13 @@ impl World {
             config: &self.cfg,
         };
         let out = r.handle(event, None).await;
+        if std::env::var_os("DEBUG_H").is_some() {
+            eprintln!(
+                "  -> {:?}",
+                out.as_ref()
+                    .map(|v| v.to_string().chars().take(600).collect::<String>())
+            );
+        }
         self.check_person_policies()?;
         let text = match &out {
             Ok(v) => v.to_string(),
@@ -804,6 +811,7 @@ impl World {
                     .tags
                     .get(PRIMARY_HISTORY_TAG)
                     .is_some_and(|h| h.split_whitespace().any(|r| r == region));
+            let held = if held { Held::Known } else { Held::No };
             if newer_policy_at(&state, region, &observed, held).is_some() {
                 continue;
             }
@@ -1179,6 +1187,71 @@ fn a_failover_never_overwrites_its_target_with_another_mirror_of_the_same_stint(
         Step::Failover { key: 0, to: 2 },
     ];
     run_history_with(&steps, RemovalPolicy::Retain, true).unwrap();
+}
+
+#[test]
+fn an_edit_made_on_a_promoted_replica_survives_the_promotion_back_to_the_older_policy() {
+    // Found by the long run: created in us-west-2 for eu-west-1 and synced; the policy edited
+    // in us-west-2 (its record late) and the primary moved by hand to eu-west-1; edited twice
+    // there, the last edit removing the Deny; the primary moved back by hand to us-west-2,
+    // which still holds its first edit. Its syncs must not put that older policy over the one
+    // the person last wrote in eu-west-1.
+    let steps = [
+        Step::CreateKey {
+            region: 1,
+            tag: None,
+        },
+        Step::Tag { key: 0, value: 1 },
+        Step::Deliver {
+            n: 2,
+            seed: 449488157689808,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 2,
+            by_failover: false,
+        },
+        Step::EditPolicy { key: 0, variant: 0 },
+        Step::EditPolicy { key: 0, variant: 3 },
+        Step::PromoteByHand { key: 0, to: 1 },
+        Step::CreateKey {
+            region: 0,
+            tag: None,
+        },
+    ];
+    run_history_with(&steps, RemovalPolicy::Retain, true).unwrap();
+}
+
+#[test]
+fn a_former_primary_whose_policy_is_in_conflict_is_still_never_deleted() {
+    // Found while making the last history a conflict: the same promotions, no edit in
+    // eu-west-1, and the tag then leaves eu-west-1 out under ScheduleDeletion. The conflict
+    // writes only the history tag there, which must keep the former primary.
+    let steps = [
+        Step::CreateKey {
+            region: 1,
+            tag: None,
+        },
+        Step::Tag { key: 0, value: 1 },
+        Step::InterleavedSyncs { key: 0, edit_at: 2 },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 2,
+            by_failover: false,
+        },
+        Step::PromoteByHand { key: 0, to: 1 },
+        Step::Tag { key: 0, value: 0 },
+    ];
+    run_history_with(
+        &steps,
+        RemovalPolicy::ScheduleDeletion {
+            pending_window_days: 7,
+        },
+        true,
+    )
+    .unwrap();
 }
 
 #[test]

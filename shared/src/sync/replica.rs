@@ -8,11 +8,12 @@ use crate::desired::{
 };
 use crate::explain::explain;
 use crate::hold::{held_reason, hold};
+use crate::marker::DELETION_MARKER_TAG;
 use crate::model::{KeyInfo, KeyState, MultiRegionKeyType, Tag};
 use crate::op::Op;
 use crate::policy_diff::policy_diff;
 use crate::port::{ErrorKind, KmsError};
-use crate::promotion::newer_policy_at;
+use crate::promotion::{newer_policy_at, Held};
 use crate::report::{Action, Outcome, RegionReport};
 use futures::StreamExt;
 use tracing::debug;
@@ -166,25 +167,37 @@ impl Syncer<'_> {
         if writes_policy {
             // It held the primary: the primary's history says so, or its own (which may know
             // of a promotion record the primary's tags never recorded).
-            let held = self.keep_edited_policies
-                || primary.primary_history().contains(target)
+            let known = primary.primary_history().contains(target)
                 || super::history::lists_region(&observed.tags, target);
+            let held = if known {
+                Held::Known
+            } else if self.keep_edited_policies {
+                Held::Assumed
+            } else {
+                Held::No
+            };
             let conflict = newer_policy_at(primary, target, &observed, held);
             if let Some(reason) = conflict {
                 report.conflicts.push(reason.clone());
                 report.outcome = Outcome::skipped(reason);
-                // Nothing is written but the Regions that held the primary, which only protect:
-                // the next sync, without the record that proved them, still sees the conflict.
-                // (KMS refuses tags on a key pending deletion.)
-                let taggable = !dry_run && !observed.state.is_pending_deletion();
+                // Nothing is written but what only protects: the restore of a deletion the
+                // replicator itself scheduled (a Region that held the primary is never
+                // deleted), its marker's removal, and the Regions that held the primary, so
+                // that the next sync, without the record that proved them, still sees the
+                // conflict. (KMS refuses tags on a key pending deletion.)
+                let mut writes = protective_writes(desired, &observed);
+                let restored = writes
+                    .iter()
+                    .any(|a| matches!(a, Action::CancelKeyDeletion));
+                let taggable = restored || !observed.state.is_pending_deletion();
                 if let (Some(history), true) = (history_only(desired, &observed), taggable) {
-                    if let Some(f) = self
-                        .apply(target, key_id, vec![history], true, report)
-                        .await
-                    {
-                        report
-                            .notes
-                            .push(format!("the history tag was not written: {f:?}"));
+                    writes.push(history);
+                }
+                if !dry_run && !writes.is_empty() {
+                    if let Some(f) = self.apply(target, key_id, writes, true, report).await {
+                        report.notes.push(format!(
+                            "the restore or the history tag was not written: {f:?}"
+                        ));
                     }
                 }
                 return;
@@ -393,6 +406,26 @@ impl Syncer<'_> {
              {alias} --target-key-id {key_id})"
         ))
     }
+}
+
+/// Of the writes that bring `observed` in line, those that only protect: the restore of a
+/// deletion the replicator scheduled itself and the removal of its marker.
+fn protective_writes(desired: &DesiredReplica, observed: &ObservedReplica) -> Vec<Action> {
+    plan_replica(desired, observed)
+        .actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::CancelKeyDeletion | Action::EnableKey => Some(a),
+            Action::UntagResource { keys } => {
+                let keys: Vec<String> = keys
+                    .into_iter()
+                    .filter(|k| k == DELETION_MARKER_TAG)
+                    .collect();
+                (!keys.is_empty()).then_some(Action::UntagResource { keys })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A TagResource of the history tag alone, when the replica lacks Regions the desired history
