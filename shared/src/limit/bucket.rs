@@ -5,9 +5,11 @@
 //! ThrottlingException, other callers in the account (other sandboxes of the function, the
 //! sweep, people) are using the same quota, so the capacity halves, at most once per window
 //! (one throttled window is one signal, however many calls it refused), never below the
-//! floor. After [`RAISE_AFTER`] without a throttle it grows back by one permit, and again
-//! after each further [`RAISE_AFTER`], up to the quota: additive increase, multiplicative
-//! decrease, as TCP shares a link.
+//! floor. After [`RAISE_AFTER`] (plus a random part of as much again) without a throttle it
+//! grows back by one permit, and again after each further interval, up to the quota: additive
+//! increase, multiplicative decrease, as TCP shares a link. The random part keeps sandboxes
+//! that were cut by the same throttle from growing back in the same second: one takes the
+//! permit the quota has left, and only the other's raise overruns it.
 //!
 //! The floor is the quota divided by the number of sandboxes that may run at once (the
 //! function's reserved concurrency): when every sandbox is at its floor their sum is within
@@ -18,8 +20,19 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// How long a bucket below its quota goes without a throttle before it takes one more permit.
+/// How long a bucket below its quota goes without a throttle, at least, before it takes one
+/// more permit (at most twice as long: each interval adds a random part).
 pub const RAISE_AFTER: Duration = Duration::from_secs(15);
+
+/// A random duration below `max`, from the standard library's randomly seeded hasher (a
+/// spread between processes, not cryptography).
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(r % (max.as_millis() as u64).max(1))
+}
 
 pub(super) struct Bucket {
     permits: Arc<Semaphore>,
@@ -35,8 +48,10 @@ struct State {
     /// were out.
     owed: u32,
     last_cut: Option<Instant>,
-    /// The last throttle or raise: the next raise waits [`RAISE_AFTER`] from it.
+    /// The last throttle or raise: the next raise waits `calm_for` from it.
     calm_since: Instant,
+    /// [`RAISE_AFTER`] and a random part of as much again, drawn at each throttle and raise.
+    calm_for: Duration,
 }
 
 impl Bucket {
@@ -51,6 +66,7 @@ impl Bucket {
                 owed: 0,
                 last_cut: None,
                 calm_since: Instant::now(),
+                calm_for: RAISE_AFTER + jitter(RAISE_AFTER),
             }),
         }
     }
@@ -99,6 +115,7 @@ impl Bucket {
         let now = Instant::now();
         let mut s = self.state();
         s.calm_since = now;
+        s.calm_for = RAISE_AFTER + jitter(RAISE_AFTER);
         if s.last_cut.is_some_and(|at| now.duration_since(at) < window) || s.capacity <= s.floor {
             return false;
         }
@@ -112,11 +129,12 @@ impl Bucket {
 
     fn raise_if_calm(&self, s: &mut State) {
         let now = Instant::now();
-        if s.capacity >= s.quota || now.duration_since(s.calm_since) < RAISE_AFTER {
+        if s.capacity >= s.quota || now.duration_since(s.calm_since) < s.calm_for {
             return;
         }
         s.capacity += 1;
         s.calm_since = now;
+        s.calm_for = RAISE_AFTER + jitter(RAISE_AFTER);
         if s.owed > 0 {
             s.owed -= 1;
         } else {
@@ -197,17 +215,25 @@ mod tests {
         tokio::time::advance(RAISE_AFTER - Duration::from_millis(1)).await;
         b.give_back(b.take(1).await);
         assert_eq!(b.capacity(), 2, "not yet calm for long enough");
-        tokio::time::advance(Duration::from_millis(1)).await;
+        tokio::time::advance(RAISE_AFTER + Duration::from_millis(1)).await;
         b.give_back(b.take(1).await);
-        assert_eq!(b.capacity(), 3);
+        assert_eq!(b.capacity(), 3, "calm for twice the least interval");
         b.give_back(b.take(1).await);
         assert_eq!(b.capacity(), 3, "one permit per interval");
         for _ in 0..3 {
-            tokio::time::advance(RAISE_AFTER).await;
+            tokio::time::advance(2 * RAISE_AFTER).await;
             b.give_back(b.take(1).await);
         }
         assert_eq!(b.capacity(), 4, "never above the quota");
         assert_eq!(available(&b), 4);
+    }
+
+    #[test]
+    fn the_random_part_of_an_interval_stays_below_its_bound_and_varies() {
+        let drawn: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| jitter(RAISE_AFTER)).collect();
+        assert!(drawn.iter().all(|d| *d < RAISE_AFTER));
+        assert!(drawn.len() > 1, "{drawn:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -216,7 +242,7 @@ mod tests {
         assert!(b.throttled(W));
         tokio::time::advance(RAISE_AFTER - W).await;
         assert!(b.throttled(W), "2 halves to 1");
-        tokio::time::advance(W).await;
+        tokio::time::advance(RAISE_AFTER - W).await;
         b.give_back(b.take(1).await);
         assert_eq!(b.capacity(), 1);
     }
