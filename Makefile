@@ -53,7 +53,7 @@ twin: demo-build
 
 ## Benchmarks: every scenario with the release binaries on the twin, KMS's request quotas
 ## enforced and 20 ms on every KMS call; prints the table and writes it into docs/performance.md
-## (about 17 minutes once built; tests/benches/replicator.rs). `make bench-quick`: the same, small,
+## (about 25 minutes once built; tests/benches/replicator.rs). `make bench-quick`: the same, small,
 ## and writes nothing.
 bench: bench-build
 	$(CARGO) bench --locked -p integration-tests --bench replicator -- --docs

@@ -467,7 +467,9 @@ impl World {
             }
             Step::InterleavedSyncs { key, edit_at } => {
                 if let Some((k, p)) = self.key_and_primary(key).await {
-                    self.known_primary.insert((p.region.clone(), k.clone()));
+                    if self.managed(&p.region, &k) {
+                        self.known_primary.insert((p.region.clone(), k.clone()));
+                    }
                     let edit = policy_variant(&self.twin.account(), &p.region, edit_at % 4);
                     let a = HookedKms {
                         inner: self.twin.clone(),
@@ -585,13 +587,28 @@ impl World {
         } else {
             id
         };
-        // An UpdatePrimaryRegion record proves which Regions held the primary.
+        // An UpdatePrimaryRegion record proves which Regions held the primary; the replicator
+        // keeps that only for a managed key (it writes nothing, not even the history tag, to
+        // a key whose tag is absent or blank).
+        let Some(p) = self.primary(&id).await else {
+            return;
+        };
+        if !self.managed(&p.region, &id) {
+            return;
+        }
         for r in &t.held_primary {
             self.known_primary.insert((r.clone(), id.clone()));
         }
-        if let Some(p) = self.primary(&id).await {
-            self.known_primary.insert((p.region, id));
-        }
+        self.known_primary.insert((p.region, id));
+    }
+
+    /// Whether `key`, whose primary is in `region`, is managed (its tag names anything): a
+    /// sync of an unmanaged key writes nothing, so it records no history either.
+    fn managed(&self, region: &str, key: &str) -> bool {
+        self.twin
+            .key(region, key)
+            .and_then(|k| k.tags.get("replicate-to").cloned())
+            .is_some_and(|v| !v.trim().is_empty())
     }
 
     async fn key_and_primary(&self, i: usize) -> Option<(String, KeyInfo)> {
@@ -750,7 +767,9 @@ impl World {
     async fn sweep(&mut self) {
         for key in self.keys.clone() {
             if let Some(p) = self.primary(&key).await {
-                self.known_primary.insert((p.region.clone(), key.clone()));
+                if self.managed(&p.region, &key) {
+                    self.known_primary.insert((p.region.clone(), key.clone()));
+                }
                 Syncer::new(&self.twin, &self.cfg)
                     .sync(&p.region, &key, false)
                     .await;
@@ -1243,6 +1262,65 @@ fn a_former_primary_whose_policy_is_in_conflict_is_still_never_deleted() {
         },
         Step::PromoteByHand { key: 0, to: 1 },
         Step::Tag { key: 0, value: 0 },
+    ];
+    run_history_with(
+        &steps,
+        RemovalPolicy::ScheduleDeletion {
+            pending_window_days: 7,
+        },
+        true,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_promotion_the_replicator_heard_of_only_while_the_key_was_unmanaged_is_not_kept() {
+    // Found by the long run: promoted by hand twice while managed, then the tag emptied, the
+    // records of the promotions delivered while the key was unmanaged (the replicator writes
+    // nothing to such a key, not even the history tag), promoted back by hand and re-tagged
+    // without us-west-2. The model must not count what the replicator could not record; the
+    // history must still end safe (I1 for every promotion it could record, I2-I7).
+    let steps = [
+        Step::TeamBKeyWithRegionalAlias { alias: 0 },
+        Step::CreateKey {
+            region: 2,
+            tag: None,
+        },
+        Step::Tag { key: 0, value: 0 },
+        Step::InterleavedSyncs { key: 0, edit_at: 0 },
+        Step::Tag { key: 0, value: 0 },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 0,
+            by_failover: false,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 1,
+            by_failover: false,
+        },
+        Step::TeamBKeyWithRegionalAlias { alias: 0 },
+        Step::Tag { key: 0, value: 5 },
+        Step::Deliver {
+            n: 6,
+            seed: 1083045178272698092,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 2,
+            by_failover: false,
+        },
+        Step::CreateSingleRegionKey { tag: 0 },
+        Step::TeamBKeyWithRegionalAlias { alias: 1 },
+        Step::CreateSingleRegionKey { tag: 0 },
+        Step::Tag { key: 0, value: 2 },
+        Step::Deliver {
+            n: 1,
+            seed: 6058266002650957440,
+        },
     ];
     run_history_with(
         &steps,
