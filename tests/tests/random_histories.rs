@@ -180,8 +180,8 @@ struct World {
     calls_seen: usize,
     /// The last policy a person wrote on each key, and where: never replaced by an older one.
     person_policy: BTreeMap<String, (String, String)>,
-    /// Whether that is checked: with `CHECK_PERSON_POLICIES=1`, off by default until long runs
-    /// pass (always in the regression histories).
+    /// Whether that is checked: always, unless `CHECK_PERSON_POLICIES=0` (always in the
+    /// regression histories).
     person_checks: bool,
 }
 
@@ -208,7 +208,7 @@ impl World {
             team_b_aliases: BTreeMap::new(),
             calls_seen: 0,
             person_policy: BTreeMap::new(),
-            person_checks: std::env::var("CHECK_PERSON_POLICIES").is_ok_and(|v| v != "0"),
+            person_checks: std::env::var("CHECK_PERSON_POLICIES").map_or(true, |v| v != "0"),
         }
     }
 
@@ -437,7 +437,10 @@ impl World {
                         },
                     };
                     let input = json!({"key": k, "to": REGIONS[to]});
-                    let _ = f.handle(&input, None).await;
+                    let out = f.handle(&input, None).await;
+                    if std::env::var_os("DEBUG_H").is_some() {
+                        eprintln!("FAILOVER from {} {input} -> {out:?}", p.region);
+                    }
                     if let Some(now) = self.primary(&k).await {
                         if now.region != p.region {
                             self.ever_primary.insert((now.region.clone(), k.clone()));
@@ -1372,6 +1375,89 @@ fn a_former_primary_in_conflict_is_not_expected_to_take_a_policy_written_beside_
         Step::InterleavedSyncs { key: 0, edit_at: 0 },
     ];
     run_history_with(&steps, RemovalPolicy::Retain, true).unwrap();
+}
+
+/// Open: found by a 10,000-history run (after 9,460 passed) and not yet diagnosed. Under
+/// ScheduleDeletion, after hand-made promotions to eu-west-1 and back (the record of the way
+/// back late) and a tag that leaves eu-west-1 out, the failover function's sync from its new
+/// primary schedules the deletion of eu-west-1, which held the primary: I1. Kept as the
+/// reproducer (`cargo test -p integration-tests --test random_histories -- --ignored`);
+/// docs/testing.md, "Long runs".
+#[test]
+#[ignore = "open: a former primary scheduled for deletion after a failover (I1), not yet diagnosed"]
+fn open_a_former_primary_is_scheduled_for_deletion_by_the_failover_sync() {
+    let steps = [
+        Step::CreateKey {
+            region: 0,
+            tag: None,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 0,
+            to: 0,
+            by_failover: false,
+        },
+        Step::Alias { key: 0, alias: 0 },
+        Step::Tag { key: 0, value: 1 },
+        Step::InterleavedSyncs {
+            key: 0,
+            edit_at: 16,
+        },
+        Step::EditThenPromote {
+            key: 0,
+            variant: 1,
+            to: 0,
+            by_failover: false,
+        },
+        Step::Deliver {
+            n: 3,
+            seed: 5634016874360697184,
+        },
+        Step::CreateSingleRegionKey { tag: 0 },
+        Step::InterleavedSyncs { key: 0, edit_at: 5 },
+        Step::PromoteByHand { key: 0, to: 2 },
+        Step::Tag { key: 0, value: 0 },
+        Step::CreateKey {
+            region: 0,
+            tag: None,
+        },
+        Step::Deliver {
+            n: 1,
+            seed: 4748274569363059930,
+        },
+        Step::EditThenPromote {
+            key: 2,
+            variant: 0,
+            to: 0,
+            by_failover: false,
+        },
+        Step::HandAliasOnReplica {
+            key: 2,
+            region: 0,
+            alias: 0,
+        },
+        Step::HandAliasOnReplica {
+            key: 0,
+            region: 2,
+            alias: 0,
+        },
+        Step::CreateSingleRegionKey { tag: 0 },
+        Step::Tag { key: 2, value: 0 },
+        Step::CreateKey {
+            region: 0,
+            tag: None,
+        },
+        Step::Tag { key: 1, value: 0 },
+        Step::Failover { key: 0, to: 1 },
+    ];
+    run_history_with(
+        &steps,
+        RemovalPolicy::ScheduleDeletion {
+            pending_window_days: 7,
+        },
+        true,
+    )
+    .unwrap();
 }
 
 #[test]
