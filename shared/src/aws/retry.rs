@@ -8,18 +8,11 @@
 //! the call again under a new permit. Every other retry (a dropped connection, a 500, a
 //! timed-out attempt) stays with the SDK.
 
+use crate::port::ErrorKind;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
-
-/// The error codes KMS (and the AWS JSON protocol) use for a refused rate.
-const THROTTLING_CODES: [&str; 4] = [
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestLimitExceeded",
-];
 
 /// A retry classifier that forbids the SDK's retry of a throttled call (any classifier's
 /// `RetryForbidden` wins).
@@ -61,11 +54,12 @@ impl ClassifyRetry for ThrottlingLeftToTheLimiter {
 }
 
 /// `ThrottlingException`, `com.amazonaws.kms#ThrottlingException` or
-/// `ThrottlingException:http://...` (the forms the protocol allows).
+/// `ThrottlingException:http://...` (the forms the protocol allows), classified as every
+/// other AWS error code is ([`ErrorKind::from_code`]).
 fn is_throttling_code(raw: &str) -> bool {
     let code = raw.rsplit('#').next().unwrap_or(raw);
     let code = code.split(':').next().unwrap_or(code).trim();
-    THROTTLING_CODES.contains(&code)
+    ErrorKind::from_code(code, None) == ErrorKind::Throttling
 }
 
 #[cfg(test)]

@@ -152,37 +152,36 @@ impl<K> RateLimitedKms<K> {
         }
     }
 
-    fn bucket(&self, region: &str, op: Op, limit: u32, floor: u32) -> Arc<Bucket> {
+    /// The bucket of (`region`, `op`), made at the operation's limit and floor on first use;
+    /// `None` when the operation is not limited.
+    fn bucket(&self, region: &str, op: Op) -> Option<Arc<Bucket>> {
+        let (limit, floor) = (self.quotas.limit(op)?, self.quotas.floor(op)?);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets
-            .entry((region.to_string(), op))
-            .or_insert_with(|| Arc::new(Bucket::new(limit, floor)))
-            .clone()
+        Some(
+            buckets
+                .entry((region.to_string(), op))
+                .or_insert_with(|| Arc::new(Bucket::new(limit, floor)))
+                .clone(),
+        )
     }
 
     /// The capacity of the (Region, operation) bucket now, if the operation is limited.
     pub fn capacity(&self, region: &str, op: Op) -> Option<u32> {
-        let (limit, floor) = (self.quotas.limit(op)?, self.quotas.floor(op)?);
-        Some(self.bucket(region, op, limit, floor).capacity())
+        self.bucket(region, op).map(|b| b.capacity())
     }
 
     /// Takes `n` permits of each (Region, operation), always in the same global order so that
     /// two callers needing the same two buckets cannot hold one each and wait forever.
     async fn acquire(&self, charges: &[(&str, Op, u32)]) -> Held {
-        let mut charges: Vec<_> = charges
-            .iter()
-            .filter_map(|(r, op, n)| {
-                let (limit, floor) = (self.quotas.limit(*op)?, self.quotas.floor(*op)?);
-                Some((*r, *op, *n, limit, floor))
-            })
-            .collect();
+        let mut charges = charges.to_vec();
         charges.sort();
         let started = Instant::now();
         let mut taken = Vec::with_capacity(charges.len());
-        for (region, op, n, limit, floor) in charges {
-            let bucket = self.bucket(region, op, limit, floor);
-            let permits = bucket.take(n).await;
-            taken.push((bucket, permits));
+        for (region, op, n) in charges {
+            if let Some(bucket) = self.bucket(region, op) {
+                let permits = bucket.take(n).await;
+                taken.push((bucket, permits));
+            }
         }
         let waited = started.elapsed().as_micros() as u64;
         self.waited_us.fetch_add(waited, Ordering::Relaxed);
@@ -192,11 +191,20 @@ impl<K> RateLimitedKms<K> {
         }
     }
 
+    /// [`call_with`](Self::call_with) up to [`THROTTLED_ATTEMPTS`] attempts.
+    async fn call<T, F, Fut>(&self, charges: &[(&str, Op, u32)], call: F) -> KmsResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = KmsResult<T>>,
+    {
+        self.call_with(charges, THROTTLED_ATTEMPTS, call).await
+    }
+
     /// Runs `call` under the permits of `charges`, and keeps the permits for one window after
     /// the answer (or after the call was abandoned, since the request may have gone out). A
     /// ThrottlingException cuts the buckets charged and, up to `attempts` in all, sends the
     /// call again one window later under new permits.
-    async fn call<T, F, Fut>(
+    async fn call_with<T, F, Fut>(
         &self,
         charges: &[(&str, Op, u32)],
         attempts: u32,
@@ -266,39 +274,35 @@ impl<K: Send + Sync> LimiterStats for RateLimitedKms<K> {
 #[async_trait]
 impl<K: Kms> Kms for RateLimitedKms<K> {
     async fn describe_key(&self, region: &str, key: &str) -> KmsResult<KeyInfo> {
-        self.call(&[(region, Op::DescribeKey, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::DescribeKey, 1)], || {
             self.inner.describe_key(region, key)
         })
         .await
     }
 
     async fn get_key_last_usage(&self, region: &str, key_id: &str) -> KmsResult<KeyUsage> {
-        self.call(
-            &[(region, Op::GetKeyLastUsage, 1)],
-            THROTTLED_ATTEMPTS,
-            || self.inner.get_key_last_usage(region, key_id),
-        )
+        self.call(&[(region, Op::GetKeyLastUsage, 1)], || {
+            self.inner.get_key_last_usage(region, key_id)
+        })
         .await
     }
 
     async fn get_key_policy(&self, region: &str, key_id: &str) -> KmsResult<String> {
-        self.call(&[(region, Op::GetKeyPolicy, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::GetKeyPolicy, 1)], || {
             self.inner.get_key_policy(region, key_id)
         })
         .await
     }
 
     async fn list_resource_tags(&self, region: &str, key_id: &str) -> KmsResult<Vec<Tag>> {
-        self.call(
-            &[(region, Op::ListResourceTags, 1)],
-            THROTTLED_ATTEMPTS,
-            || self.inner.list_resource_tags(region, key_id),
-        )
+        self.call(&[(region, Op::ListResourceTags, 1)], || {
+            self.inner.list_resource_tags(region, key_id)
+        })
         .await
     }
 
     async fn list_aliases(&self, region: &str, key_id: Option<&str>) -> KmsResult<Vec<AliasEntry>> {
-        self.call(&[(region, Op::ListAliases, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::ListAliases, 1)], || {
             self.inner.list_aliases(region, key_id)
         })
         .await
@@ -316,7 +320,6 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
                 (primary_region, Op::ReplicateKey, 1),
                 (replica_region, Op::CreateKey, 2),
             ],
-            THROTTLED_ATTEMPTS,
             || {
                 self.inner
                     .replicate_key(primary_region, key_id, replica_region, spec)
@@ -326,32 +329,30 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
     }
 
     async fn put_key_policy(&self, region: &str, key_id: &str, policy: &str) -> KmsResult<()> {
-        self.call(&[(region, Op::PutKeyPolicy, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::PutKeyPolicy, 1)], || {
             self.inner.put_key_policy(region, key_id, policy)
         })
         .await
     }
 
     async fn create_alias(&self, region: &str, alias: &str, key_id: &str) -> KmsResult<()> {
-        self.call(&[(region, Op::CreateAlias, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::CreateAlias, 1)], || {
             self.inner.create_alias(region, alias, key_id)
         })
         .await
     }
 
     async fn tag_resource(&self, region: &str, key_id: &str, tags: &[Tag]) -> KmsResult<()> {
-        self.call(&[(region, Op::TagResource, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::TagResource, 1)], || {
             self.inner.tag_resource(region, key_id, tags)
         })
         .await
     }
 
     async fn untag_resource(&self, region: &str, key_id: &str, keys: &[String]) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::UntagResource, 1)],
-            THROTTLED_ATTEMPTS,
-            || self.inner.untag_resource(region, key_id, keys),
-        )
+        self.call(&[(region, Op::UntagResource, 1)], || {
+            self.inner.untag_resource(region, key_id, keys)
+        })
         .await
     }
 
@@ -361,14 +362,10 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         key_id: &str,
         description: &str,
     ) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::UpdateKeyDescription, 1)],
-            THROTTLED_ATTEMPTS,
-            || {
-                self.inner
-                    .update_key_description(region, key_id, description)
-            },
-        )
+        self.call(&[(region, Op::UpdateKeyDescription, 1)], || {
+            self.inner
+                .update_key_description(region, key_id, description)
+        })
         .await
     }
 
@@ -378,35 +375,29 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
         key_id: &str,
         pending_window_days: i32,
     ) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::ScheduleKeyDeletion, 1)],
-            THROTTLED_ATTEMPTS,
-            || {
-                self.inner
-                    .schedule_key_deletion(region, key_id, pending_window_days)
-            },
-        )
+        self.call(&[(region, Op::ScheduleKeyDeletion, 1)], || {
+            self.inner
+                .schedule_key_deletion(region, key_id, pending_window_days)
+        })
         .await
     }
 
     async fn cancel_key_deletion(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        self.call(
-            &[(region, Op::CancelKeyDeletion, 1)],
-            THROTTLED_ATTEMPTS,
-            || self.inner.cancel_key_deletion(region, key_id),
-        )
+        self.call(&[(region, Op::CancelKeyDeletion, 1)], || {
+            self.inner.cancel_key_deletion(region, key_id)
+        })
         .await
     }
 
     async fn enable_key(&self, region: &str, key_id: &str) -> KmsResult<()> {
-        self.call(&[(region, Op::EnableKey, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::EnableKey, 1)], || {
             self.inner.enable_key(region, key_id)
         })
         .await
     }
 
     async fn list_keys(&self, region: &str) -> KmsResult<Vec<String>> {
-        self.call(&[(region, Op::ListKeys, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::ListKeys, 1)], || {
             self.inner.list_keys(region)
         })
         .await
@@ -423,7 +414,6 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
                 (region, Op::UpdatePrimaryRegion, 1),
                 (new_primary_region, Op::UpdatePrimaryRegion, 1),
             ],
-            THROTTLED_ATTEMPTS,
             || {
                 self.inner
                     .update_primary_region(region, key_id, new_primary_region)
@@ -436,7 +426,7 @@ impl<K: Kms> Kms for RateLimitedKms<K> {
 #[async_trait]
 impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
     async fn tagged_keys(&self, region: &str, tag_key: &str) -> KmsResult<Vec<TaggedKey>> {
-        self.call(&[(region, Op::GetResources, 1)], THROTTLED_ATTEMPTS, || {
+        self.call(&[(region, Op::GetResources, 1)], || {
             self.inner.tagged_keys(region, tag_key)
         })
         .await
@@ -448,7 +438,7 @@ impl<K: TagIndex> TagIndex for RateLimitedKms<K> {
         tag_key: &str,
         page: &(dyn for<'k> Fn(&'k [TaggedKey]) + Send + Sync),
     ) -> KmsResult<Vec<TaggedKey>> {
-        self.call(&[(region, Op::GetResources, 1)], 1, || {
+        self.call_with(&[(region, Op::GetResources, 1)], 1, || {
             self.inner.tagged_keys_paged(region, tag_key, page)
         })
         .await
