@@ -137,32 +137,30 @@ pub fn newer_policy_at(
     }
     // The replicator wrote it, from the source the primary mirrored too, later or in the same
     // stint of that source (then which of the two is newer cannot be told).
-    let later = own.as_ref().zip(mirrored_from.as_ref()).and_then(|(o, d)| {
-        let s = &o.source;
-        later_mirror(o, d).then(|| {
+    if let (Some(o), Some(d)) = (own.as_ref(), mirrored_from.as_ref()) {
+        if later_mirror(o, d) {
+            let s = &o.source;
             let why = if o.generation > d.generation {
                 format!(
-                    "after the primary in {p} received its own from {s}, so the primary's is the older"
+                    "after the primary in {p} received its own from {s}, so the primary's is \
+                     the older"
                 )
             } else {
                 format!(
-                    "while {s} held the primary, as the primary in {p} received another, so which of \
-                     the two is newer cannot be told"
+                    "while {s} held the primary, as the primary in {p} received another, so \
+                     which of the two is newer cannot be told"
                 )
             };
-            conflict(
+            return Some(conflict(
                 primary,
                 region,
                 format!(
-                    "holds the policy the replicator mirrored there from {} (generation {}) {why} \
-                     (generation {})",
-                    o.source, o.generation, d.generation
+                    "holds the policy the replicator mirrored there from {s} (generation {}) \
+                     {why} (generation {})",
+                    o.generation, d.generation
                 ),
-            )
-            })
-    });
-    if later.is_some() {
-        return later;
+            ));
+        }
     }
     if stint_since_mirror {
         return Some(conflict(
