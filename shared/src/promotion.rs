@@ -162,6 +162,32 @@ pub fn newer_policy_at(
             ));
         }
     }
+    // The replicator wrote it from another source than the primary, in a stint the primary
+    // never received a mirror of: the primary's tag names no source, or another one at a lower
+    // generation. The primary was moved by hand to a key that missed that stint's policy (left
+    // in conflict, or not listed in the tag), so its own policy may be the older.
+    if let Some(o) = own.as_ref().filter(|o| o.source != *p) {
+        let missed = mirrored_from
+            .as_ref()
+            .is_none_or(|d| d.source != o.source && d.generation < o.generation);
+        if missed {
+            let s = &o.source;
+            return Some(conflict(
+                primary,
+                region,
+                format!(
+                    "holds the policy the replicator mirrored there from {s} (generation {}),                      which the primary in {p} never received (its own was mirrored from {}),                      so the primary's may be the older",
+                    o.generation,
+                    mirrored_from
+                        .as_ref()
+                        .map_or("no other Region".to_string(), |d| format!(
+                            "{} at generation {}",
+                            d.source, d.generation
+                        ))
+                ),
+            ));
+        }
+    }
     if stint_since_mirror {
         return Some(conflict(
             primary,
@@ -459,6 +485,44 @@ mod tests {
         assert!(
             newer_policy_at(&west, "eu-west-1", &replica(OLD, vec![legacy]), Held::Known).is_none()
         );
+    }
+
+    #[test]
+    fn a_mirror_from_a_stint_the_new_primary_missed_is_a_conflict() {
+        // us-east-1 (the original primary, no tag) was left out while us-west-2 and then
+        // eu-west-1 held the primary: us-west-2 holds NEW, mirrored from eu-west-1 at
+        // generation 3. us-east-1, promoted back by hand, still holds OLD.
+        let west1 = primary("us-west-2", NEW, vec![]);
+        let history = Tag::new(
+            crate::desired::PRIMARY_HISTORY_TAG,
+            "eu-west-1 us-east-1 us-west-2",
+        );
+        let eu2 = primary(
+            "eu-west-1",
+            NEW,
+            vec![digest_tag(&west1, "eu-west-1", NEW), history],
+        );
+        let west = replica(NEW, vec![digest_tag(&eu2, "us-west-2", NEW)]);
+        let east = primary("us-east-1", OLD, vec![]);
+        let reason = newer_policy_at(&east, "us-west-2", &west, Held::Known).expect("a conflict");
+        assert!(reason.contains("never received"), "{reason}");
+        // A primary that mirrored from elsewhere later (a higher generation) is the newer.
+        let later = primary(
+            "us-east-1",
+            OLD,
+            vec![Tag::new(
+                POLICY_DIGEST_TAG,
+                format!(
+                    "ap-south-1 {} {} 4 held",
+                    policy_digest(OLD),
+                    policy_digest(OLD)
+                ),
+            )],
+        );
+        assert!(newer_policy_at(&later, "us-west-2", &west, Held::Known).is_none());
+        // Mirrored from the primary itself: its own word, as usual.
+        let from_east = replica(OLD, vec![digest_tag(&east, "us-west-2", OLD)]);
+        assert!(newer_policy_at(&east, "us-west-2", &from_east, Held::Known).is_none());
     }
 
     #[test]

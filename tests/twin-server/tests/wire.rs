@@ -514,6 +514,22 @@ async fn debug_endpoints_inject_faults_and_show_what_went_through_the_bus() {
         "KMSInternalException"
     );
     assert!(http.describe_key(EAST, &id).await.is_ok(), "one-shot fault");
+    // DELETE removes the faults not yet used up.
+    client::post_json(
+        &ep,
+        "/_twin/fault",
+        &json!({"region": EAST, "operation": "DescribeKey", "code": "KMSInternalException", "times": 100}),
+    )
+    .await
+    .unwrap();
+    assert!(http.describe_key(EAST, &id).await.is_err());
+    client::request(&ep, "DELETE", "/_twin/fault", &[], "")
+        .await
+        .unwrap();
+    assert!(
+        http.describe_key(EAST, &id).await.is_ok(),
+        "the faults are gone"
+    );
 
     let settled = client::post_json(&ep, "/_twin/settle", &json!({"timeoutMs": 5000}))
         .await

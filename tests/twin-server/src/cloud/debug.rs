@@ -67,6 +67,10 @@ impl Server {
                 }
             }
             ("POST", "fault") => set(self.inject_fault(&input)),
+            ("DELETE", "fault") => {
+                self.api.twin().clear_faults();
+                ok(json!({"ok": true}))
+            }
             ("POST", "region") => set(self.set_region(&input)),
             ("POST", "stall") => set(self.set_stall(&input)),
             ("DELETE", "stall") => {
