@@ -179,3 +179,51 @@ async fn two_processes_at_the_whole_quota_settle_into_it_and_lose_no_call() {
         assert!((3..6).contains(&c), "{c}");
     }
 }
+
+/// Ten calls of one operation at a limit of 5, each answered after 400 ms: the elapsed time.
+async fn ten_slow_calls(quotas: Quotas, op: Op) -> Duration {
+    let twin = Twin::new().with_caller(OPERATOR_ROLE);
+    let key = twin.create_key("us-east-1", true, None, "", &[]).key_id;
+    twin.set_latency(Duration::from_millis(400));
+    let kms = Arc::new(RateLimitedKms::new(twin.clone(), quotas));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (kms, key) = (kms.clone(), key.clone());
+            tokio::spawn(async move {
+                match op {
+                    Op::DescribeKey => kms.describe_key("us-east-1", &key).await.map(|_| ()),
+                    _ => {
+                        kms.update_key_description("us-east-1", &key, &format!("d{i}"))
+                            .await
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_cap_sends_its_rate_however_slow_the_answers_and_a_kms_quota_waits_for_them() {
+    // DescribeKey at 5 a second is this process's own cap (KMS allows 2,000): the second five
+    // go out one second after the first five were sent, and are answered 400 ms later.
+    let quotas = Quotas::kms(5);
+    assert!(quotas.own_cap(Op::DescribeKey));
+    let own = ten_slow_calls(quotas, Op::DescribeKey).await;
+    assert!(own >= Duration::from_millis(1400), "{own:?}");
+    assert!(own < Duration::from_millis(1800), "{own:?}");
+    // UpdateKeyDescription at 5 is KMS's quota: the second five wait one second after the
+    // first five's answers.
+    let quotas = Quotas::kms(5);
+    assert!(!quotas.own_cap(Op::UpdateKeyDescription));
+    let strict = ten_slow_calls(quotas, Op::UpdateKeyDescription).await;
+    assert!(strict >= Duration::from_millis(1800), "{strict:?}");
+    // A limit set by hand counts as strictly as a quota.
+    assert!(!Quotas::kms(5)
+        .with(Op::DescribeKey, 5)
+        .own_cap(Op::DescribeKey));
+}

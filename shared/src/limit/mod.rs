@@ -7,7 +7,9 @@
 //! window (1 s) after its answer arrived. Every call that reached KMS within any window of
 //! that length therefore held a permit at the same moment, so this process sends at most the
 //! bucket's capacity per window, whatever the latency and however the tasks are scheduled.
-//! Waiting callers are served first come, first served.
+//! A limit that is this process's own cap, below KMS's quota (the reads), gives its permit
+//! back one window after the request was sent instead, so that slow answers do not lower the
+//! rate it carries ([`Quotas::own_cap`]). Waiting callers are served first come, first served.
 //!
 //! The capacity starts at the whole quota, so that one sandbox working alone (one tagged key
 //! fanning out to ten Regions) is never slowed by a share it does not need. Other sandboxes,
@@ -33,7 +35,7 @@ use crate::op::Op;
 use crate::port::{ErrorKind, Kms, KmsResult, ReplicaSpec, TagIndex, TaggedKey};
 use crate::usage::KeyUsage;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,9 @@ pub const THROTTLED_ATTEMPTS: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quotas {
     limits: HashMap<Op, u32>,
+    /// Operations whose limit here is this process's own cap, below KMS's quota: their
+    /// permits go back one window after the request was sent (see [`Quotas::own_cap`]).
+    own_caps: HashSet<Op>,
     window: Duration,
     /// Under throttling a bucket shrinks to no less than its limit divided by this.
     shares: u32,
@@ -67,6 +72,7 @@ impl Quotas {
     pub fn unlimited() -> Quotas {
         Quotas {
             limits: HashMap::new(),
+            own_caps: HashSet::new(),
             window: Duration::from_secs(1),
             shares: 1,
         }
@@ -85,14 +91,31 @@ impl Quotas {
                 None => read_rate,
             };
             q = q.with(op, limit);
+            if op.kms_quota().is_some_and(|n| limit < n) {
+                q.own_caps.insert(op);
+            }
         }
         q
     }
 
-    /// Sets the limit of `op` (at least 1).
+    /// Sets the limit of `op` (at least 1), counted as strictly as a KMS quota.
     pub fn with(mut self, op: Op, per_window: u32) -> Quotas {
         self.limits.insert(op, per_window.max(1));
+        self.own_caps.remove(&op);
         self
+    }
+
+    /// Whether the limit of `op` is this process's own cap, below KMS's published quota (the
+    /// reads under [`Quotas::kms`]'s `read_rate`). Such a permit goes back one window after
+    /// its request was *sent*, so the process sends at most the limit in any window, which
+    /// is what the cap promises. A limit at KMS's quota keeps its permit until one window
+    /// after the *answer*: the request reached KMS at some moment in between, and two
+    /// requests of one permit must never land within one of KMS's windows. For an own cap,
+    /// answers that bunch up only matter against a quota many times higher (DescribeKey:
+    /// 50 a second here, 2,000 at KMS), and a slow answer no longer lowers the rate a bucket
+    /// carries.
+    pub fn own_cap(&self, op: Op) -> bool {
+        self.own_caps.contains(&op)
     }
 
     /// When up to `processes` run at once (a function's reserved concurrency), each keeps at
@@ -180,7 +203,7 @@ impl<K> RateLimitedKms<K> {
         for (region, op, n) in charges {
             if let Some(bucket) = self.bucket(region, op) {
                 let permits = bucket.take(n).await;
-                taken.push((bucket, permits));
+                taken.push((bucket, permits, self.quotas.own_cap(op)));
             }
         }
         let waited = started.elapsed().as_micros() as u64;
@@ -188,6 +211,7 @@ impl<K> RateLimitedKms<K> {
         Held {
             taken,
             window: self.quotas.window,
+            sent: Instant::now(),
         }
     }
 
@@ -221,7 +245,7 @@ impl<K> RateLimitedKms<K> {
             match &out {
                 Err(e) if e.kind == ErrorKind::Throttling => {
                     self.throttles.fetch_add(1, Ordering::Relaxed);
-                    for (bucket, _) in &held.taken {
+                    for (bucket, _, _) in &held.taken {
                         bucket.throttled(self.quotas.window);
                     }
                 }
@@ -237,10 +261,14 @@ impl<K> RateLimitedKms<K> {
     }
 }
 
-/// Permits that go back one window after they are dropped.
+/// Permits that go back one window after they are dropped (after the answer), or for an
+/// own cap ([`Quotas::own_cap`]) one window after the request was sent.
 struct Held {
-    taken: Vec<(Arc<Bucket>, Taken)>,
+    /// Each bucket, its permits, and whether its limit is an own cap.
+    taken: Vec<(Arc<Bucket>, Taken, bool)>,
     window: Duration,
+    /// When the permits were all taken: the request goes out at once.
+    sent: Instant,
 }
 
 impl Drop for Held {
@@ -250,13 +278,15 @@ impl Drop for Held {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let window = self.window;
-            rt.spawn(async move {
-                tokio::time::sleep(window).await;
-                for (bucket, permits) in taken {
+            let after_answer = Instant::now() + self.window;
+            let after_send = self.sent + self.window;
+            for (bucket, permits, own_cap) in taken {
+                let at = if own_cap { after_send } else { after_answer };
+                rt.spawn(async move {
+                    tokio::time::sleep_until(at).await;
                     bucket.give_back(permits);
-                }
-            });
+                });
+            }
         }
     }
 }
