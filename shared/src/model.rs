@@ -96,6 +96,10 @@ pub struct KeyInfo {
     /// is `PendingDeletion`, by the ScheduleKeyDeletion that put it there.
     #[serde(default)]
     pub deletion_date: Option<u64>,
+    /// DescribeKey's `Origin` is `EXTERNAL`: the key material was imported, and KMS never
+    /// copies it, so each new replica is `PendingImport` until a person imports it there.
+    #[serde(default)]
+    pub imported_material: bool,
 }
 
 impl KeyInfo {

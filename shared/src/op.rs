@@ -16,12 +16,18 @@ pub enum Op {
     ListKeys,
     GetResources,
     GetKeyLastUsage,
+    GetParametersForImport,
+    GetPublicKey,
     // Cryptographic operations: they change nothing, and KMS records each success as the
     // key's last use (GetKeyLastUsage).
     Encrypt,
     Decrypt,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
+    GenerateMac,
+    VerifyMac,
+    Sign,
+    Verify,
     // Writes.
     CreateKey,
     ReplicateKey,
@@ -37,6 +43,7 @@ pub enum Op {
     EnableKey,
     DisableKey,
     UpdatePrimaryRegion,
+    ImportKeyMaterial,
 }
 
 /// Which service an operation belongs to, for its IAM action's prefix.
@@ -56,10 +63,16 @@ impl Op {
         Op::ListKeys,
         Op::GetResources,
         Op::GetKeyLastUsage,
+        Op::GetParametersForImport,
+        Op::GetPublicKey,
         Op::Encrypt,
         Op::Decrypt,
         Op::GenerateDataKey,
         Op::GenerateDataKeyWithoutPlaintext,
+        Op::GenerateMac,
+        Op::VerifyMac,
+        Op::Sign,
+        Op::Verify,
         Op::CreateKey,
         Op::ReplicateKey,
         Op::PutKeyPolicy,
@@ -74,6 +87,7 @@ impl Op {
         Op::EnableKey,
         Op::DisableKey,
         Op::UpdatePrimaryRegion,
+        Op::ImportKeyMaterial,
     ];
 
     /// The operation's name as the API and CloudTrail spell it.
@@ -86,10 +100,16 @@ impl Op {
             Op::ListKeys => "ListKeys",
             Op::GetResources => "GetResources",
             Op::GetKeyLastUsage => "GetKeyLastUsage",
+            Op::GetParametersForImport => "GetParametersForImport",
+            Op::GetPublicKey => "GetPublicKey",
             Op::Encrypt => "Encrypt",
             Op::Decrypt => "Decrypt",
             Op::GenerateDataKey => "GenerateDataKey",
             Op::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Op::GenerateMac => "GenerateMac",
+            Op::VerifyMac => "VerifyMac",
+            Op::Sign => "Sign",
+            Op::Verify => "Verify",
             Op::CreateKey => "CreateKey",
             Op::ReplicateKey => "ReplicateKey",
             Op::PutKeyPolicy => "PutKeyPolicy",
@@ -104,6 +124,7 @@ impl Op {
             Op::EnableKey => "EnableKey",
             Op::DisableKey => "DisableKey",
             Op::UpdatePrimaryRegion => "UpdatePrimaryRegion",
+            Op::ImportKeyMaterial => "ImportKeyMaterial",
         }
     }
 
@@ -123,6 +144,8 @@ impl Op {
                 | Op::ListKeys
                 | Op::GetResources
                 | Op::GetKeyLastUsage
+                | Op::GetParametersForImport
+                | Op::GetPublicKey
         ) && !self.is_cryptographic()
     }
 
@@ -130,7 +153,14 @@ impl Op {
     pub const fn is_cryptographic(self) -> bool {
         matches!(
             self,
-            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext
+            Op::Encrypt
+                | Op::Decrypt
+                | Op::GenerateDataKey
+                | Op::GenerateDataKeyWithoutPlaintext
+                | Op::GenerateMac
+                | Op::VerifyMac
+                | Op::Sign
+                | Op::Verify
         )
     }
 
@@ -152,9 +182,11 @@ impl Op {
 
     /// KMS's request quota for the operation: requests per second, per account and Region,
     /// over all principals (the KMS Developer Guide's "Request quotas" table). `None` where
-    /// AWS publishes no figure (GetResources, GetKeyLastUsage). The cryptographic operations
-    /// share one quota per account and Region, 5,500 where it is lowest; each is given all of
-    /// it here.
+    /// AWS publishes no figure (GetResources, GetKeyLastUsage) or none in this unit
+    /// (GetParametersForImport: one request in each 4 seconds). The cryptographic operations
+    /// share one quota per account and Region and key type: 5,500 where it is lowest for
+    /// symmetric and HMAC keys, 300 for asymmetric keys (the ECC quota; RSA's is 500); each
+    /// operation is given all of it here.
     pub const fn kms_quota(self) -> Option<u32> {
         Some(match self {
             Op::DescribeKey => 2000,
@@ -162,11 +194,15 @@ impl Op {
             Op::ListResourceTags => 2000,
             Op::ListAliases => 500,
             Op::ListKeys => 500,
-            Op::GetResources | Op::GetKeyLastUsage => return None,
+            Op::GetPublicKey => 2000,
+            Op::GetResources | Op::GetKeyLastUsage | Op::GetParametersForImport => return None,
             Op::Encrypt
             | Op::Decrypt
             | Op::GenerateDataKey
-            | Op::GenerateDataKeyWithoutPlaintext => 5500,
+            | Op::GenerateDataKeyWithoutPlaintext
+            | Op::GenerateMac
+            | Op::VerifyMac => 5500,
+            Op::Sign | Op::Verify => 300,
             Op::CreateKey => 5,
             Op::ReplicateKey => 5,
             Op::PutKeyPolicy => 15,
@@ -181,6 +217,7 @@ impl Op {
             Op::EnableKey => 5,
             Op::DisableKey => 5,
             Op::UpdatePrimaryRegion => 5,
+            Op::ImportKeyMaterial => 5,
         })
     }
 }

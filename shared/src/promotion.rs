@@ -287,6 +287,7 @@ mod tests {
                 multi_region: None,
                 creation_date: None,
                 deletion_date: None,
+                imported_material: false,
             },
             policy: policy.into(),
             tags,

@@ -1,6 +1,7 @@
-//! The walkthrough of docs/local-cloud.md ("A Deny added just before a failover") as a user
-//! runs it: the `kms-twin` binary with the real `replicate` and `failover` functions, as
-//! `make twin` starts it, and `tests/cli/deny-before-failover.sh` driving it with the AWS CLI.
+//! The walkthroughs of docs/local-cloud.md ("A Deny added just before a failover", "Imported
+//! key material") as a user runs them: the `kms-twin` binary with the real `replicate` and
+//! `failover` functions, as `make twin` starts it, and a script of `tests/cli/` driving it with
+//! the AWS CLI (and openssl, to wrap key material for import).
 //!
 //! Needs `.venv/bin/aws` (`awscli` from requirements-dev.txt, which `make check-template`
 //! installs) or `AWS_CLI=/path/to/aws`. Without it the test prints why and passes, unless
@@ -18,8 +19,9 @@ fn aws_cli() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-#[test]
-fn a_deny_added_before_a_failover_survives_it_through_make_twin_and_the_aws_cli() {
+/// Runs `tests/cli/<script>` against a `kms-twin` started as `make twin` starts it; its
+/// output, or `None` when the AWS CLI is absent and not required.
+fn walkthrough(script: &str) -> Option<String> {
     let Some(aws) = aws_cli() else {
         let msg = "SKIPPED the CLI walkthrough: .venv/bin/aws is absent (make check-template \
                    installs it, or set AWS_CLI=/path/to/aws)";
@@ -28,7 +30,7 @@ fn a_deny_added_before_a_failover_survives_it_through_make_twin_and_the_aws_cli(
             "{msg} (CLI_REQUIRED=1)"
         );
         eprintln!("{msg}");
-        return;
+        return None;
     };
     let bins = bin_dir();
     let twin = binary("kms-twin").expect("kms-twin is built");
@@ -71,7 +73,7 @@ fn a_deny_added_before_a_failover_survives_it_through_make_twin_and_the_aws_cli(
         .unwrap_or_else(|| panic!("first line: {first}"))
         .to_string();
 
-    let out = Command::new(root().join("tests/cli/deny-before-failover.sh"))
+    let out = Command::new(root().join("tests/cli").join(script))
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS", &aws)
         // Nothing from the machine's AWS configuration.
@@ -82,19 +84,41 @@ fn a_deny_added_before_a_failover_survives_it_through_make_twin_and_the_aws_cli(
         .expect("the walkthrough runs");
     drop(child.stdin.take());
     let _ = child.wait();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the walkthrough failed ({}):\n{text}\n{err}\n(function logs in {})",
+        "{script} failed ({}):\n{text}\n{err}\n(function logs in {})",
         out.status,
         logs.display()
     );
+    let _ = std::fs::remove_dir_all(&logs);
+    Some(text)
+}
+
+#[test]
+fn a_deny_added_before_a_failover_survives_it_through_make_twin_and_the_aws_cli() {
+    let Some(text) = walkthrough("deny-before-failover.sh") else {
+        return;
+    };
     // What a person reads: the refusal, then the promotion, with the Deny in both Regions.
     assert!(text.contains("| failed target_not_up_to_date"), "{text}");
     assert!(text.contains("| promoted"), "{text}");
     for r in ["us-east-1", "us-west-2"] {
         assert!(text.contains(&format!("{r}: the Deny is there")), "{text}");
     }
-    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[test]
+fn an_imported_material_replica_waits_is_told_how_and_decrypts_once_imported_through_the_cli() {
+    let Some(text) = walkthrough("imported-material.sh") else {
+        return;
+    };
+    assert!(text.contains("us-west-2: PendingImport"), "{text}");
+    assert!(text.contains("the replicator says:"), "{text}");
+    assert!(text.contains("IncorrectKeyMaterialException"), "{text}");
+    assert!(
+        text.contains("us-west-2 decrypted: nightly backup"),
+        "{text}"
+    );
 }

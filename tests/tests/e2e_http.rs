@@ -809,3 +809,96 @@ async fn an_event_of_a_region_without_the_forwarder_reaches_no_rule() {
     settle(&cloud).await;
     assert!(cloud.twin().key("us-west-2", &home).is_some());
 }
+
+/// GetParametersForImport, the material wrapped under its public key (what `openssl pkeyutl`
+/// does for a person) and ImportKeyMaterial, all through the SDK in `region`.
+async fn import_over_sdk(cloud: &LocalCloud, region: &str, key: &str, material: &[u8]) {
+    use aws_sdk_kms::primitives::Blob;
+    use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, WrappingKeySpec};
+    let kms = person(cloud, region).await;
+    let p = kms
+        .get_parameters_for_import()
+        .key_id(key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .expect("GetParametersForImport");
+    let public_key = p.public_key().expect("PublicKey").as_ref();
+    let wrapped = twin::wrap_for_import(public_key, "RSAES_OAEP_SHA_256", material).unwrap();
+    kms.import_key_material()
+        .key_id(key)
+        .import_token(p.import_token().expect("ImportToken").clone())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .expect("ImportKeyMaterial");
+}
+
+#[tokio::test]
+async fn an_imported_material_key_replicates_pending_import_is_explained_and_decrypts_once_imported(
+) {
+    use aws_sdk_kms::primitives::Blob;
+    let cloud = start(|b| b).await;
+    let _logs = LogsOnFailure(&cloud);
+    let east = person(&cloud, PRIMARY_REGION).await;
+    let material = [9u8; 32];
+    let key = east
+        .create_key()
+        .multi_region(true)
+        .origin(aws_sdk_kms::types::OriginType::External)
+        .policy(primary_policy(twin::DEFAULT_ACCOUNT))
+        .description("backups")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id;
+    import_over_sdk(&cloud, PRIMARY_REGION, &key, &material).await;
+    tag(&cloud, &key, "us-west-2").await;
+    settle(&cloud).await;
+
+    let replica = cloud.twin().key("us-west-2", &key).expect("a replica");
+    assert_eq!(replica.state, KeyState::PendingImport);
+    assert_eq!(replica.description, "backups");
+    assert!(cloud.dead_letters().is_empty(), "no retry loop");
+    let conflicts: Vec<String> = cloud
+        .audit_entries()
+        .iter()
+        .filter(|e| e["detail-type"] == "Replication Conflict")
+        .flat_map(|e| {
+            e["detail"]["conflicts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c.contains("us-west-2 is PendingImport") && c.contains("import-key-material")),
+        "{conflicts:?}"
+    );
+
+    import_over_sdk(&cloud, "us-west-2", &key, &material).await;
+    let west = person(&cloud, "us-west-2").await;
+    let sealed = east
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new("nightly backup key"))
+        .send()
+        .await
+        .expect("Encrypt in us-east-1");
+    let opened = west
+        .decrypt()
+        .ciphertext_blob(sealed.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .expect("Decrypt with the replica in us-west-2");
+    assert_eq!(opened.plaintext().unwrap().as_ref(), b"nightly backup key");
+    settle(&cloud).await;
+    assert!(cloud.dead_letters().is_empty());
+}

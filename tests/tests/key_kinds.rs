@@ -5,9 +5,7 @@
 //! imports the same material there. The replicator keeps mirroring it and says which Region
 //! waits and how, without retrying.
 
-use integration_tests::{
-    config, deliver_trail, new_twin, people_tags, seed_primary, PRIMARY_REGION,
-};
+use integration_tests::{config, deliver_trail, new_twin, people_tags, PRIMARY_REGION};
 use kms_replicator::model::{KeyState, Tag};
 use kms_replicator::{Kms, Op};
 use twin::{KeyKind, Twin, ADMIN_USER};
@@ -16,20 +14,29 @@ const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
 
 #[tokio::test]
-async fn a_pending_import_replica_is_mirrored_and_its_region_told_how_to_import_without_retries() {
+async fn an_imported_material_replica_is_mirrored_told_how_to_import_without_retries_then_decrypts()
+{
     let twin = Twin::new();
     let cfg = config();
-    let key = seed_primary(&twin).await;
     let admin = twin.with_caller(ADMIN_USER);
+    let material = [42u8; 32];
+    let external = KeyKind {
+        origin: "EXTERNAL".into(),
+        ..KeyKind::default()
+    };
+    let policy = integration_tests::primary_policy(&twin.account());
+    let key = admin
+        .try_create_key_of(PRIMARY_REGION, &external, true, Some(&policy), "", &[])
+        .unwrap()
+        .key_id;
+    admin
+        .import_material(PRIMARY_REGION, &key, &material)
+        .await
+        .unwrap();
     admin
         .tag_resource(PRIMARY_REGION, &key, &[Tag::new("replicate-to", WEST)])
         .await
         .unwrap();
-    deliver_trail(&twin, &cfg).await;
-    // The state KMS leaves a replica of an EXTERNAL primary in (the twin models only KMS key
-    // material, so the state is set as KMS would have it).
-    twin.set_state(WEST, &key, KeyState::PendingImport);
-
     admin
         .update_key_description(PRIMARY_REGION, &key, "imported material")
         .await
@@ -40,8 +47,12 @@ async fn a_pending_import_replica_is_mirrored_and_its_region_told_how_to_import_
         "no retry for a replica waiting for its material: {errors:?}"
     );
     let west = twin.key(WEST, &key).unwrap();
+    assert_eq!(
+        west.state,
+        KeyState::PendingImport,
+        "KMS copies no material"
+    );
     assert_eq!(west.description, "imported material", "still mirrored");
-    assert_eq!(west.state, KeyState::PendingImport);
     let said: Vec<String> = twin
         .audit_events()
         .iter()
@@ -62,6 +73,38 @@ async fn a_pending_import_replica_is_mirrored_and_its_region_told_how_to_import_
             && c.contains("import-key-material")),
         "{said:?}"
     );
+    // Another sync while it waits: still no error, nothing written but what differs.
+    admin
+        .update_key_description(PRIMARY_REGION, &key, "imported, v2")
+        .await
+        .unwrap();
+    let (_, errors) = deliver_trail(&twin, &cfg).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(twin.key(WEST, &key).unwrap().description, "imported, v2");
+
+    // The person imports the primary's material in us-west-2, as the outcome says.
+    let err = admin
+        .import_material(WEST, &key, &[1; 32])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code, "IncorrectKeyMaterialException",
+        "only the same material"
+    );
+    admin.import_material(WEST, &key, &material).await.unwrap();
+    assert_eq!(twin.key(WEST, &key).unwrap().state, KeyState::Enabled);
+    let ctx = twin::EncryptionContext::new();
+    let sealed = admin
+        .encrypt(PRIMARY_REGION, &key, b"backup", &ctx)
+        .await
+        .unwrap();
+    let opened = admin
+        .decrypt(WEST, None, &sealed.ciphertext, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, b"backup");
+    let (_, errors) = deliver_trail(&twin, &cfg).await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// The audit events of one detail type for one Region.

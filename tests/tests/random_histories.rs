@@ -116,6 +116,15 @@ pub enum Step {
         to: usize,
         by_failover: bool,
     },
+    /// A person changes the primary's description (0), adds an alias (1) or a tag of their
+    /// own (2), and the failover function promotes `to` before that record arrives: the new
+    /// primary must hold the change.
+    ChangeThenFailover {
+        key: usize,
+        change: usize,
+        n: u8,
+        to: usize,
+    },
 }
 
 pub fn step() -> impl Strategy<Value = Step> {
@@ -137,7 +146,8 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (k.clone(), 0..3usize).prop_map(|(key, to)| Step::Failover { key, to }),
         6 => (1..12usize, any::<u64>()).prop_map(|(n, seed)| Step::Deliver { n, seed }),
         2 => (k.clone(), 0..24usize).prop_map(|(key, edit_at)| Step::InterleavedSyncs { key, edit_at }),
-        2 => (k, 0..4usize, 0..3usize, any::<bool>()).prop_map(|(key, variant, to, by_failover)| Step::EditThenPromote { key, variant, to, by_failover }),
+        2 => (k.clone(), 0..4usize, 0..3usize, any::<bool>()).prop_map(|(key, variant, to, by_failover)| Step::EditThenPromote { key, variant, to, by_failover }),
+        1 => (k, 0..3usize, any::<u8>(), 0..3usize).prop_map(|(key, change, n, to)| Step::ChangeThenFailover { key, change, n, to }),
     ]
 }
 
@@ -537,6 +547,55 @@ impl World {
                 };
                 Box::pin(self.apply(&promote)).await?;
                 self.queue.extend(late);
+            }
+            Step::ChangeThenFailover { key, change, n, to } => {
+                let Some((k, p)) = self.key_and_primary(key).await else {
+                    return Ok(());
+                };
+                // Only a managed key's state is the replicator's to carry over.
+                let managed = self.managed(&p.region, &k);
+                let queued = self.queue.len();
+                let (description, alias, tag) = (
+                    format!("d{}", n % 4),
+                    ALIASES[n as usize % ALIASES.len()],
+                    Tag::new("team", format!("t{}", n % 3)),
+                );
+                let made = match change % 3 {
+                    0 => admin
+                        .update_key_description(&p.region, &k, &description)
+                        .await
+                        .is_ok(),
+                    1 => admin.create_alias(&p.region, alias, &k).await.is_ok(),
+                    _ => admin
+                        .tag_resource(&p.region, &k, std::slice::from_ref(&tag))
+                        .await
+                        .is_ok(),
+                };
+                self.collect_events();
+                let late: Vec<Value> = self.queue.drain(queued..).collect();
+                Box::pin(self.apply(&Step::Failover { key, to })).await?;
+                self.queue.extend(late);
+                let Some(now) = self.primary(&k).await else {
+                    return Ok(());
+                };
+                if !made || !managed || now.region == p.region {
+                    return Ok(());
+                }
+                // Promoted: the failover brought the target up to the primary's state first.
+                let held = self.twin.key(&now.region, &k).unwrap();
+                let kept = match change % 3 {
+                    0 => held.description == description,
+                    1 => self.twin.aliases(&now.region).get(alias) == Some(&k),
+                    _ => held.tags.get("team") == Some(&tag.value),
+                };
+                if !kept {
+                    return Err(format!(
+                        "the failover to {} lost the change (kind {}) made on the primary in {}",
+                        now.region,
+                        change % 3,
+                        p.region
+                    ));
+                }
             }
         }
         self.collect_events();

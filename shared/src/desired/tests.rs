@@ -25,6 +25,7 @@ fn info(region: &str, created: Option<u64>) -> KeyInfo {
         }),
         creation_date: created,
         deletion_date: None,
+        imported_material: false,
     }
 }
 

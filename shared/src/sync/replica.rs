@@ -109,6 +109,13 @@ impl Syncer<'_> {
                     None => Outcome::Created,
                     Some(f) => f,
                 };
+                // KMS copies no imported material: the new replica will be PendingImport
+                // (it is Creating now), and no event will come when it is. Say so at once.
+                if primary.info.imported_material {
+                    report
+                        .conflicts
+                        .push(super::material::pending_import(target, key_id));
+                }
                 true
             }
             // Another sync got there first, or the primary's replica list lagged: converge

@@ -1,5 +1,6 @@
 //! Key kinds over HTTP, through the real AWS SDK: CreateKey takes KeySpec and KeyUsage as KMS
-//! validates them, a replica shows its primary's spec and algorithms, and the Region settings
+//! validates them, a replica shows its primary's spec and algorithms and verifies the MACs and
+//! signatures its primary made, and the Region settings
 //! of the debug API make KMS refuse as it does in a Region without HMAC and in an opt-in
 //! Region the account has not enabled.
 
@@ -12,7 +13,7 @@ const WEST: &str = "us-west-2";
 const EU: &str = "eu-west-1";
 
 #[tokio::test]
-async fn hmac_and_ecc_keys_are_created_and_replicated_with_their_spec_over_the_sdk() {
+async fn hmac_and_ecc_keys_are_created_replicated_and_verify_across_regions_over_the_sdk() {
     let cloud = LocalCloud::builder().start().await.unwrap();
     let east = cloud.kms_client(ADMIN_ACCESS_KEY, EAST).await;
     let west = cloud.kms_client(ADMIN_ACCESS_KEY, WEST).await;
@@ -49,6 +50,58 @@ async fn hmac_and_ecc_keys_are_created_and_replicated_with_their_spec_over_the_s
     let m = ecc.key_metadata().unwrap();
     assert_eq!(m.key_spec(), Some(&KeySpec::EccNistP256));
     assert_eq!(m.signing_algorithms(), [SigningAlgorithmSpec::EcdsaSha256]);
+
+    // Related keys share material: us-west-2 verifies the MAC and the signature us-east-1
+    // made, and GetPublicKey answers the same key in both Regions.
+    use aws_sdk_kms::primitives::Blob;
+    let mac = east
+        .generate_mac()
+        .key_id(&ids[0])
+        .message(Blob::new("session 42"))
+        .mac_algorithm(MacAlgorithmSpec::HmacSha384)
+        .send()
+        .await
+        .unwrap();
+    let verified = west
+        .verify_mac()
+        .key_id(&ids[0])
+        .message(Blob::new("session 42"))
+        .mac_algorithm(MacAlgorithmSpec::HmacSha384)
+        .mac(mac.mac().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(verified.mac_valid());
+    let signed = east
+        .sign()
+        .key_id(&ids[1])
+        .message(Blob::new("release 1.4"))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    let verify = |message: &'static str| {
+        west.verify()
+            .key_id(&ids[1])
+            .message(Blob::new(message))
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .signature(signed.signature().unwrap().clone())
+            .send()
+    };
+    assert!(verify("release 1.4").await.unwrap().signature_valid());
+    let err = verify("release 1.5")
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_kms_invalid_signature_exception(), "{err:?}");
+    let east_pub = east.get_public_key().key_id(&ids[1]).send().await.unwrap();
+    let west_pub = west.get_public_key().key_id(&ids[1]).send().await.unwrap();
+    assert_eq!(east_pub.public_key(), west_pub.public_key());
+    assert_eq!(west_pub.key_spec(), Some(&KeySpec::EccNistP256));
+    assert_eq!(
+        west_pub.signing_algorithms(),
+        [SigningAlgorithmSpec::EcdsaSha256]
+    );
 
     // KMS's default usage, ENCRYPT_DECRYPT, does not fit an HMAC key.
     let err = east

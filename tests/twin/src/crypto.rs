@@ -5,7 +5,13 @@
 //! if another Region held a key with the same id. Ciphertext is AES-256-GCM (`ring`) with a
 //! header that names the key id, as KMS's ciphertext blob does, so Decrypt needs no KeyId;
 //! the key id and the encryption context are bound as additional authenticated data.
+//!
+//! A key with imported material (origin `EXTERNAL`) has none until ImportKeyMaterial brings
+//! it, wrapped under an RSA public key of GetParametersForImport (RSAES-OAEP, `aws-lc-rs`).
+//! Related multi-Region keys share one material here too: the first import sets it, and an
+//! import of any other material into a related key is refused, as KMS refuses it.
 
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use kms_replicator::usage::{KeyUsage, LastUse};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -22,6 +28,51 @@ pub(crate) struct Store {
     last_use: HashMap<(String, String), LastUse>,
     /// Since when KMS records use (milliseconds since the epoch); 0: since every key's creation.
     pub(crate) tracking_start_ms: u64,
+    /// The import tokens GetParametersForImport handed out, by token.
+    pub(crate) tokens: HashMap<Vec<u8>, Wrapping>,
+    /// The secrets of HMAC and asymmetric keys (`signing.rs`).
+    pub(crate) secrets: crate::signing::Secrets,
+}
+
+/// What an import token stands for: the key it was issued for and the private half of the
+/// wrapping key whose public half went out with it.
+#[derive(Debug)]
+pub(crate) struct Wrapping {
+    pub(crate) region: String,
+    pub(crate) key_id: String,
+    pub(crate) private: PrivateDecryptingKey,
+    /// RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256.
+    pub(crate) algorithm: String,
+    pub(crate) valid_to_ms: u64,
+}
+
+impl Wrapping {
+    /// The key material this wrapping key unwraps from `wrapped`, if it does.
+    pub(crate) fn unwrap_material(&self, wrapped: &[u8]) -> Option<Vec<u8>> {
+        let oaep = match self.algorithm.as_str() {
+            "RSAES_OAEP_SHA_1" => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            _ => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+        };
+        let key = OaepPrivateDecryptingKey::new(self.private.clone()).ok()?;
+        let mut out = vec![0u8; key.min_output_size()];
+        let plain = key.decrypt(oaep, wrapped, &mut out, None).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// What a person does with GetParametersForImport's public key (`openssl pkeyutl -encrypt`
+/// with OAEP): `material` wrapped for import under `public_key` (DER SubjectPublicKeyInfo)
+/// with `algorithm` (RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256).
+pub fn wrap_for_import(public_key: &[u8], algorithm: &str, material: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey};
+    let oaep = match algorithm {
+        "RSAES_OAEP_SHA_1" => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+        "RSAES_OAEP_SHA_256" => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+        _ => return None,
+    };
+    let key = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_key).ok()?).ok()?;
+    let mut out = vec![0u8; key.ciphertext_size()];
+    Some(key.encrypt(oaep, material, &mut out, None).ok()?.to_vec())
 }
 
 const VERSION: u8 = 1;
@@ -115,6 +166,18 @@ impl Store {
             )
             .ok()?;
         Some(plain.to_vec())
+    }
+
+    /// Imported `bytes` as `material`: accepted when that material has none yet or the very
+    /// same bytes; `false` for any other bytes (IncorrectKeyMaterialException).
+    pub(crate) fn import(&mut self, material: &str, bytes: [u8; 32]) -> bool {
+        match self.materials.get(material) {
+            Some(held) => *held == bytes,
+            None => {
+                self.materials.insert(material.to_string(), bytes);
+                true
+            }
+        }
     }
 
     pub(crate) fn record_use(&mut self, region: &str, key_id: &str, last: LastUse) {

@@ -129,10 +129,23 @@ impl KeyKind {
         }
         match self.origin.as_str() {
             "AWS_KMS" => Ok(()),
+            // KMS imports material into symmetric encryption keys; multi-Region keys with
+            // imported material must be symmetric (Developer Guide, "Importing key material
+            // into multi-Region keys"). Imported HMAC and asymmetric material is not modelled.
+            "EXTERNAL" if self.is_symmetric_encryption() => Ok(()),
+            "EXTERNAL" if multi_region => Err(invalid(
+                region,
+                "UnsupportedOperationException",
+                "Multi-Region keys with imported key material must be symmetric encryption keys"
+                    .to_string(),
+            )),
             "EXTERNAL" => Err(invalid(
                 region,
                 "UnsupportedOperationException",
-                "the twin does not implement imported key material (origin EXTERNAL)".to_string(),
+                format!(
+                    "the twin does not implement imported key material for key spec {}",
+                    self.spec
+                ),
             )),
             "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" if multi_region => Err(invalid(
                 region,
@@ -158,6 +171,11 @@ impl KeyKind {
 
     pub fn is_symmetric_encryption(&self) -> bool {
         self.spec == "SYMMETRIC_DEFAULT"
+    }
+
+    /// Origin `EXTERNAL`: the key material is imported, never made or copied by KMS.
+    pub fn is_imported(&self) -> bool {
+        self.origin == "EXTERNAL"
     }
 
     pub fn is_hmac(&self) -> bool {

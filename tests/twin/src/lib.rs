@@ -30,7 +30,8 @@
 //!   `ops/mod.rs` sends every call through the request path, then serves it with the
 //!   function of its operation, one file per group: `keys.rs` (CreateKey, DescribeKey,
 //!   ListKeys, GetKeyPolicy, PutKeyPolicy, UpdateKeyDescription), `aliases.rs`, `tags.rs`,
-//!   `replication.rs` (ReplicateKey, UpdatePrimaryRegion), `lifecycle.rs` (EnableKey,
+//!   `replication.rs` (ReplicateKey, UpdatePrimaryRegion), `import.rs` (GetParametersForImport,
+//!   ImportKeyMaterial), `lifecycle.rs` (EnableKey,
 //!   DisableKey, ScheduleKeyDeletion, CancelKeyDeletion) and `index.rs` (GetResources, the
 //!   audit sink). An operation is a function of the state and the caller; a new one (Encrypt,
 //!   GetKeyLastUsage) is a function in its group's file (or a new group's) and one method in
@@ -61,6 +62,7 @@ mod ops;
 mod policy;
 mod request;
 mod setup;
+mod signing;
 mod state;
 mod trail;
 
@@ -68,9 +70,9 @@ pub use auth::{
     is_replicator, Authorization, Undocumented, ADMIN_USER, FAILOVER_ROLE, FUNCTION_ROLES,
     OPERATOR_ROLE, RECONCILE_ROLE, REPLICATE_ROLE, TAGGER_ROLE, TEAM_B_ROLE,
 };
-pub use crypto::EncryptionContext;
+pub use crypto::{wrap_for_import, EncryptionContext};
 pub use kinds::KeyKind;
-pub use ops::{Opened, Sealed};
+pub use ops::{Expiration, ImportParameters, Opened, Sealed};
 pub use policy::example_primary_policy;
 pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};
 

@@ -370,6 +370,7 @@ impl State {
             deletion_date: k
                 .deletion_ms
                 .filter(|_| k.state == kms_replicator::model::KeyState::PendingDeletion),
+            imported_material: k.kind.is_imported(),
         }
     }
 

@@ -9,7 +9,7 @@ use kms_replicator::port::{ErrorKind, Kms, ReplicaSpec};
 use kms_replicator::usage::{now_ms, DAY_MS};
 use kms_replicator::Op;
 use serde_json::json;
-use twin::{EncryptionContext, Twin, ADMIN_USER, TEAM_B_ROLE};
+use twin::{EncryptionContext, KeyKind, Twin, ADMIN_USER, TEAM_B_ROLE};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -225,4 +225,140 @@ async fn each_success_is_the_keys_last_use_in_its_region() {
         .unwrap_err();
     assert_eq!(denied.code, "AccessDeniedException");
     assert!(twin.calls().iter().any(|c| c.op == Op::GetKeyLastUsage));
+}
+
+/// A multi-Region key of `kind` in us-east-1 with a replica in us-west-2, under `policy`.
+async fn mrk_of(twin: &Twin, kind: &KeyKind, policy: Option<&str>) -> String {
+    let key = twin
+        .try_create_key_of(EAST, kind, true, policy, "", &[])
+        .unwrap()
+        .key_id;
+    twin.replicate_key(EAST, &key, WEST, &ReplicaSpec::default())
+        .await
+        .unwrap();
+    key
+}
+
+#[tokio::test]
+async fn a_replica_verifies_the_macs_and_signatures_of_its_primary_and_an_unrelated_key_does_not() {
+    let twin = Twin::new().with_caller(ADMIN_USER);
+    let hmac = mrk_of(
+        &twin,
+        &KeyKind::new("HMAC_256", "GENERATE_VERIFY_MAC"),
+        None,
+    )
+    .await;
+    let (arn, mac) = twin
+        .generate_mac(EAST, &hmac, b"session 42", "HMAC_SHA_256")
+        .await
+        .unwrap();
+    assert!(arn.contains(EAST));
+    let verified = twin
+        .verify_mac(WEST, &hmac, b"session 42", "HMAC_SHA_256", &mac)
+        .await
+        .unwrap();
+    assert!(verified.contains(WEST), "{verified}");
+    let e = twin
+        .verify_mac(WEST, &hmac, b"session 43", "HMAC_SHA_256", &mac)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "KMSInvalidMacException");
+    let e = twin
+        .generate_mac(EAST, &hmac, b"x", "HMAC_SHA_512")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code, "InvalidKeyUsageException",
+        "not this spec's algorithm"
+    );
+    let other = mrk_of(
+        &twin,
+        &KeyKind::new("HMAC_256", "GENERATE_VERIFY_MAC"),
+        None,
+    )
+    .await;
+    let e = twin
+        .verify_mac(WEST, &other, b"session 42", "HMAC_SHA_256", &mac)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code, "KMSInvalidMacException",
+        "unrelated keys share nothing"
+    );
+
+    for (spec, alg) in [
+        ("ECC_NIST_P384", "ECDSA_SHA_384"),
+        ("RSA_2048", "RSASSA_PSS_SHA_256"),
+    ] {
+        let key = mrk_of(&twin, &KeyKind::new(spec, "SIGN_VERIFY"), None).await;
+        let (_, sig) = twin.sign(EAST, &key, b"release 1.4", alg).await.unwrap();
+        twin.verify(WEST, &key, b"release 1.4", alg, &sig)
+            .await
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let e = twin
+            .verify(WEST, &key, b"release 1.5", alg, &sig)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "KMSInvalidSignatureException", "{spec}");
+        // The public key is the same in both Regions.
+        let (_, east_pub, kind) = twin.get_public_key(EAST, &key).await.unwrap();
+        let (_, west_pub, _) = twin.get_public_key(WEST, &key).await.unwrap();
+        assert_eq!(east_pub, west_pub, "{spec}");
+        assert_eq!(kind.spec, spec);
+        let used = twin.key_last_usage(WEST, &key).await.unwrap();
+        assert_eq!(used.last_use.unwrap().operation, "Verify", "{spec}");
+    }
+    // An encryption key neither signs nor MACs; a disabled signing key refuses.
+    let sym = mrk_of(&twin, &KeyKind::default(), None).await;
+    let e = twin
+        .sign(EAST, &sym, b"x", "ECDSA_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidKeyUsageException");
+    let e = twin
+        .generate_mac(EAST, &sym, b"x", "HMAC_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidKeyUsageException");
+    let ecc = mrk_of(&twin, &KeyKind::new("ECC_NIST_P256", "SIGN_VERIFY"), None).await;
+    twin.set_state(WEST, &ecc, KeyState::Disabled);
+    let e = twin
+        .sign(WEST, &ecc, b"x", "ECDSA_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "DisabledException");
+}
+
+#[tokio::test]
+async fn the_key_policy_authorizes_signing_with_the_signing_algorithm_in_the_context() {
+    let twin = Twin::new().with_caller(ADMIN_USER);
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow",
+         "Principal": {"AWS": ADMIN_USER}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "TeamBSignsPss", "Effect": "Allow",
+         "Principal": {"AWS": TEAM_B_ROLE}, "Action": "kms:Sign", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PSS_SHA_256"}}}
+    ]})
+    .to_string();
+    let key = mrk_of(
+        &twin,
+        &KeyKind::new("RSA_2048", "SIGN_VERIFY"),
+        Some(&policy),
+    )
+    .await;
+    let team_b = twin.with_caller(TEAM_B_ROLE);
+    team_b
+        .sign(EAST, &key, b"x", "RSASSA_PSS_SHA_256")
+        .await
+        .unwrap();
+    let e = team_b
+        .sign(EAST, &key, b"x", "RSASSA_PKCS1_V1_5_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    let e = team_b
+        .verify(EAST, &key, b"x", "RSASSA_PSS_SHA_256", b"sig")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException", "{e}");
 }

@@ -26,19 +26,26 @@ pub const OPERATIONS: &[Op] = &[
     Op::Encrypt,
     Op::GenerateDataKey,
     Op::GenerateDataKeyWithoutPlaintext,
+    Op::GenerateMac,
     Op::GetKeyLastUsage,
     Op::GetKeyPolicy,
+    Op::GetParametersForImport,
+    Op::GetPublicKey,
+    Op::ImportKeyMaterial,
     Op::ListAliases,
     Op::ListKeys,
     Op::ListResourceTags,
     Op::PutKeyPolicy,
     Op::ReplicateKey,
     Op::ScheduleKeyDeletion,
+    Op::Sign,
     Op::TagResource,
     Op::UntagResource,
     Op::UpdateAlias,
     Op::UpdateKeyDescription,
     Op::UpdatePrimaryRegion,
+    Op::Verify,
+    Op::VerifyMac,
 ];
 
 /// What KMS keeps about a key that the twin's model does not: dates.
@@ -246,6 +253,11 @@ impl KmsApi {
                 self.generate_data_key(&kms, region, body, false).await
             }
             Op::GetKeyLastUsage => self.get_key_last_usage(&kms, region, body).await,
+            Op::GetParametersForImport => self.get_parameters_for_import(&kms, region, body).await,
+            Op::ImportKeyMaterial => self.import_key_material(&kms, region, body).await,
+            Op::GenerateMac | Op::VerifyMac => self.mac(&kms, region, body, op).await,
+            Op::Sign | Op::Verify => self.sign(&kms, region, body, op).await,
+            Op::GetPublicKey => self.get_public_key(&kms, region, body).await,
             // The Resource Groups Tagging API's, served by `get_resources`.
             Op::GetResources => Err(unknown()),
         }

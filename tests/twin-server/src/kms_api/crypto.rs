@@ -1,13 +1,16 @@
-//! Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext and GetKeyLastUsage.
+//! Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateMac, VerifyMac,
+//! Sign, Verify, GetPublicKey, GetKeyLastUsage, and
+//! GetParametersForImport and ImportKeyMaterial for keys of origin EXTERNAL.
 //! Blobs travel base64-encoded, as in the KMS JSON protocol; dates are epoch seconds.
 
 use super::api::KmsApi;
 use super::error::{ApiError, ApiResult};
 use super::wire::{opt_str, req_str};
 use aws_smithy_types::base64;
+use kms_replicator::op::Op;
 use kms_replicator::usage::KeyUsage;
 use serde_json::{json, Value};
-use twin::{EncryptionContext, Twin};
+use twin::{EncryptionContext, Expiration, Twin};
 
 fn blob(body: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
     base64::decode(req_str(body, field)?).map_err(|_| {
@@ -109,6 +112,130 @@ impl KmsApi {
             out["Plaintext"] = json!(base64::encode(&p));
         }
         Ok(out)
+    }
+
+    /// GenerateMac, or VerifyMac when `op` is VerifyMac (a valid MAC answers `MacValid`).
+    pub(super) async fn mac(&self, kms: &Twin, region: &str, body: &Value, op: Op) -> ApiResult {
+        let key = req_str(body, "KeyId")?;
+        let message = blob(body, "Message")?;
+        let algorithm = req_str(body, "MacAlgorithm")?;
+        if op == Op::VerifyMac {
+            let arn = kms
+                .verify_mac(region, key, &message, algorithm, &blob(body, "Mac")?)
+                .await?;
+            return Ok(json!({"KeyId": arn, "MacValid": true, "MacAlgorithm": algorithm}));
+        }
+        let (arn, mac) = kms.generate_mac(region, key, &message, algorithm).await?;
+        Ok(json!({"KeyId": arn, "Mac": base64::encode(&mac), "MacAlgorithm": algorithm}))
+    }
+
+    /// Sign, or Verify when `op` is Verify (a valid signature answers `SignatureValid`).
+    /// `MessageType` RAW (the default); DIGEST is not implemented.
+    pub(super) async fn sign(&self, kms: &Twin, region: &str, body: &Value, op: Op) -> ApiResult {
+        let key = req_str(body, "KeyId")?;
+        let message = blob(body, "Message")?;
+        let algorithm = req_str(body, "SigningAlgorithm")?;
+        match opt_str(body, "MessageType") {
+            None | Some("RAW") => {}
+            Some("DIGEST") => {
+                return Err(ApiError::aws(
+                    400,
+                    "UnsupportedOperationException",
+                    "the twin does not implement MessageType DIGEST: send the RAW message",
+                ))
+            }
+            Some(other) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'messageType' failed to satisfy constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]"
+                )))
+            }
+        }
+        if op == Op::Verify {
+            let arn = kms
+                .verify(region, key, &message, algorithm, &blob(body, "Signature")?)
+                .await?;
+            return Ok(
+                json!({"KeyId": arn, "SignatureValid": true, "SigningAlgorithm": algorithm}),
+            );
+        }
+        let (arn, sig) = kms.sign(region, key, &message, algorithm).await?;
+        Ok(json!({"KeyId": arn, "Signature": base64::encode(&sig), "SigningAlgorithm": algorithm}))
+    }
+
+    pub(super) async fn get_public_key(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {
+        let (arn, public_key, kind) = kms.get_public_key(region, req_str(body, "KeyId")?).await?;
+        let mut out = json!({
+            "KeyId": arn,
+            "PublicKey": base64::encode(&public_key),
+            "KeySpec": kind.spec,
+            "CustomerMasterKeySpec": kind.spec,
+            "KeyUsage": kind.usage,
+        });
+        for (field, values) in kind.algorithms() {
+            out[field] = json!(values);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn get_parameters_for_import(
+        &self,
+        kms: &Twin,
+        region: &str,
+        body: &Value,
+    ) -> ApiResult {
+        let p = kms
+            .get_parameters_for_import(
+                region,
+                req_str(body, "KeyId")?,
+                req_str(body, "WrappingAlgorithm")?,
+                req_str(body, "WrappingKeySpec")?,
+            )
+            .await?;
+        Ok(json!({
+            "KeyId": p.key_arn,
+            "ImportToken": base64::encode(&p.import_token),
+            "PublicKey": base64::encode(&p.public_key),
+            "ParametersValidTo": epoch(p.valid_to_ms),
+        }))
+    }
+
+    pub(super) async fn import_key_material(
+        &self,
+        kms: &Twin,
+        region: &str,
+        body: &Value,
+    ) -> ApiResult {
+        let valid_to = body.get("ValidTo").and_then(Value::as_f64);
+        let expiration = match (opt_str(body, "ExpirationModel"), valid_to) {
+            (None | Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => Expiration::DoesNotExpire,
+            (Some("KEY_MATERIAL_EXPIRES"), Some(at)) => {
+                Expiration::ExpiresAt((at * 1000.0) as u64)
+            }
+            (Some("KEY_MATERIAL_EXPIRES"), None) => {
+                return Err(ApiError::validation(
+                    "A ValidTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES",
+                ))
+            }
+            (None | Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), Some(_)) => {
+                return Err(ApiError::validation(
+                    "ValidTo may not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
+                ))
+            }
+            (Some(other), _) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'expirationModel' failed to satisfy constraint: Member must satisfy enum value set: [KEY_MATERIAL_EXPIRES, KEY_MATERIAL_DOES_NOT_EXPIRE]"
+                )))
+            }
+        };
+        kms.import_key_material(
+            region,
+            req_str(body, "KeyId")?,
+            &blob(body, "ImportToken")?,
+            &blob(body, "EncryptedKeyMaterial")?,
+            expiration,
+        )
+        .await?;
+        Ok(json!({}))
     }
 
     pub(super) async fn get_key_last_usage(

@@ -1,12 +1,14 @@
 //! The cryptographic operations (Encrypt, Decrypt, GenerateDataKey and its WithoutPlaintext
-//! form) and GetKeyLastUsage. Each success records the key's last use in its Region, as
+//! form; GenerateMac and VerifyMac; Sign and Verify), GetPublicKey and GetKeyLastUsage. Each success records the key's last use in its Region, as
 //! KMS does; GetKeyLastUsage answers from that record.
 
 use crate::crypto::{key_id_of, material_id, random, EncryptionContext};
+use crate::kinds::KeyKind;
+use crate::signing;
 use crate::state::{err, State};
 use kms_replicator::model::KeyState;
 use kms_replicator::op::Op;
-use kms_replicator::port::{ErrorKind, KmsResult};
+use kms_replicator::port::{ErrorKind, KmsError, KmsResult};
 use kms_replicator::usage::{now_ms, KeyUsage, LastUse};
 
 /// A ciphertext and the ARN of the key that made it.
@@ -263,4 +265,189 @@ pub(crate) fn get_key_last_usage(
     s.authorize_key(caller, OP, region, &id, |c| c)?;
     let created = s.keys[&(region.to_string(), id.clone())].created_ms;
     Ok(s.crypto.usage(region, &id, created))
+}
+
+/// What the MAC, signing and GetPublicKey operations share: the key resolved, authorized
+/// (with `condition`'s key and value in the request context), usable, and of `usage`, which
+/// anything else is InvalidKeyUsageException; its id, material and key spec.
+fn prepare_kind(
+    s: &State,
+    caller: &str,
+    op: Op,
+    region: &str,
+    key: &str,
+    usage: &[&str],
+    condition: Option<(&str, &str)>,
+) -> KmsResult<(String, String, String)> {
+    let id = s.resolve(op, region, key)?;
+    s.authorize_key(caller, op, region, &id, |c| match condition {
+        Some((k, v)) => c.with(k, v),
+        None => c,
+    })?;
+    usable(s, op, region, &id)?;
+    let k = &s.keys[&(region.to_string(), id.clone())];
+    if !usage.contains(&k.kind.usage.as_str()) {
+        return Err(err(
+            ErrorKind::Other,
+            op,
+            region,
+            "InvalidKeyUsageException",
+            format!(
+                "{} key usage is {} (key spec {}): {op} needs {}",
+                s.arn(region, &id),
+                k.kind.usage,
+                k.kind.spec,
+                usage.join(" or ")
+            ),
+        ));
+    }
+    let material = material_id(region, &id, k.multi_region.is_some());
+    Ok((id, material, k.kind.spec.clone()))
+}
+
+/// The message of a MAC or signing operation: 1 to 4096 bytes.
+fn message_size(op: Op, region: &str, message: &[u8]) -> KmsResult<()> {
+    if message.is_empty() || message.len() > 4096 {
+        return Err(err(
+            ErrorKind::Other,
+            op,
+            region,
+            "ValidationException",
+            "Message must be between 1 and 4096 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// An algorithm the key's spec does not have: InvalidKeyUsageException, as in KMS.
+fn wrong_algorithm(op: Op, region: &str, spec: &str, algorithm: &str) -> KmsError {
+    err(
+        ErrorKind::Other,
+        op,
+        region,
+        "InvalidKeyUsageException",
+        format!("{algorithm} is not an algorithm of key spec {spec}"),
+    )
+}
+
+/// GenerateMac with an HMAC key; VerifyMac (`mac` given) answers Ok only for a valid MAC,
+/// otherwise KMSInvalidMacException. Returns the key's ARN and the MAC.
+pub(crate) fn mac(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: &str,
+    message: &[u8],
+    algorithm: &str,
+    mac: Option<&[u8]>,
+) -> KmsResult<(String, Vec<u8>)> {
+    let op = if mac.is_some() {
+        Op::VerifyMac
+    } else {
+        Op::GenerateMac
+    };
+    message_size(op, region, message)?;
+    let usage = ["GENERATE_VERIFY_MAC"];
+    let condition = Some(("kms:MacAlgorithm", algorithm));
+    let (id, material, spec) = prepare_kind(s, caller, op, region, key, &usage, condition)?;
+    if !signing::macs_with(&spec, algorithm) {
+        return Err(wrong_algorithm(op, region, &spec, algorithm));
+    }
+    let out = match mac {
+        None => s.crypto.secrets.mac(&material, &spec, message),
+        Some(m) if s.crypto.secrets.verify_mac(&material, &spec, message, m) => m.to_vec(),
+        Some(_) => {
+            return Err(err(
+                ErrorKind::Other,
+                op,
+                region,
+                "KMSInvalidMacException",
+                "The MAC is not valid for this message, key and algorithm",
+            ))
+        }
+    };
+    record(s, op, region, &id);
+    Ok((s.arn(region, &id), out))
+}
+
+/// Sign with an asymmetric SIGN_VERIFY key; Verify (`signature` given) answers Ok only for a
+/// valid signature, otherwise KMSInvalidSignatureException. `MessageType` RAW only: the twin
+/// does not implement DIGEST. Returns the key's ARN and the signature.
+pub(crate) fn sign(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: &str,
+    message: &[u8],
+    algorithm: &str,
+    signature: Option<&[u8]>,
+) -> KmsResult<(String, Vec<u8>)> {
+    let op = if signature.is_some() {
+        Op::Verify
+    } else {
+        Op::Sign
+    };
+    message_size(op, region, message)?;
+    let usage = ["SIGN_VERIFY"];
+    let condition = Some(("kms:SigningAlgorithm", algorithm));
+    let (id, material, spec) = prepare_kind(s, caller, op, region, key, &usage, condition)?;
+    if !signing::signs_with(&spec, algorithm) {
+        return Err(wrong_algorithm(op, region, &spec, algorithm));
+    }
+    let secrets = &mut s.crypto.secrets;
+    let out = match signature {
+        None => secrets.sign(&material, &spec, algorithm, message),
+        Some(sig) if secrets.verify(&material, &spec, algorithm, message, sig) => sig.to_vec(),
+        Some(_) => {
+            return Err(err(
+                ErrorKind::Other,
+                op,
+                region,
+                "KMSInvalidSignatureException",
+                "The signature is not valid for this message, key and algorithm",
+            ))
+        }
+    };
+    record(s, op, region, &id);
+    Ok((s.arn(region, &id), out))
+}
+
+/// GetPublicKey of an asymmetric key: its ARN, DER SubjectPublicKeyInfo and kind. Not a use
+/// (KMS does not count it in GetKeyLastUsage).
+pub(crate) fn get_public_key(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    key: &str,
+) -> KmsResult<(String, Vec<u8>, KeyKind)> {
+    const OP: Op = Op::GetPublicKey;
+    let usage = ["SIGN_VERIFY", "ENCRYPT_DECRYPT", "KEY_AGREEMENT"];
+    let (id, material, spec) = prepare_kind(s, caller, OP, region, key, &usage, None)?;
+    let kind = s.keys[&(region.to_string(), id.clone())].kind.clone();
+    if kind.is_symmetric_encryption() {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            OP,
+            region,
+            "UnsupportedOperationException",
+            format!(
+                "{} is a symmetric key: it has no public key",
+                s.arn(region, &id)
+            ),
+        ));
+    }
+    if kind.usage != "SIGN_VERIFY" {
+        return Err(err(
+            ErrorKind::UnsupportedOperation,
+            OP,
+            region,
+            "UnsupportedOperationException",
+            format!(
+                "the twin does not implement GetPublicKey for key usage {}",
+                kind.usage
+            ),
+        ));
+    }
+    let public_key = s.crypto.secrets.public_key(&material, &spec);
+    Ok((s.arn(region, &id), public_key, kind))
 }

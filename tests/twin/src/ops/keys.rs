@@ -19,7 +19,7 @@ pub(crate) struct NewKey<'a> {
     pub(crate) kind: &'a KeyKind,
 }
 
-/// A new `Enabled` key: a multi-Region primary or a single-Region key of the given kind, with
+/// A new `Enabled` key (`PendingImport` for origin `EXTERNAL`): a multi-Region primary or a single-Region key of the given kind, with
 /// the default key policy unless `policy` is given. Authorized as CreateKey is: `kms:CreateKey`
 /// in an IAM policy (there is no key yet), `kms:TagResource` too when tags are given, and the
 /// lockout check on the policy. A key spec the Region does not offer is refused.
@@ -76,7 +76,11 @@ pub(crate) fn create_key(
     let key = TwinKey {
         key_id: key_id.clone(),
         region: region.to_string(),
-        state: KeyState::Enabled,
+        state: if kind.is_imported() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Enabled
+        },
         description: description.to_string(),
         policy,
         tags: tags

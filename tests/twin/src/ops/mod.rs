@@ -4,6 +4,7 @@
 
 mod aliases;
 mod crypto;
+mod import;
 mod index;
 mod keys;
 mod lifecycle;
@@ -12,10 +13,12 @@ mod tags;
 
 pub(crate) use aliases::delete_alias;
 pub use crypto::{Opened, Sealed};
+pub use import::{Expiration, ImportParameters};
 pub(crate) use keys::{create_key, NewKey};
 pub(crate) use lifecycle::disable_key;
 
 use crate::crypto::EncryptionContext;
+use crate::kinds::KeyKind;
 use crate::state::Twin;
 use async_trait::async_trait;
 use kms_replicator::model::{AliasEntry, KeyInfo, Tag};
@@ -208,6 +211,162 @@ impl Twin {
             context,
             with_plaintext,
         )
+    }
+
+    /// GenerateMac with an HMAC key: the key's ARN and the MAC.
+    pub async fn generate_mac(
+        &self,
+        region: &str,
+        key: &str,
+        message: &[u8],
+        algorithm: &str,
+    ) -> KmsResult<(String, Vec<u8>)> {
+        self.enter(region, Op::GenerateMac).await?;
+        crypto::mac(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            message,
+            algorithm,
+            None,
+        )
+    }
+
+    /// VerifyMac: Ok (the key's ARN) for a valid MAC, KMSInvalidMacException otherwise.
+    pub async fn verify_mac(
+        &self,
+        region: &str,
+        key: &str,
+        message: &[u8],
+        algorithm: &str,
+        mac: &[u8],
+    ) -> KmsResult<String> {
+        self.enter(region, Op::VerifyMac).await?;
+        let mut s = self.lock();
+        crypto::mac(
+            &mut s,
+            &self.caller,
+            region,
+            key,
+            message,
+            algorithm,
+            Some(mac),
+        )
+        .map(|r| r.0)
+    }
+
+    /// Sign a raw message with an asymmetric SIGN_VERIFY key: the key's ARN and the signature.
+    pub async fn sign(
+        &self,
+        region: &str,
+        key: &str,
+        message: &[u8],
+        algorithm: &str,
+    ) -> KmsResult<(String, Vec<u8>)> {
+        self.enter(region, Op::Sign).await?;
+        crypto::sign(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            message,
+            algorithm,
+            None,
+        )
+    }
+
+    /// Verify: Ok (the key's ARN) for a valid signature, KMSInvalidSignatureException otherwise.
+    pub async fn verify(
+        &self,
+        region: &str,
+        key: &str,
+        message: &[u8],
+        algorithm: &str,
+        signature: &[u8],
+    ) -> KmsResult<String> {
+        self.enter(region, Op::Verify).await?;
+        let mut s = self.lock();
+        crypto::sign(
+            &mut s,
+            &self.caller,
+            region,
+            key,
+            message,
+            algorithm,
+            Some(signature),
+        )
+        .map(|r| r.0)
+    }
+
+    /// GetPublicKey of an asymmetric signing key: its ARN, DER SubjectPublicKeyInfo and kind.
+    pub async fn get_public_key(
+        &self,
+        region: &str,
+        key: &str,
+    ) -> KmsResult<(String, Vec<u8>, KeyKind)> {
+        self.enter(region, Op::GetPublicKey).await?;
+        crypto::get_public_key(&mut self.lock(), &self.caller, region, key)
+    }
+
+    /// GetParametersForImport: a wrapping key and an import token for a key of origin
+    /// `EXTERNAL`.
+    pub async fn get_parameters_for_import(
+        &self,
+        region: &str,
+        key: &str,
+        algorithm: &str,
+        wrapping_key_spec: &str,
+    ) -> KmsResult<ImportParameters> {
+        self.enter(region, Op::GetParametersForImport).await?;
+        import::get_parameters_for_import(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            algorithm,
+            wrapping_key_spec,
+        )
+    }
+
+    /// ImportKeyMaterial: `wrapped` under the public key that came with `token`.
+    pub async fn import_key_material(
+        &self,
+        region: &str,
+        key: &str,
+        token: &[u8],
+        wrapped: &[u8],
+        expiration: Expiration,
+    ) -> KmsResult<()> {
+        self.enter(region, Op::ImportKeyMaterial).await?;
+        import::import_key_material(
+            &mut self.lock(),
+            &self.caller,
+            region,
+            key,
+            token,
+            wrapped,
+            expiration,
+        )
+    }
+
+    /// What a person does in one Region: GetParametersForImport (RSAES_OAEP_SHA_256,
+    /// RSA_2048), wraps `material` under its public key, and ImportKeyMaterial (no expiry).
+    pub async fn import_material(&self, region: &str, key: &str, material: &[u8]) -> KmsResult<()> {
+        const ALG: &str = "RSAES_OAEP_SHA_256";
+        let p = self
+            .get_parameters_for_import(region, key, ALG, "RSA_2048")
+            .await?;
+        let wrapped = crate::crypto::wrap_for_import(&p.public_key, ALG, material)
+            .expect("the twin's own public key wraps 32 bytes");
+        self.import_key_material(
+            region,
+            key,
+            &p.import_token,
+            &wrapped,
+            Expiration::DoesNotExpire,
+        )
+        .await
     }
 
     /// GetKeyLastUsage.

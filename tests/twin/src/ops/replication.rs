@@ -88,7 +88,15 @@ pub(crate) fn replicate_key(
         created_ms: s.next_creation_date(),
         deletion_ms: None,
         kind: src.kind.clone(),
-        settles: Some((Instant::now() + creating_for, src.state)),
+        // KMS never copies imported material: the replica of an EXTERNAL key waits for its own.
+        settles: Some((
+            Instant::now() + creating_for,
+            if src.kind.is_imported() {
+                KeyState::PendingImport
+            } else {
+                src.state
+            },
+        )),
     };
     s.settle_at(Instant::now() + creating_for);
     s.keys
@@ -263,6 +271,13 @@ fn replicable(region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
             region,
             "KMSInvalidStateException",
             format!("{arn} is creating."),
+        )),
+        KeyState::PendingImport => Err(err(
+            ErrorKind::InvalidState,
+            OP,
+            region,
+            "KMSInvalidStateException",
+            format!("{arn} is pending import."),
         )),
         KeyState::Updating => Err(err(
             ErrorKind::InvalidState,
