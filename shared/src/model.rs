@@ -100,6 +100,10 @@ pub struct KeyInfo {
     /// copies it, so each new replica is `PendingImport` until a person imports it there.
     #[serde(default)]
     pub imported_material: bool,
+    /// DescribeKey's `CurrentKeyMaterialId` (symmetric encryption keys): related keys hold the
+    /// same one, except while a rotation of imported material waits for an import somewhere.
+    #[serde(default)]
+    pub current_key_material_id: Option<String>,
 }
 
 impl KeyInfo {

@@ -288,6 +288,7 @@ mod tests {
                 creation_date: None,
                 deletion_date: None,
                 imported_material: false,
+                current_key_material_id: None,
             },
             policy: policy.into(),
             tags,

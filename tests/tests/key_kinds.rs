@@ -53,18 +53,7 @@ async fn an_imported_material_replica_is_mirrored_told_how_to_import_without_ret
         "KMS copies no material"
     );
     assert_eq!(west.description, "imported material", "still mirrored");
-    let said: Vec<String> = twin
-        .audit_events()
-        .iter()
-        .filter(|e| e.detail_type == "Replication Conflict" && e.detail["region"] == WEST)
-        .flat_map(|e| {
-            e.detail["conflicts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|c| c.as_str().map(str::to_string))
-        .collect();
+    let said = conflicts_in(&twin, WEST);
     assert!(
         said.iter().any(|c| c.contains("us-west-2 is PendingImport")
             && c.contains(&format!(
@@ -105,6 +94,56 @@ async fn an_imported_material_replica_is_mirrored_told_how_to_import_without_ret
     assert_eq!(opened.plaintext, b"backup");
     let (_, errors) = deliver_trail(&twin, &cfg).await;
     assert!(errors.is_empty(), "{errors:?}");
+    let primary_material = twin.key(PRIMARY_REGION, &key).unwrap().current_material;
+    assert!(primary_material.is_some());
+    assert_eq!(
+        twin.key(WEST, &key).unwrap().current_material,
+        primary_material
+    );
+
+    // A rotation of imported material waits for an import in us-west-2: the replica's current
+    // material is no longer the primary's. The next sync says so, with both ids, and retries
+    // nothing.
+    let before = conflicts_in(&twin, WEST);
+    assert!(
+        !before.iter().any(|c| c.contains("holds key material")),
+        "the same material is no drift: {before:?}"
+    );
+    let conflicts_before = before.len();
+    let other = "ab".repeat(32);
+    twin.set_current_key_material_id(WEST, &key, &other);
+    admin
+        .update_key_description(PRIMARY_REGION, &key, "imported, v3")
+        .await
+        .unwrap();
+    let (_, errors) = deliver_trail(&twin, &cfg).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let said = conflicts_in(&twin, WEST);
+    let drift = &said[conflicts_before..];
+    assert!(
+        drift
+            .iter()
+            .any(|c| c.contains(&format!("holds key material {other}"))
+                && c.contains(primary_material.as_deref().unwrap())
+                && c.contains("--import-type NEW_KEY_MATERIAL")),
+        "{drift:?}"
+    );
+    assert_eq!(twin.key(WEST, &key).unwrap().description, "imported, v3");
+}
+
+/// Every conflict the audit events reported for `region`, oldest first.
+fn conflicts_in(twin: &Twin, region: &str) -> Vec<String> {
+    twin.audit_events()
+        .iter()
+        .filter(|e| e.detail_type == "Replication Conflict" && e.detail["region"] == region)
+        .flat_map(|e| {
+            e.detail["conflicts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The audit events of one detail type for one Region.

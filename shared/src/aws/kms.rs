@@ -144,6 +144,7 @@ fn key_info(region: &str, m: &KeyMetadata) -> KeyInfo {
         creation_date: m.creation_date().and_then(epoch_ms),
         deletion_date: m.deletion_date().and_then(epoch_ms),
         imported_material: m.origin() == Some(&aws_sdk_kms::types::OriginType::External),
+        current_key_material_id: m.current_key_material_id().map(str::to_string),
     }
 }
 

@@ -26,6 +26,7 @@ fn info(region: &str, created: Option<u64>) -> KeyInfo {
         creation_date: created,
         deletion_date: None,
         imported_material: false,
+        current_key_material_id: None,
     }
 }
 

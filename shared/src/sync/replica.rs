@@ -144,8 +144,8 @@ impl Syncer<'_> {
         report: &mut RegionReport,
     ) {
         let (key_id, target) = (primary.info.key_id.as_str(), desired.region.as_str());
-        let observed = match self.observe(target, key_id).await {
-            Ok((_, o)) => o,
+        let (info, observed) = match self.observe(target, key_id).await {
+            Ok(seen) => seen,
             Err(e) => {
                 report.outcome = failed(&e);
                 return;
@@ -216,6 +216,8 @@ impl Syncer<'_> {
             report
                 .conflicts
                 .push(super::material::pending_import(target, key_id));
+        } else if let Some(drift) = super::material::drift(&primary.info, &info) {
+            report.conflicts.push(drift);
         }
         report.notes.extend(plan.extra_aliases.iter().map(|a| {
             format!("{a} exists only here (made for this Region, not on the primary); kept")

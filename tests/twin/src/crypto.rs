@@ -86,6 +86,15 @@ pub(crate) fn material_id(region: &str, key_id: &str, multi_region: bool) -> Str
     }
 }
 
+/// A key material id as `KeyMetadata` shows it: 64 hex digits (SHA-256 of `seed`).
+pub(crate) fn material_digest(seed: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `n` random bytes.
 pub(crate) fn random(n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];

@@ -81,6 +81,19 @@ impl Twin {
         }
     }
 
+    /// Sets the `CurrentKeyMaterialId` a key shows, as KMS shows it on a replica whose
+    /// imported material differs from its primary's while a rotation of imported material
+    /// waits for an import there (the twin does not model that rotation). Not recorded.
+    pub fn set_current_key_material_id(&self, region: &str, key_id: &str, id: &str) {
+        if let Some(k) = self
+            .lock()
+            .keys
+            .get_mut(&(region.to_string(), key_id.to_string()))
+        {
+            k.current_material = Some(id.to_string());
+        }
+    }
+
     /// DeleteAlias, as a person makes it: the replicator itself never deletes an alias, so
     /// this is not part of its port.
     pub async fn delete_alias(&self, region: &str, alias: &str) -> KmsResult<()> {

@@ -38,6 +38,9 @@ pub struct TwinKey {
     pub kind: crate::kinds::KeyKind,
     /// When a transient state (Creating, Updating) ends, and the state it ends in.
     pub(crate) settles: Option<(Instant, KeyState)>,
+    /// `CurrentKeyMaterialId` (symmetric encryption keys): shared by related keys; `None`
+    /// for an imported-material key until its material is imported.
+    pub current_material: Option<String>,
 }
 
 /// A recorded call: which identity called which operation in which Region, and when.
@@ -371,6 +374,7 @@ impl State {
                 .deletion_ms
                 .filter(|_| k.state == kms_replicator::model::KeyState::PendingDeletion),
             imported_material: k.kind.is_imported(),
+            current_key_material_id: k.current_material.clone(),
         }
     }
 

@@ -138,6 +138,9 @@ impl KmsApi {
         for (field, algorithms) in kind.algorithms() {
             m[field] = json!(algorithms);
         }
+        if let Some(id) = &info.current_key_material_id {
+            m["CurrentKeyMaterialId"] = json!(id);
+        }
         if info.state.is_pending_deletion() {
             if let Some((date, days)) = extra.deletion {
                 if info.state == KeyState::PendingDeletion {

@@ -255,6 +255,7 @@ pub(crate) fn import_key_material(
     if k.state == KeyState::PendingImport {
         k.state = KeyState::Enabled;
     }
+    k.current_material = Some(crate::crypto::material_digest(&material));
     let valid_to = match expiration {
         Expiration::ExpiresAt(ms) => json!(ms / 1000),
         Expiration::DoesNotExpire => json!(null),

@@ -93,6 +93,8 @@ pub(crate) fn create_key(
         deletion_ms: None,
         kind: kind.clone(),
         settles: None,
+        current_material: (kind.is_symmetric_encryption() && !kind.is_imported())
+            .then(|| crate::crypto::material_digest(key_id.as_bytes())),
     };
     s.keys.insert((region.to_string(), key_id.clone()), key);
     let info = s.info(region, &key_id);

@@ -88,7 +88,12 @@ pub(crate) fn replicate_key(
         created_ms: s.next_creation_date(),
         deletion_ms: None,
         kind: src.kind.clone(),
-        // KMS never copies imported material: the replica of an EXTERNAL key waits for its own.
+        // The primary's material; an imported one is never copied: the replica of an EXTERNAL
+        // key waits for its own.
+        current_material: src
+            .current_material
+            .clone()
+            .filter(|_| !src.kind.is_imported()),
         settles: Some((
             Instant::now() + creating_for,
             if src.kind.is_imported() {
