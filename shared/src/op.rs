@@ -28,6 +28,9 @@ pub enum Op {
     VerifyMac,
     Sign,
     Verify,
+    /// Authorized as `kms:ReEncryptFrom` on the source key and `kms:ReEncryptTo` on the
+    /// destination (there is no `kms:ReEncrypt` action).
+    ReEncrypt,
     // Writes.
     CreateKey,
     ReplicateKey,
@@ -73,6 +76,7 @@ impl Op {
         Op::VerifyMac,
         Op::Sign,
         Op::Verify,
+        Op::ReEncrypt,
         Op::CreateKey,
         Op::ReplicateKey,
         Op::PutKeyPolicy,
@@ -110,6 +114,7 @@ impl Op {
             Op::VerifyMac => "VerifyMac",
             Op::Sign => "Sign",
             Op::Verify => "Verify",
+            Op::ReEncrypt => "ReEncrypt",
             Op::CreateKey => "CreateKey",
             Op::ReplicateKey => "ReplicateKey",
             Op::PutKeyPolicy => "PutKeyPolicy",
@@ -161,6 +166,7 @@ impl Op {
                 | Op::VerifyMac
                 | Op::Sign
                 | Op::Verify
+                | Op::ReEncrypt
         )
     }
 
@@ -201,7 +207,8 @@ impl Op {
             | Op::GenerateDataKey
             | Op::GenerateDataKeyWithoutPlaintext
             | Op::GenerateMac
-            | Op::VerifyMac => 5500,
+            | Op::VerifyMac
+            | Op::ReEncrypt => 5500,
             Op::Sign | Op::Verify => 300,
             Op::CreateKey => 5,
             Op::ReplicateKey => 5,
@@ -261,7 +268,7 @@ mod tests {
         for op in Op::ALL {
             assert_eq!(Op::parse(op.name()), Some(*op));
         }
-        assert_eq!(Op::parse("ReEncrypt"), None);
+        assert_eq!(Op::parse("ReEncryptFrom"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The twin's cryptography over HTTP, through the real AWS SDK, as an application uses a
-//! multi-Region key: encrypt in one Region, decrypt with the replica in another, and read
-//! each key's last use with GetKeyLastUsage.
+//! multi-Region key: encrypt in one Region, decrypt with the replica in another, re-encrypt
+//! there under another key, and read each key's last use with GetKeyLastUsage.
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyLastUsageTrackingOperation};
@@ -103,6 +103,37 @@ async fn encrypt_in_one_region_decrypt_with_the_replica_in_another_over_the_sdk(
     assert_eq!(
         east_usage.key_last_usage().unwrap().operation(),
         Some(&KeyLastUsageTrackingOperation::Decrypt)
+    );
+
+    // ReEncrypt in us-west-2, from the replica to a single-Region key there.
+    let local = west
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let moved = west
+        .re_encrypt()
+        .ciphertext_blob(sealed.ciphertext_blob().unwrap().clone())
+        .source_encryption_context("app", "orders")
+        .destination_key_id(&local)
+        .send()
+        .await
+        .unwrap();
+    assert!(moved.source_key_id().unwrap().contains(WEST));
+    assert!(moved.key_id().unwrap().ends_with(&local));
+    let opened = west
+        .decrypt()
+        .ciphertext_blob(moved.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext().unwrap().as_ref(),
+        b"hello from us-east-1"
     );
 
     // A disabled replica refuses with DisabledException.

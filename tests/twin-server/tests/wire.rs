@@ -441,7 +441,7 @@ async fn malformed_and_unknown_requests_get_aws_shaped_errors() {
         "POST",
         "/",
         &[
-            ("x-amz-target", "TrentService.ReEncrypt"),
+            ("x-amz-target", "TrentService.GenerateDataKeyPair"),
             ("content-type", "application/x-amz-json-1.1"),
             ("authorization", auth),
         ],

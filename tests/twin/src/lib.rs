@@ -72,7 +72,7 @@ pub use auth::{
 };
 pub use crypto::{wrap_for_import, EncryptionContext};
 pub use kinds::KeyKind;
-pub use ops::{Expiration, ImportParameters, Opened, Sealed};
+pub use ops::{Expiration, ImportParameters, Opened, ReEncryptRequest, Sealed};
 pub use policy::example_primary_policy;
 pub use state::{default_deployment, Call, Twin, TwinKey, DEFAULT_ACCOUNT};
 

@@ -362,3 +362,68 @@ async fn the_key_policy_authorizes_signing_with_the_signing_algorithm_in_the_con
         .unwrap_err();
     assert_eq!(e.code, "AccessDeniedException", "{e}");
 }
+
+#[tokio::test]
+async fn re_encrypt_moves_a_ciphertext_to_another_key_authorized_as_re_encrypt_from_and_to() {
+    let twin = Twin::new().with_caller(ADMIN_USER);
+    let policy = |action: &str| {
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Admin", "Effect": "Allow",
+             "Principal": {"AWS": ADMIN_USER}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "TeamB", "Effect": "Allow",
+             "Principal": {"AWS": TEAM_B_ROLE}, "Action": action, "Resource": "*"}
+        ]})
+        .to_string()
+    };
+    // Team B may re-encrypt from the multi-Region key and to the single-Region one.
+    let source = mrk_of(
+        &twin,
+        &KeyKind::default(),
+        Some(&policy("kms:ReEncryptFrom")),
+    )
+    .await;
+    let dest = twin
+        .create_key(WEST, false, Some(&policy("kms:ReEncryptTo")), "", &[])
+        .key_id;
+    let (c1, c2) = (ctx(&[("app", "a")]), ctx(&[("app", "b")]));
+    let sealed = twin.encrypt(EAST, &source, b"row 7", &c1).await.unwrap();
+    let team_b = twin.with_caller(TEAM_B_ROLE);
+    // In us-west-2, through the replica of the key that made it.
+    let req = twin::ReEncryptRequest {
+        ciphertext: &sealed.ciphertext,
+        source_key: None,
+        source_context: &c1,
+        destination_key: &dest,
+        destination_context: &c2,
+    };
+    let (moved, from) = team_b.re_encrypt(WEST, &req).await.unwrap();
+    assert!(from.contains(WEST) && from.ends_with(&source), "{from}");
+    assert!(moved.key_arn.ends_with(&dest));
+    for key in [&source, &dest] {
+        let used = twin.key_last_usage(WEST, key).await.unwrap();
+        assert_eq!(used.last_use.unwrap().operation, "ReEncrypt");
+    }
+    let opened = twin
+        .decrypt(WEST, None, &moved.ciphertext, &c2)
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, b"row 7");
+    // The other way round, each half is refused by its key policy.
+    let back = twin::ReEncryptRequest {
+        ciphertext: &moved.ciphertext,
+        source_key: Some(&dest),
+        source_context: &c2,
+        destination_key: &source,
+        destination_context: &c1,
+    };
+    let e = team_b.re_encrypt(WEST, &back).await.unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    assert!(e.message.contains("kms:ReEncryptFrom"), "{e}");
+    // The wrong source context opens nothing.
+    let wrong = twin::ReEncryptRequest {
+        source_context: &c2,
+        ..req
+    };
+    let e = twin.re_encrypt(WEST, &wrong).await.unwrap_err();
+    assert_eq!(e.code, "InvalidCiphertextException");
+}

@@ -36,6 +36,7 @@ pub const OPERATIONS: &[Op] = &[
     Op::ListKeys,
     Op::ListResourceTags,
     Op::PutKeyPolicy,
+    Op::ReEncrypt,
     Op::ReplicateKey,
     Op::ScheduleKeyDeletion,
     Op::Sign,
@@ -261,6 +262,7 @@ impl KmsApi {
             Op::GenerateMac | Op::VerifyMac => self.mac(&kms, region, body, op).await,
             Op::Sign | Op::Verify => self.sign(&kms, region, body, op).await,
             Op::GetPublicKey => self.get_public_key(&kms, region, body).await,
+            Op::ReEncrypt => self.re_encrypt(&kms, region, body).await,
             // The Resource Groups Tagging API's, served by `get_resources`.
             Op::GetResources => Err(unknown()),
         }

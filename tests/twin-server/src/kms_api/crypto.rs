@@ -1,4 +1,5 @@
-//! Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateMac, VerifyMac,
+//! Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateMac,
+//! VerifyMac,
 //! Sign, Verify, GetPublicKey, GetKeyLastUsage, and
 //! GetParametersForImport and ImportKeyMaterial for keys of origin EXTERNAL.
 //! Blobs travel base64-encoded, as in the KMS JSON protocol; dates are epoch seconds.
@@ -23,18 +24,22 @@ fn blob(body: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 fn context(body: &Value) -> Result<EncryptionContext, ApiError> {
-    match body.get("EncryptionContext") {
+    context_in(body, "EncryptionContext")
+}
+
+fn context_in(body: &Value, field: &str) -> Result<EncryptionContext, ApiError> {
+    match body.get(field) {
         None | Some(Value::Null) => Ok(EncryptionContext::new()),
         Some(Value::Object(m)) => m
             .iter()
             .map(|(k, v)| match v.as_str() {
                 Some(v) => Ok((k.clone(), v.to_string())),
-                None => Err(ApiError::validation(
-                    "EncryptionContext values must be strings",
-                )),
+                None => Err(ApiError::validation(format!(
+                    "{field} values must be strings"
+                ))),
             })
             .collect(),
-        Some(_) => Err(ApiError::validation("EncryptionContext must be a map")),
+        Some(_) => Err(ApiError::validation(format!("{field} must be a map"))),
     }
 }
 
@@ -112,6 +117,24 @@ impl KmsApi {
             out["Plaintext"] = json!(base64::encode(&p));
         }
         Ok(out)
+    }
+
+    pub(super) async fn re_encrypt(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {
+        let req = twin::ReEncryptRequest {
+            ciphertext: &blob(body, "CiphertextBlob")?,
+            source_key: opt_str(body, "SourceKeyId"),
+            source_context: &context_in(body, "SourceEncryptionContext")?,
+            destination_key: req_str(body, "DestinationKeyId")?,
+            destination_context: &context_in(body, "DestinationEncryptionContext")?,
+        };
+        let (sealed, source) = kms.re_encrypt(region, &req).await?;
+        Ok(json!({
+            "CiphertextBlob": base64::encode(&sealed.ciphertext),
+            "SourceKeyId": source,
+            "KeyId": sealed.key_arn,
+            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
     }
 
     /// GenerateMac, or VerifyMac when `op` is VerifyMac (a valid MAC answers `MacValid`).

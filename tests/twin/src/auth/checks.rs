@@ -102,6 +102,9 @@ pub struct Check {
     /// `Some` when `aws:RequestedRegion` is not documented for this check.
     requested_region: Option<Undocumented>,
     extra: Vec<Extra>,
+    /// The IAM action, where it is not the operation's own: ReEncrypt is authorized as
+    /// `kms:ReEncryptFrom` on the source key and `kms:ReEncryptTo` on the destination.
+    iam_action: Option<&'static str>,
 }
 
 impl Check {
@@ -113,6 +116,7 @@ impl Check {
             target: Target::Key(Box::new(key.clone())),
             requested_region: None,
             extra: Vec::new(),
+            iam_action: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl Check {
             target: Target::Alias(alias_arn.to_string()),
             requested_region: None,
             extra: Vec::new(),
+            iam_action: None,
         }
     }
 
@@ -137,6 +142,22 @@ impl Check {
             target: Target::Nothing,
             requested_region: None,
             extra: Vec::new(),
+            iam_action: None,
+        }
+    }
+
+    /// The check authorizes `iam_action` (`kms:ReEncryptFrom`, say) rather than the
+    /// operation's own action.
+    pub fn as_action(mut self, iam_action: &'static str) -> Check {
+        self.iam_action = Some(iam_action);
+        self
+    }
+
+    /// The IAM action this check authorizes.
+    pub fn iam_action(&self) -> String {
+        match self.iam_action {
+            Some(a) => a.to_string(),
+            None => self.action.iam_action(),
         }
     }
 

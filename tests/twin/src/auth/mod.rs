@@ -79,7 +79,7 @@ impl Authorization {
         let ctx = check.context(caller, &self.undocumented);
         let who = Caller::iam(caller);
         let identity = self.identities.policies(caller);
-        let action = check.action.iam_action();
+        let action = check.iam_action();
         let resource = check.resource_arn();
         let by_iam = identity_decision(&identity, &action, &resource, &ctx);
         let refuse = |because: String| {

@@ -1,5 +1,6 @@
 //! The cryptographic operations (Encrypt, Decrypt, GenerateDataKey and its WithoutPlaintext
-//! form; GenerateMac and VerifyMac; Sign and Verify), GetPublicKey and GetKeyLastUsage. Each success records the key's last use in its Region, as
+//! form; ReEncrypt; GenerateMac and VerifyMac; Sign and Verify), GetPublicKey and
+//! GetKeyLastUsage. Each success records the key's last use in its Region, as
 //! KMS does; GetKeyLastUsage answers from that record.
 
 use crate::crypto::{key_id_of, material_id, random, EncryptionContext};
@@ -101,8 +102,24 @@ fn prepare(
     key: &str,
     context: &EncryptionContext,
 ) -> KmsResult<(String, String)> {
+    prepare_as(s, caller, op, None, region, key, context)
+}
+
+/// [`prepare`], authorized as `action` where that is not the operation's own (ReEncrypt).
+fn prepare_as(
+    s: &State,
+    caller: &str,
+    op: Op,
+    action: Option<&'static str>,
+    region: &str,
+    key: &str,
+    context: &EncryptionContext,
+) -> KmsResult<(String, String)> {
     let id = s.resolve(op, region, key)?;
     s.authorize_key(caller, op, region, &id, |mut c| {
+        if let Some(a) = action {
+            c = c.as_action(a);
+        }
         c = c.with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         for (k, v) in context {
             c = c.with(&format!("kms:EncryptionContext:{k}"), v.clone());
@@ -205,6 +222,74 @@ pub(crate) fn decrypt(
         key_arn: s.arn(region, &id),
         plaintext,
     })
+}
+
+/// What ReEncrypt is asked: the ciphertext and its context (and, optionally, the key that
+/// must have made it), the destination key and its context.
+pub struct ReEncryptRequest<'a> {
+    pub ciphertext: &'a [u8],
+    pub source_key: Option<&'a str>,
+    pub source_context: &'a EncryptionContext,
+    pub destination_key: &'a str,
+    pub destination_context: &'a EncryptionContext,
+}
+
+/// ReEncrypt: opens the ciphertext under the key it names (authorized as
+/// `kms:ReEncryptFrom` there) and seals the plaintext under the destination key (as
+/// `kms:ReEncryptTo`), without the plaintext leaving KMS. Each key records the use. Returns
+/// the new ciphertext and the source key's ARN.
+pub(crate) fn re_encrypt(
+    s: &mut State,
+    caller: &str,
+    region: &str,
+    req: &ReEncryptRequest,
+) -> KmsResult<(Sealed, String)> {
+    const OP: Op = Op::ReEncrypt;
+    let invalid = || {
+        err(
+            ErrorKind::Other,
+            OP,
+            region,
+            "InvalidCiphertextException",
+            "The ciphertext is not valid for this key, Region or encryption context",
+        )
+    };
+    let named = key_id_of(req.ciphertext).ok_or_else(invalid)?.to_string();
+    if !s.keys.contains_key(&(region.to_string(), named.clone())) {
+        return Err(invalid());
+    }
+    if let Some(k) = req.source_key {
+        if s.resolve(OP, region, k)? != named {
+            return Err(err(
+                ErrorKind::Other,
+                OP,
+                region,
+                "IncorrectKeyException",
+                "The key ID in the request does not identify a KMS key that can perform this \
+                 operation.",
+            ));
+        }
+    }
+    let from = Some("kms:ReEncryptFrom");
+    let (source, material) = prepare_as(s, caller, OP, from, region, &named, req.source_context)?;
+    let to = Some("kms:ReEncryptTo");
+    let dest_key = req.destination_key;
+    let (dest, dest_material) =
+        prepare_as(s, caller, OP, to, region, dest_key, req.destination_context)?;
+    let plaintext = s
+        .crypto
+        .open(&material, req.ciphertext, req.source_context)
+        .ok_or_else(invalid)?;
+    let ciphertext = s
+        .crypto
+        .seal(&dest_material, &dest, req.destination_context, &plaintext);
+    record(s, OP, region, &source);
+    record(s, OP, region, &dest);
+    let sealed = Sealed {
+        key_arn: s.arn(region, &dest),
+        ciphertext,
+    };
+    Ok((sealed, s.arn(region, &source)))
 }
 
 /// GenerateDataKey (with the plaintext) or GenerateDataKeyWithoutPlaintext: `bytes` random

@@ -12,7 +12,7 @@ mod replication;
 mod tags;
 
 pub(crate) use aliases::delete_alias;
-pub use crypto::{Opened, Sealed};
+pub use crypto::{Opened, ReEncryptRequest, Sealed};
 pub use import::{Expiration, ImportParameters};
 pub(crate) use keys::{create_key, NewKey};
 pub(crate) use lifecycle::disable_key;
@@ -211,6 +211,16 @@ impl Twin {
             context,
             with_plaintext,
         )
+    }
+
+    /// ReEncrypt: the ciphertext under the destination key, and the source key's ARN.
+    pub async fn re_encrypt(
+        &self,
+        region: &str,
+        req: &ReEncryptRequest<'_>,
+    ) -> KmsResult<(Sealed, String)> {
+        self.enter(region, Op::ReEncrypt).await?;
+        crypto::re_encrypt(&mut self.lock(), &self.caller, region, req)
     }
 
     /// GenerateMac with an HMAC key: the key's ARN and the MAC.
