@@ -37,7 +37,7 @@ ensure_venv requirements-dev.txt requirements-build.txt
 # SAM finds cargo-lambda on PATH, and cargo-lambda finds Zig as `python3 -m ziglang`.
 export VIRTUAL_ENV="$ROOT/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-echo "    $(cargo-lambda --version), zig $(python3 -m ziglang version), $(sam --version)"
+echo "    $(cargo-lambda lambda --version), zig $(python3 -m ziglang version), $(sam --version)"
 
 echo "==> [2/4] Rust standard library for $TRIPLE"
 if ! command -v cargo >/dev/null; then
