@@ -27,7 +27,7 @@ pub const PRIMARY_HISTORY_TAG: &str = "kms-replicator:primary-regions";
 pub fn is_replicator_tag(key: &str) -> bool {
     key == DELETION_MARKER_TAG
         || key == PRIMARY_HISTORY_TAG
-        || key == crate::promotion::POLICY_DIGEST_TAG
+        || key == crate::digest_tag::POLICY_DIGEST_TAG
         || key == crate::hold::HOLD_TAG
 }
 
@@ -192,7 +192,7 @@ pub fn desired_replica(
         primary.primary_history_value(),
     ));
     if let Some(p) = &policy {
-        tags.push(crate::promotion::digest_tag(primary, region, p));
+        tags.push(digest_tag(primary, region, p));
     }
     tags.sort();
     Ok(DesiredReplica {
@@ -361,6 +361,18 @@ pub fn predates_primary(primary: &KeyInfo, replica: &KeyInfo) -> bool {
         (Some(p), Some(r)) => r <= p,
         _ => true,
     }
+}
+
+/// The digest tag the replica in `region` carries once it holds `mirrored`, the policy of
+/// `primary` rewritten for it ([`crate::digest_tag`]).
+pub fn digest_tag(primary: &PrimaryState, region: &str, mirrored: &str) -> Tag {
+    crate::digest_tag::tag(
+        &primary.info.region,
+        &primary.policy,
+        &primary.tags,
+        primary.primary_history().contains(region),
+        mirrored,
+    )
 }
 
 #[cfg(test)]

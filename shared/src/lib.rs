@@ -15,6 +15,7 @@ pub mod aws;
 pub mod config;
 pub mod consent;
 pub mod desired;
+pub mod digest_tag;
 pub mod discover;
 pub mod error;
 pub mod event;

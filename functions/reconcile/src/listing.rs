@@ -7,7 +7,6 @@
 //! the sightings of each key ([`group_candidates`]) and picks the Region to describe it in; of
 //! those, the keys not sent already are returned, for the caller to order and send.
 
-use crate::sweep::Work;
 use futures::future::join_all;
 use kms_replicator::arn::key_id_of;
 use kms_replicator::discover::{group_candidates, Discovery};
@@ -16,6 +15,14 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::debug;
+
+/// One unit of work: a key to describe, and the Regions to look for it in, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub(crate) requested: String,
+    pub(crate) key: String,
+    pub(crate) regions: Vec<String>,
+}
 
 /// Lists every Region of `regions`, sending to `tx` each key that looks like the primary in the
 /// Region it was seen in, as its page arrives. Returns what the listing met, and the keys left

@@ -2,7 +2,7 @@
 //! each with bounded concurrency until done or until the deadline margin, and publishes the
 //! keys' audit events.
 
-use crate::listing;
+use crate::listing::{self, Work};
 use crate::report::Sweep;
 use crate::request::{parse_request, rotation, Invocation, Request, Scope};
 use crate::settings::Settings;
@@ -23,14 +23,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
-
-/// One unit of work: a key to describe, and the Regions to look for it in, in order.
-#[derive(Debug, Clone)]
-pub(crate) struct Work {
-    pub(crate) requested: String,
-    pub(crate) key: String,
-    pub(crate) regions: Vec<String>,
-}
 
 /// What a run covers: its Regions, and what discovery met on the way.
 struct Found {

@@ -463,7 +463,7 @@ fn without_digest_if(policy_failed: bool, action: Action) -> Option<Action> {
         Action::TagResource { tags } if policy_failed => {
             let tags: Vec<Tag> = tags
                 .into_iter()
-                .filter(|t| t.key != crate::promotion::POLICY_DIGEST_TAG)
+                .filter(|t| t.key != crate::digest_tag::POLICY_DIGEST_TAG)
                 .collect();
             (!tags.is_empty()).then_some(Action::TagResource { tags })
         }

@@ -14,6 +14,11 @@
 //! - every accepted write is recorded as the CloudTrail record AWS would log, wrapped as the
 //!   EventBridge event a rule would receive (ReplicateKey in the primary's Region and CreateKey
 //!   in the replica's Region);
+//! - the cryptographic operations with real cryptography: related keys share their material
+//!   (a replica decrypts, verifies and MACs as its primary does), imported material (origin
+//!   `EXTERNAL`) is never copied, so each replica of such a key is `PendingImport` until the
+//!   same material is imported there; each success is the key's last use;
+//! - KMS's authorization: identity policies from `template.yaml` and key policies;
 //! - injectable latency, one-shot faults, per-operation rate limits and whole-Region outages.
 //!
 //! Clones share one state; [`Twin::with_caller`] gives a handle that acts as another identity.
@@ -23,34 +28,36 @@
 //! From the top down; each module imports only modules below it.
 //!
 //! - `setup.rs`: what tests and people do outside the port: `create_key`, `disable_key`,
-//!   `delete_alias`, `purge_key`, `set_state`, and how long transient states last.
+//!   `delete_alias`, `purge_key`, `set_state`, and how long transient states last;
+//!   `access.rs`: who the twin lets do what (the deployment its roles come from, extra
+//!   principals, authorization off).
 //! - `inspect.rs`: what tests read back: the call log, the trail, the audit events, a key.
 //! - `ops/`: the twin as the replicator's ports ([`Kms`](kms_replicator::port::Kms),
-//!   [`TagIndex`](kms_replicator::port::TagIndex), [`AuditSink`](kms_replicator::port::AuditSink)).
-//!   `ops/mod.rs` sends every call through the request path, then serves it with the
-//!   function of its operation, one file per group: `keys.rs` (CreateKey, DescribeKey,
-//!   ListKeys, GetKeyPolicy, PutKeyPolicy, UpdateKeyDescription), `aliases.rs`, `tags.rs`,
-//!   `replication.rs` (ReplicateKey, UpdatePrimaryRegion), `import.rs` (GetParametersForImport,
-//!   ImportKeyMaterial), `lifecycle.rs` (EnableKey,
-//!   DisableKey, ScheduleKeyDeletion, CancelKeyDeletion) and `index.rs` (GetResources, the
-//!   audit sink). An operation is a function of the state and the caller; a new one (Encrypt,
-//!   GetKeyLastUsage) is a function in its group's file (or a new group's) and one method in
-//!   `ops/mod.rs`.
+//!   [`TagIndex`](kms_replicator::port::TagIndex), [`AuditSink`](kms_replicator::port::AuditSink))
+//!   and as an application calls KMS. `ops/mod.rs` sends every call through the request
+//!   path, then serves it with the function of its operation, one file per group: `keys.rs`
+//!   (CreateKey, DescribeKey, ListKeys, GetKeyPolicy, PutKeyPolicy, UpdateKeyDescription),
+//!   `aliases.rs`, `tags.rs`, `replication.rs` (ReplicateKey, UpdatePrimaryRegion),
+//!   `import.rs` (GetParametersForImport, ImportKeyMaterial), `lifecycle.rs` (EnableKey,
+//!   DisableKey, ScheduleKeyDeletion, CancelKeyDeletion), `crypto.rs` (Encrypt, Decrypt,
+//!   ReEncrypt, the data keys, the MAC and signing operations, GetPublicKey,
+//!   GetKeyLastUsage) and `index.rs` (GetResources, the audit sink). An operation is a
+//!   function of the state and the caller; a new one is a function in its group's file (or a
+//!   new group's) and one method in `ops/mod.rs`.
 //! - `request.rs`: the one path every request takes before it is served: latency, outages,
 //!   stalls, injected faults, rate limits, the call log.
 //! - `faults.rs`: the knobs that make calls fail or wait (faults, stalls, outages, rate
 //!   limits, latency, the audit bus), and how a call meets them.
-//! - `policy.rs`: the default key policy, the example primary policy, the lockout safety check.
+//! - `auth/`: KMS's authorization for every check an operation makes (identity policies
+//!   from `template.yaml`, key policies, the request context); `policy.rs`: the default key
+//!   policy, the example primary policy, the lockout safety check.
 //! - `state.rs`: the [`Twin`] handle and the state it shares: keys per Region ([`TwinKey`]),
 //!   aliases, what was recorded; the lookups every operation makes (resolve a key reference,
 //!   its `KeyMetadata`, the key-state rule of the management calls).
+//! - `kinds.rs`: key spec, usage and origin as CreateKey validates them; `crypto.rs`: key
+//!   material, AES-256-GCM, import tokens and each key's last use; `signing.rs`: the secrets
+//!   of HMAC and asymmetric keys, and the MACs and signatures over them.
 //! - `trail.rs`: the CloudTrail record of each accepted write, as EventBridge delivers it.
-//!
-//! Where new parts go: authorization (identity and key policies, evaluated for each check an
-//! operation makes) in an `auth/` beside `policy.rs`, which the operations call; key material
-//! and the cryptography over it in a `crypto.rs` below `ops/`, with the cryptographic
-//! operations as a group of their own; a key's last use recorded on the request path, in the
-//! state, and read back by GetKeyLastUsage.
 
 mod access;
 pub mod auth;
