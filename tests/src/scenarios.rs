@@ -415,7 +415,12 @@ impl Bench {
                 "reconcile",
                 Duration::from_secs(900),
                 &REGIONS.join(" "),
-                |b| b,
+                // `RECONCILE_CONCURRENCY=N cargo bench ... -- --only sweep` measures another
+                // number of keys in flight than the default.
+                |b| match std::env::var("RECONCILE_CONCURRENCY") {
+                    Ok(n) => b.function_env("reconcile", "RECONCILE_CONCURRENCY", &n),
+                    Err(_) => b,
+                },
             )
             .await;
         let twin = cloud.twin().clone();

@@ -146,6 +146,32 @@ pub(crate) fn err(
     KmsError::new(kind, op, region, code, msg)
 }
 
+/// What KMS answers a call that the state of the key `arn` does not allow (the key-state
+/// table): DisabledException for a disabled key, KMSInvalidStateException `<arn> is ...` for
+/// the others.
+pub(crate) fn refused_in(op: Op, region: &str, arn: &str, state: KeyState) -> KmsError {
+    let what = match state {
+        KeyState::Disabled => {
+            let msg = format!("{arn} is disabled.");
+            return err(ErrorKind::Disabled, op, region, "DisabledException", msg);
+        }
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => "is pending deletion",
+        KeyState::PendingImport => "is pending import",
+        KeyState::Creating => "is creating",
+        KeyState::Updating => "is updating",
+        KeyState::Unavailable => "is unavailable",
+        KeyState::Enabled => "is enabled",
+    };
+    let msg = format!("{arn} {what}.");
+    err(
+        ErrorKind::InvalidState,
+        op,
+        region,
+        "KMSInvalidStateException",
+        msg,
+    )
+}
+
 impl Twin {
     pub fn new() -> Twin {
         Twin {

@@ -6,7 +6,7 @@
 use crate::crypto::{key_id_of, material_id, random, EncryptionContext};
 use crate::kinds::KeyKind;
 use crate::signing;
-use crate::state::{err, State};
+use crate::state::{err, refused_in, State};
 use kms_replicator::model::KeyState;
 use kms_replicator::op::Op;
 use kms_replicator::port::{ErrorKind, KmsError, KmsResult};
@@ -28,33 +28,10 @@ pub struct Opened {
 
 /// The refusals of a key that cannot be used, with the codes of KMS's key-state table.
 fn usable(s: &State, op: Op, region: &str, id: &str) -> KmsResult<()> {
-    let state = s.keys[&(region.to_string(), id.to_string())].state;
-    let arn = s.arn(region, id);
-    let (kind, code, what) = match state {
-        KeyState::Enabled | KeyState::Updating => return Ok(()),
-        KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
-        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is pending deletion",
-        ),
-        KeyState::PendingImport => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is pending import",
-        ),
-        KeyState::Creating => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is creating",
-        ),
-        KeyState::Unavailable => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is unavailable",
-        ),
-    };
-    Err(err(kind, op, region, code, format!("{arn} {what}.")))
+    match s.keys[&(region.to_string(), id.to_string())].state {
+        KeyState::Enabled | KeyState::Updating => Ok(()),
+        other => Err(refused_in(op, region, &s.arn(region, id), other)),
+    }
 }
 
 /// Encrypt, Decrypt and the data keys need a symmetric encryption key: any other key usage is

@@ -4,7 +4,7 @@
 //! until the material is imported into it; KMS never copies it between Regions.
 
 use crate::crypto::{material_id, random, Wrapping};
-use crate::state::{err, State};
+use crate::state::{err, refused_in, State};
 use crate::trail;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
@@ -49,20 +49,10 @@ fn importable(s: &State, op: Op, region: &str, id: &str) -> KmsResult<()> {
             ),
         ));
     }
-    let what = match k.state {
-        KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport => return Ok(()),
-        KeyState::Creating => "is creating",
-        KeyState::Updating => "is updating",
-        KeyState::Unavailable => "is unavailable",
-        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => "is pending deletion",
-    };
-    Err(err(
-        ErrorKind::InvalidState,
-        op,
-        region,
-        "KMSInvalidStateException",
-        format!("{arn} {what}."),
-    ))
+    match k.state {
+        KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport => Ok(()),
+        other => Err(refused_in(op, region, &arn, other)),
+    }
 }
 
 /// GetParametersForImport: a new RSA wrapping key of `spec` (RSA_2048, RSA_3072, RSA_4096)

@@ -4,7 +4,7 @@
 
 use crate::auth::{Check, KeyFacts, Undocumented};
 use crate::policy::{check_policy, default_policy};
-use crate::state::{err, State, TwinKey};
+use crate::state::{err, refused_in, State, TwinKey};
 use crate::trail;
 use kms_replicator::model::{KeyInfo, KeyState, MultiRegionKeyType};
 use kms_replicator::op::Op;
@@ -252,46 +252,12 @@ fn authorize_replica_side(
     Ok(())
 }
 
-/// ReplicateKey refuses a primary that is disabled, pending deletion, creating or updating.
+/// ReplicateKey refuses a primary that is disabled, pending deletion or import, creating or
+/// updating.
 fn replicable(region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
-    const OP: Op = Op::ReplicateKey;
     match state {
-        KeyState::Disabled => Err(err(
-            ErrorKind::Disabled,
-            OP,
-            region,
-            "DisabledException",
-            format!("{arn} is disabled."),
-        )),
-        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => Err(err(
-            ErrorKind::InvalidState,
-            OP,
-            region,
-            "KMSInvalidStateException",
-            format!("{arn} is pending deletion."),
-        )),
-        KeyState::Creating => Err(err(
-            ErrorKind::InvalidState,
-            OP,
-            region,
-            "KMSInvalidStateException",
-            format!("{arn} is creating."),
-        )),
-        KeyState::PendingImport => Err(err(
-            ErrorKind::InvalidState,
-            OP,
-            region,
-            "KMSInvalidStateException",
-            format!("{arn} is pending import."),
-        )),
-        KeyState::Updating => Err(err(
-            ErrorKind::InvalidState,
-            OP,
-            region,
-            "KMSInvalidStateException",
-            format!("{arn} is updating."),
-        )),
-        _ => Ok(()),
+        KeyState::Enabled | KeyState::Unavailable => Ok(()),
+        other => Err(refused_in(Op::ReplicateKey, region, arn, other)),
     }
 }
 
@@ -401,34 +367,8 @@ pub(crate) fn update_primary_region(
 
 /// UpdatePrimaryRegion needs both keys `Enabled` when it starts (the key-state table's errors).
 fn promotable(op: Op, region: &str, arn: &str, state: KeyState) -> KmsResult<()> {
-    let (kind, code, what) = match state {
-        KeyState::Enabled => return Ok(()),
-        KeyState::Disabled => (ErrorKind::Disabled, "DisabledException", "is disabled"),
-        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is pending deletion",
-        ),
-        KeyState::Creating => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is creating",
-        ),
-        KeyState::Updating => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is updating",
-        ),
-        KeyState::PendingImport => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is pending import",
-        ),
-        KeyState::Unavailable => (
-            ErrorKind::InvalidState,
-            "KMSInvalidStateException",
-            "is unavailable",
-        ),
-    };
-    Err(err(kind, op, region, code, format!("{arn} {what}.")))
+    match state {
+        KeyState::Enabled => Ok(()),
+        other => Err(refused_in(op, region, arn, other)),
+    }
 }
