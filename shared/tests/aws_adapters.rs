@@ -130,12 +130,15 @@ async fn key_policy_calls_use_the_default_policy_name() {
 }
 
 #[tokio::test]
-async fn list_calls_follow_every_page() {
+async fn list_aliases_asks_for_full_pages_and_follows_every_one() {
     let page = |marker: Option<&str>, names: &[&str], next: Option<&str>| {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let (marker, next) = (marker.map(str::to_string), next.map(str::to_string));
         mock!(Client::list_aliases)
-            .match_requests(move |r| r.marker().map(str::to_string) == marker)
+            // 100 is the most KMS returns in a page (50 when a request names no limit).
+            .match_requests(move |r| {
+                r.marker().map(str::to_string) == marker && r.limit() == Some(100)
+            })
             .then_output(move || {
                 aws_sdk_kms::operation::list_aliases::ListAliasesOutput::builder()
                     .set_aliases(Some(

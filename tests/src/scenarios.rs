@@ -504,6 +504,7 @@ impl Bench {
             .await
             .expect("sweep");
         let wall = started.elapsed();
+        eprintln!("{}", timeline(&twin.calls(), started, wall));
         assert_eq!(out["counts"]["repaired"], drifted, "{}", out["summary"]);
         assert_eq!(
             out["counts"]["inSync"],
@@ -824,6 +825,31 @@ pub fn splice(path: &Path, table: &str) -> std::io::Result<()> {
     };
     let out = format!("{}{START}\n{table}{}", &text[..a], &text[b..]);
     std::fs::write(path, out)
+}
+
+/// Where a run's time went, per (Region, operation): when its first and last call came and
+/// how many calls, busiest first (for reading a sweep's figure against its floor).
+pub fn timeline(calls: &[Call], started: Instant, wall: Duration) -> String {
+    let mut by: BTreeMap<(String, Op), (Duration, Duration, usize)> = BTreeMap::new();
+    for c in calls.iter().filter(|c| c.at >= started) {
+        let t = c.at.saturating_duration_since(started);
+        let e = by.entry((c.region.clone(), c.op)).or_insert((t, t, 0));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
+        e.2 += 1;
+    }
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .2));
+    let mut out = format!("timeline of {:.1} s:", wall.as_secs_f64());
+    for ((region, op), (first, last, n)) in rows.iter().take(12) {
+        out.push_str(&format!(
+            "\n  {n:>6} {op} in {region}: first at {:.2} s, last at {:.2} s ({:.1}/s between)",
+            first.as_secs_f64(),
+            last.as_secs_f64(),
+            *n as f64 / (*last - *first).as_secs_f64().max(0.001)
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

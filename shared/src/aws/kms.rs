@@ -255,6 +255,8 @@ impl Kms for AwsKms {
             .client(region)
             .list_aliases()
             .set_key_id(key_id.map(str::to_string))
+            // The most KMS returns in a page (its default is 50): half the pages of an index.
+            .limit(100)
             .into_paginator()
             .send();
         let mut aliases = Vec::new();

@@ -47,9 +47,8 @@ impl Twin {
     pub fn aliases(&self, region: &str) -> BTreeMap<String, String> {
         self.lock()
             .aliases
-            .iter()
-            .filter(|((r, _), _)| r == region)
-            .map(|((_, n), k)| (n.clone(), k.clone()))
+            .in_region(region)
+            .map(|(n, k)| (n.clone(), k.clone()))
             .collect()
     }
 

@@ -52,7 +52,8 @@
 //!   from `template.yaml`, key policies, the request context); `policy.rs`: the default key
 //!   policy, the example primary policy, the lockout safety check.
 //! - `state.rs`: the [`Twin`] handle and the state it shares: keys per Region ([`TwinKey`]),
-//!   aliases, what was recorded; the lookups every operation makes (resolve a key reference,
+//!   aliases (by name and by key), what was recorded; the lookups every operation makes
+//!   (resolve a key reference, a key's copies in the other Regions,
 //!   its `KeyMetadata`, the key-state rule of the management calls).
 //! - `kinds.rs`: key spec, usage and origin as CreateKey validates them; `crypto.rs`: key
 //!   material, AES-256-GCM, import tokens and each key's last use; `signing.rs`: the secrets

@@ -150,6 +150,6 @@ impl Twin {
     pub fn purge_key(&self, region: &str, key_id: &str) {
         let mut s = self.lock();
         s.keys.remove(&(region.to_string(), key_id.to_string()));
-        s.aliases.retain(|(r, _), k| !(r == region && k == key_id));
+        s.aliases.remove_key(region, key_id);
     }
 }

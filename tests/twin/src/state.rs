@@ -10,7 +10,7 @@ use kms_replicator::model::{KeyInfo, KeyState, MultiRegionConfig, MultiRegionKey
 use kms_replicator::op::Op;
 use kms_replicator::port::{AuditEvent, ErrorKind, KmsError, KmsResult};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -79,12 +79,87 @@ pub(crate) struct Bucket {
     pub(crate) used: u32,
 }
 
+/// The aliases of every Region: by (Region, name), ordered, and by the key each names, so
+/// a key's authorization context (`kms:ResourceAliases`, on every call that names a key) does
+/// not scan every alias of the account.
+#[derive(Debug, Default)]
+pub(crate) struct Aliases {
+    by_name: BTreeMap<(String, String), String>,
+    by_key: HashMap<(String, String), BTreeSet<String>>,
+}
+
+impl Aliases {
+    /// The key id `name` points to in `region`.
+    pub(crate) fn get(&self, region: &str, name: &str) -> Option<&String> {
+        self.by_name.get(&(region.to_string(), name.to_string()))
+    }
+
+    /// Points `name` in `region` at `id`, replacing where it pointed before.
+    pub(crate) fn insert(&mut self, region: &str, name: &str, id: &str) {
+        let old = self
+            .by_name
+            .insert((region.to_string(), name.to_string()), id.to_string());
+        if let Some(old) = old {
+            self.unlink(region, &old, name);
+        }
+        self.by_key
+            .entry((region.to_string(), id.to_string()))
+            .or_default()
+            .insert(name.to_string());
+    }
+
+    pub(crate) fn remove(&mut self, region: &str, name: &str) {
+        if let Some(id) = self.by_name.remove(&(region.to_string(), name.to_string())) {
+            self.unlink(region, &id, name);
+        }
+    }
+
+    /// Removes every alias of the key `id` in `region`.
+    pub(crate) fn remove_key(&mut self, region: &str, id: &str) {
+        for name in self
+            .by_key
+            .remove(&(region.to_string(), id.to_string()))
+            .unwrap_or_default()
+        {
+            self.by_name.remove(&(region.to_string(), name));
+        }
+    }
+
+    /// The aliases of `region` in name order: (name, key id).
+    pub(crate) fn in_region<'a>(
+        &'a self,
+        region: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
+        self.by_name
+            .range((region.to_string(), String::new())..)
+            .take_while(move |((r, _), _)| r == region)
+            .map(|((_, name), id)| (name, id))
+    }
+
+    /// The names of the aliases of the key `id` in `region`, in name order.
+    pub(crate) fn of_key(&self, region: &str, id: &str) -> impl Iterator<Item = &String> {
+        self.by_key
+            .get(&(region.to_string(), id.to_string()))
+            .into_iter()
+            .flatten()
+    }
+
+    fn unlink(&mut self, region: &str, id: &str, name: &str) {
+        let slot = (region.to_string(), id.to_string());
+        if let Some(names) = self.by_key.get_mut(&slot) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_key.remove(&slot);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) account: String,
     pub(crate) keys: BTreeMap<(String, String), TwinKey>,
-    /// (Region, alias name) -> key id
-    pub(crate) aliases: BTreeMap<(String, String), String>,
+    pub(crate) aliases: Aliases,
     pub(crate) trail: Vec<Value>,
     pub(crate) audit: Vec<AuditEvent>,
     pub(crate) calls: Vec<Call>,
@@ -178,7 +253,7 @@ impl Twin {
             state: Arc::new(Mutex::new(State {
                 account: DEFAULT_ACCOUNT.into(),
                 keys: BTreeMap::new(),
-                aliases: BTreeMap::new(),
+                aliases: Aliases::default(),
                 trail: Vec::new(),
                 audit: Vec::new(),
                 calls: Vec::new(),
@@ -242,12 +317,7 @@ impl State {
                 MultiRegionKeyType::Primary => "PRIMARY",
                 MultiRegionKeyType::Replica => "REPLICA",
             }),
-            aliases: self
-                .aliases
-                .iter()
-                .filter(|((r, _), target)| r == region && *target == id)
-                .map(|((_, name), _)| name.clone())
-                .collect(),
+            aliases: self.aliases.of_key(region, id).cloned().collect(),
             origin: k.kind.origin.clone(),
             spec: k.kind.spec.clone(),
             usage: k.kind.usage.clone(),
@@ -341,22 +411,18 @@ impl State {
             None => key.to_string(),
         };
         if local.starts_with("alias/") {
-            return self
-                .aliases
-                .get(&(region.to_string(), local.clone()))
-                .cloned()
-                .ok_or_else(|| {
-                    err(
-                        ErrorKind::NotFound,
-                        op,
-                        region,
-                        "NotFoundException",
-                        format!(
-                            "Alias arn:aws:kms:{region}:{}:{local} is not found.",
-                            self.account
-                        ),
-                    )
-                });
+            return self.aliases.get(region, &local).cloned().ok_or_else(|| {
+                err(
+                    ErrorKind::NotFound,
+                    op,
+                    region,
+                    "NotFoundException",
+                    format!(
+                        "Alias arn:aws:kms:{region}:{}:{local} is not found.",
+                        self.account
+                    ),
+                )
+            });
         }
         let id = local.strip_prefix("key/").unwrap_or(&local).to_string();
         if self.keys.contains_key(&(region.to_string(), id.clone())) {
@@ -376,15 +442,35 @@ impl State {
         key_arn("aws", region, &self.account, id)
     }
 
+    /// The Regions that hold keys, each once, in order: the map is ordered by Region first,
+    /// so one seek per Region finds the next (a key's context must not scan every key).
+    pub(crate) fn regions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut from = (String::new(), String::new());
+        while let Some(((r, _), _)) = self.keys.range(from..).next() {
+            // Every (r, id) sorts before (r + "\0", ""), the next Region's first key or after.
+            from = (format!("{r}\0"), String::new());
+            out.push(r.clone());
+        }
+        out
+    }
+
+    /// The key `id` in every Region that holds it (a multi-Region key and its replicas share
+    /// their key id), in Region order.
+    pub(crate) fn related<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a TwinKey> + 'a {
+        self.regions()
+            .into_iter()
+            .filter_map(move |r| self.keys.get(&(r, id.to_string())))
+    }
+
     pub(crate) fn info(&self, region: &str, id: &str) -> KeyInfo {
         let k = &self.keys[&(region.to_string(), id.to_string())];
         let multi_region = k.multi_region.map(|key_type| MultiRegionConfig {
             key_type,
             primary_region: k.primary_region.clone(),
             replica_regions: self
-                .keys
-                .values()
-                .filter(|o| o.key_id == k.key_id && o.region != k.primary_region)
+                .related(&k.key_id)
+                .filter(|o| o.region != k.primary_region)
                 .map(|o| o.region.clone())
                 .collect(),
         });
@@ -426,5 +512,63 @@ impl State {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alias_table_answers_by_name_and_by_key_after_every_change() {
+        let mut a = Aliases::default();
+        a.insert("us-east-1", "alias/a", "k1");
+        a.insert("us-east-1", "alias/b", "k1");
+        a.insert("us-west-2", "alias/a", "k1");
+        let of = |a: &Aliases, r: &str, id: &str| a.of_key(r, id).cloned().collect::<Vec<_>>();
+        assert_eq!(of(&a, "us-east-1", "k1"), ["alias/a", "alias/b"]);
+        // Retargeting moves the name from one key's list to the other's.
+        a.insert("us-east-1", "alias/a", "k2");
+        assert_eq!(of(&a, "us-east-1", "k1"), ["alias/b"]);
+        assert_eq!(of(&a, "us-east-1", "k2"), ["alias/a"]);
+        assert_eq!(
+            a.get("us-east-1", "alias/a").map(String::as_str),
+            Some("k2")
+        );
+        a.remove("us-east-1", "alias/b");
+        assert!(of(&a, "us-east-1", "k1").is_empty());
+        assert_eq!(a.get("us-east-1", "alias/b"), None);
+        // Another Region's alias of the same name and key is its own.
+        assert_eq!(of(&a, "us-west-2", "k1"), ["alias/a"]);
+        a.remove_key("us-east-1", "k2");
+        assert_eq!(a.in_region("us-east-1").count(), 0);
+        let west: Vec<_> = a.in_region("us-west-2").collect();
+        assert_eq!(west, [(&"alias/a".to_string(), &"k1".to_string())]);
+    }
+
+    #[test]
+    fn regions_and_related_keys_are_found_by_seeking_not_scanning() {
+        let twin = Twin::new().with_caller(crate::auth::OPERATOR_ROLE);
+        // A Region whose name is a prefix of another's must not hide it.
+        for region in ["us-east-1", "us-east-10", "eu-west-1"] {
+            twin.create_key(region, true, None, "", &[]);
+        }
+        let s = twin.lock();
+        assert_eq!(s.regions(), ["eu-west-1", "us-east-1", "us-east-10"]);
+        let mut s = s;
+        let ((_, id), k) = s
+            .keys
+            .iter()
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap();
+        for region in ["us-east-1", "us-east-10"] {
+            let mut copy = k.clone();
+            copy.region = region.to_string();
+            s.keys.insert((region.to_string(), id.clone()), copy);
+        }
+        let related: Vec<_> = s.related(&id).map(|k| k.region.as_str()).collect();
+        assert_eq!(related, ["eu-west-1", "us-east-1", "us-east-10"]);
+        assert_eq!(s.related("no-such-key").count(), 0);
     }
 }

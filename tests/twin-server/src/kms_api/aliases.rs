@@ -11,20 +11,16 @@ impl KmsApi {
     pub(super) async fn list_aliases(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {
         let aliases = kms.list_aliases(region, opt_str(body, "KeyId")).await?;
         let account = self.twin.account();
-        let items = aliases
-            .iter()
-            .map(|a| {
-                let mut v = json!({
-                    "AliasName": a.name,
-                    "AliasArn": format!("arn:aws:kms:{region}:{account}:{}", a.name),
-                });
-                if let Some(t) = &a.target_key_id {
-                    v["TargetKeyId"] = json!(t);
-                }
-                v
-            })
-            .collect();
-        self.page(body, items, "Aliases", 50, 100)
+        self.page(body, &aliases, "Aliases", (50, 100), |a| {
+            let mut v = json!({
+                "AliasName": a.name,
+                "AliasArn": format!("arn:aws:kms:{region}:{account}:{}", a.name),
+            });
+            if let Some(t) = &a.target_key_id {
+                v["TargetKeyId"] = json!(t);
+            }
+            v
+        })
     }
 
     pub(super) async fn create_alias(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {

@@ -166,14 +166,16 @@ impl KmsApi {
         m
     }
 
-    /// One page of `items` under `field`, from `Marker`, at most `Limit` (or `default`) long.
-    pub(super) fn page(
+    /// One page of `items` under `field`, from `Marker`, at most `Limit` (or `default`) long;
+    /// only the page's items are turned into JSON (`to_json`), so that paging through a long
+    /// list costs each page its own length, not the list's.
+    pub(super) fn page<T>(
         &self,
         body: &Value,
-        items: Vec<Value>,
+        items: &[T],
         field: &str,
-        default: usize,
-        max: usize,
+        (default, max): (usize, usize),
+        to_json: impl Fn(&T) -> Value,
     ) -> ApiResult {
         let limit = match body.get("Limit") {
             None | Some(Value::Null) => default,
@@ -196,7 +198,8 @@ impl KmsApi {
                 .ok_or_else(|| ApiError::aws(400, "InvalidMarkerException", "Invalid marker"))?,
         };
         let end = (start + limit).min(items.len());
-        let mut out = json!({field: items[start..end].to_vec(), "Truncated": end < items.len()});
+        let page: Vec<Value> = items[start..end].iter().map(to_json).collect();
+        let mut out = json!({field: page, "Truncated": end < items.len()});
         if end < items.len() {
             out["NextMarker"] = json!(format!("twin-page-{end}"));
         }
@@ -278,7 +281,7 @@ mod tests {
         let api = KmsApi::new(Twin::new());
         let items: Vec<Value> = (0..5).map(|i| json!(i)).collect();
         let p1 = api
-            .page(&json!({"Limit": 2}), items.clone(), "X", 50, 100)
+            .page(&json!({"Limit": 2}), &items, "X", (50, 100), Value::clone)
             .unwrap();
         assert_eq!(
             p1,
@@ -287,21 +290,25 @@ mod tests {
         let p3 = api
             .page(
                 &json!({"Marker": "twin-page-4"}),
-                items.clone(),
+                &items,
                 "X",
-                50,
-                100,
+                (50, 100),
+                Value::clone,
             )
             .unwrap();
         assert_eq!(p3, json!({"X": [4], "Truncated": false}));
         api.set_page_cap(3);
-        let capped = api.page(&json!({}), items.clone(), "X", 50, 100).unwrap();
+        let capped = api
+            .page(&json!({}), &items, "X", (50, 100), Value::clone)
+            .unwrap();
         assert_eq!(capped["X"].as_array().unwrap().len(), 3);
         assert!(matches!(
-            api.page(&json!({"Marker": "nope"}), items.clone(), "X", 50, 100),
+            api.page(&json!({"Marker": "nope"}), &items, "X", (50, 100), Value::clone),
             Err(ApiError::Aws { code, .. }) if code == "InvalidMarkerException"
         ));
-        assert!(api.page(&json!({"Limit": 0}), items, "X", 50, 100).is_err());
+        assert!(api
+            .page(&json!({"Limit": 0}), &items, "X", (50, 100), Value::clone)
+            .is_err());
     }
 
     #[tokio::test]

@@ -32,26 +32,13 @@ impl KmsApi {
             }
         }
         .min(self.page_cap());
-        let ids = self
-            .twin
-            .with_caller(caller)
-            .tag_index_key_ids(region)
-            .await?;
-        let account = self.twin.account();
-        let items: Vec<Value> = ids
+        let keys = self.twin.with_caller(caller).tag_index(region).await?;
+        let matching: Vec<_> = keys
             .iter()
-            .filter_map(|id| self.twin.key(region, id))
-            .filter(|k| {
+            .filter(|(_, tags)| {
                 filters.iter().all(|(fk, fv)| {
-                    k.tags
-                        .get(fk)
+                    tags.get(fk)
                         .is_some_and(|v| fv.is_empty() || fv.contains(v))
-                })
-            })
-            .map(|k| {
-                json!({
-                    "ResourceARN": key_arn("aws", region, &account, &k.key_id),
-                    "Tags": k.tags.iter().map(|(tk, tv)| json!({"Key": tk, "Value": tv})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -60,7 +47,7 @@ impl KmsApi {
             Some(t) => t
                 .strip_prefix("twin-page-")
                 .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n <= items.len())
+                .filter(|n| *n <= matching.len())
                 .ok_or_else(|| {
                     ApiError::aws(
                         400,
@@ -69,13 +56,24 @@ impl KmsApi {
                     )
                 })?,
         };
-        let end = (start + per_page).min(items.len());
-        let token = if end < items.len() {
+        let end = (start + per_page).min(matching.len());
+        let token = if end < matching.len() {
             format!("twin-page-{end}")
         } else {
             String::new()
         };
-        Ok(json!({"ResourceTagMappingList": items[start..end].to_vec(), "PaginationToken": token}))
+        // Only the page's keys become JSON: a listing of n keys costs O(n) per page, not more.
+        let account = self.twin.account();
+        let page: Vec<Value> = matching[start..end]
+            .iter()
+            .map(|(id, tags)| {
+                json!({
+                    "ResourceARN": key_arn("aws", region, &account, id),
+                    "Tags": tags.iter().map(|(tk, tv)| json!({"Key": tk, "Value": tv})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json!({"ResourceTagMappingList": page, "PaginationToken": token}))
     }
 }
 

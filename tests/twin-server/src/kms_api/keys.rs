@@ -48,13 +48,14 @@ impl KmsApi {
 
     pub(super) async fn list_keys(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {
         let account = self.twin.account();
-        let items = kms
-            .list_keys(region)
-            .await?
-            .iter()
-            .map(|id| json!({"KeyId": id, "KeyArn": key_arn("aws", region, &account, id)}))
-            .collect();
-        self.page(body, items, "Keys", 100, 1000)
+        let keys = kms.list_keys(region).await?;
+        self.page(
+            body,
+            &keys,
+            "Keys",
+            (100, 1000),
+            |id| json!({"KeyId": id, "KeyArn": key_arn("aws", region, &account, id)}),
+        )
     }
 
     pub(super) async fn get_key_policy(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {

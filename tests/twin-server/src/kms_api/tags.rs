@@ -18,7 +18,7 @@ impl KmsApi {
             .list_resource_tags(region, req_str(body, "KeyId")?)
             .await?;
         let items = tags_out(&tags).as_array().cloned().unwrap_or_default();
-        self.page(body, items, "Tags", 50, 50)
+        self.page(body, &items, "Tags", (50, 50), Value::clone)
     }
 
     pub(super) async fn tag_resource(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {

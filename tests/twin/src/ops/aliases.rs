@@ -22,9 +22,9 @@ pub(crate) fn list_aliases(
         None => None,
     };
     Ok(s.aliases
-        .iter()
-        .filter(|((r, _), k)| r == region && filter.as_ref().is_none_or(|f| f == *k))
-        .map(|((_, name), k)| AliasEntry {
+        .in_region(region)
+        .filter(|(_, k)| filter.as_ref().is_none_or(|f| f == *k))
+        .map(|(name, k)| AliasEntry {
             name: name.clone(),
             target_key_id: Some(k.clone()),
         })
@@ -44,8 +44,7 @@ pub(crate) fn create_alias(
     authorize_alias(s, caller, OP, region, alias)?;
     s.authorize_key(caller, OP, region, &id, |c| c)?;
     s.manageable(OP, region, &id)?;
-    let slot = (region.to_string(), alias.to_string());
-    if s.aliases.contains_key(&slot) {
+    if s.aliases.get(region, alias).is_some() {
         return Err(err(
             ErrorKind::AlreadyExists,
             OP,
@@ -57,7 +56,7 @@ pub(crate) fn create_alias(
             ),
         ));
     }
-    s.aliases.insert(slot, id.clone());
+    s.aliases.insert(region, alias, &id);
     let arn = s.arn(region, &id);
     let params = json!({"aliasName": alias, "targetKeyId": key_id});
     s.push_record(
@@ -81,8 +80,7 @@ pub(crate) fn update_alias(
     authorize_alias(s, caller, OP, region, alias)?;
     s.authorize_key(caller, OP, region, &id, |c| c)?;
     s.manageable(OP, region, &id)?;
-    let slot = (region.to_string(), alias.to_string());
-    let Some(old) = s.aliases.get(&slot).cloned() else {
+    let Some(old) = s.aliases.get(region, alias).cloned() else {
         return Err(err(
             ErrorKind::NotFound,
             OP,
@@ -96,7 +94,7 @@ pub(crate) fn update_alias(
     };
     // UpdateAlias is authorized on the alias, the key it points to now and the new one.
     s.authorize_key(caller, OP, region, &old, |c| c)?;
-    s.aliases.insert(slot, id.clone());
+    s.aliases.insert(region, alias, &id);
     let (arn, old_arn) = (s.arn(region, &id), s.arn(region, &old));
     let params = json!({"aliasName": alias, "targetKeyId": key_id});
     s.push_record(
@@ -115,8 +113,7 @@ pub(crate) fn delete_alias(
     alias: &str,
 ) -> KmsResult<()> {
     const OP: Op = Op::DeleteAlias;
-    let slot = (region.to_string(), alias.to_string());
-    let Some(id) = s.aliases.get(&slot).cloned() else {
+    let Some(id) = s.aliases.get(region, alias).cloned() else {
         return Err(err(
             ErrorKind::NotFound,
             OP,
@@ -130,7 +127,7 @@ pub(crate) fn delete_alias(
     };
     authorize_alias(s, caller, OP, region, alias)?;
     s.authorize_key(caller, OP, region, &id, |c| c)?;
-    s.aliases.remove(&slot);
+    s.aliases.remove(region, alias);
     let arn = s.arn(region, &id);
     let params = json!({"aliasName": alias});
     s.push_record(

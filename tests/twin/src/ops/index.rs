@@ -3,9 +3,10 @@
 //! and sees tag changes at once) and EventBridge PutEvents on the audit bus.
 
 use crate::auth::Check;
-use crate::state::State;
+use crate::state::{State, TwinKey};
 use kms_replicator::op::Op;
 use kms_replicator::port::{AuditError, AuditEvent, KmsResult, TaggedKey};
+use std::collections::BTreeMap;
 
 /// `tag:GetResources`: an IAM policy decides (the Tagging API has no resource to name).
 fn authorize(s: &State, caller: &str, region: &str) -> KmsResult<()> {
@@ -13,14 +14,24 @@ fn authorize(s: &State, caller: &str, region: &str) -> KmsResult<()> {
     s.authorize(caller, Op::GetResources, region, &check)
 }
 
-/// Every key id of a Region, whatever its tags.
-pub(crate) fn key_ids(s: &State, caller: &str, region: &str) -> KmsResult<Vec<String>> {
+/// Every key of a Region, whatever its tags: its id and its tags.
+pub(crate) fn keys_with_tags(
+    s: &State,
+    caller: &str,
+    region: &str,
+) -> KmsResult<Vec<(String, BTreeMap<String, String>)>> {
     authorize(s, caller, region)?;
-    Ok(s.keys
-        .keys()
-        .filter(|(r, _)| r == region)
-        .map(|(_, id)| id.clone())
+    Ok(in_region(s, region)
+        .map(|(id, k)| (id.clone(), k.tags.clone()))
         .collect())
+}
+
+/// The keys of one Region: the map is ordered by Region first, so they are one range of it.
+fn in_region<'a>(s: &'a State, region: &'a str) -> impl Iterator<Item = (&'a String, &'a TwinKey)> {
+    s.keys
+        .range((region.to_string(), String::new())..)
+        .take_while(move |((r, _), _)| r == region)
+        .map(|((_, id), k)| (id, k))
 }
 
 /// The keys of a Region that carry `tag_key`, with its value.
@@ -31,12 +42,10 @@ pub(crate) fn tagged_keys(
     tag_key: &str,
 ) -> KmsResult<Vec<TaggedKey>> {
     authorize(s, caller, region)?;
-    Ok(s.keys
-        .iter()
-        .filter(|((r, _), _)| r == region)
-        .filter_map(|((r, id), k)| {
+    Ok(in_region(s, region)
+        .filter_map(|(id, k)| {
             Some(TaggedKey {
-                arn: s.arn(r, id),
+                arn: s.arn(region, id),
                 value: k.tags.get(tag_key)?.clone(),
             })
         })

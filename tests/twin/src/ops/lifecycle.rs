@@ -92,9 +92,7 @@ pub(crate) fn schedule_key_deletion(
     let has_replicas = {
         let k = &s.keys[&(region.to_string(), id.clone())];
         k.multi_region == Some(MultiRegionKeyType::Primary)
-            && s.keys
-                .values()
-                .any(|o| o.key_id == id && o.region != region)
+            && s.related(&id).any(|o| o.region != region)
     };
     let state = if has_replicas {
         KeyState::PendingReplicaDeletion

@@ -387,12 +387,16 @@ impl Twin {
 }
 
 impl Twin {
-    /// The key ids of a Region as the Resource Groups Tagging API's `GetResources` sees them,
-    /// for the HTTP server's GetResources (any tag filters): recorded, stalled and failed as
-    /// the operation `GetResources`, like [`TagIndex::tagged_keys`].
-    pub async fn tag_index_key_ids(&self, region: &str) -> KmsResult<Vec<String>> {
+    /// The keys of a Region as the Resource Groups Tagging API's `GetResources` sees them,
+    /// each key id with its tags, for the HTTP server's GetResources (any tag filters):
+    /// recorded, stalled and failed as the operation `GetResources`, like
+    /// [`TagIndex::tagged_keys`].
+    pub async fn tag_index(
+        &self,
+        region: &str,
+    ) -> KmsResult<Vec<(String, std::collections::BTreeMap<String, String>)>> {
         self.enter(region, Op::GetResources).await?;
-        index::key_ids(&self.lock(), &self.caller, region)
+        index::keys_with_tags(&self.lock(), &self.caller, region)
     }
 }
 

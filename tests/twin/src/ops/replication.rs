@@ -336,7 +336,10 @@ pub(crate) fn update_primary_region(
         e
     })?;
     let until = Instant::now() + s.updating_for;
-    for k in s.keys.values_mut().filter(|k| k.key_id == id) {
+    for r in s.regions() {
+        let Some(k) = s.keys.get_mut(&(r, id.clone())) else {
+            continue;
+        };
         k.primary_region = new_primary_region.to_string();
         k.multi_region = Some(if k.region == new_primary_region {
             MultiRegionKeyType::Primary
