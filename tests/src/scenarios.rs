@@ -827,8 +827,9 @@ pub fn splice(path: &Path, table: &str) -> std::io::Result<()> {
     std::fs::write(path, out)
 }
 
-/// Where a run's time went, per (Region, operation): when its first and last call came and
-/// how many calls, busiest first (for reading a sweep's figure against its floor).
+/// Where a run's time went, per (Region, operation): when its first and last call came, how
+/// many calls and the rate between the first and the last, busiest first (for reading a
+/// sweep's figure against its floor).
 pub fn timeline(calls: &[Call], started: Instant, wall: Duration) -> String {
     let mut by: BTreeMap<(String, Op), (Duration, Duration, usize)> = BTreeMap::new();
     for c in calls.iter().filter(|c| c.at >= started) {
@@ -842,11 +843,16 @@ pub fn timeline(calls: &[Call], started: Instant, wall: Duration) -> String {
     rows.sort_by_key(|r| std::cmp::Reverse(r.1 .2));
     let mut out = format!("timeline of {:.1} s:", wall.as_secs_f64());
     for ((region, op), (first, last, n)) in rows.iter().take(12) {
+        let span = (*last - *first).as_secs_f64();
+        let rate = if span > 0.0 {
+            format!(" ({:.1}/s between)", (n - 1) as f64 / span)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "\n  {n:>6} {op} in {region}: first at {:.2} s, last at {:.2} s ({:.1}/s between)",
+            "\n  {n:>6} {op} in {region}: first at {:.2} s, last at {:.2} s{rate}",
             first.as_secs_f64(),
             last.as_secs_f64(),
-            *n as f64 / (*last - *first).as_secs_f64().max(0.001)
         ));
     }
     out
@@ -855,6 +861,42 @@ pub fn timeline(calls: &[Call], started: Instant, wall: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_puts_the_busiest_pair_first_with_its_span_and_rate() {
+        let started = Instant::now();
+        let call = |region: &str, op, ms| Call {
+            region: region.into(),
+            op,
+            caller: String::new(),
+            at: started + Duration::from_millis(ms),
+        };
+        let before = Call {
+            at: started - Duration::from_millis(5),
+            ..call("us-east-1", Op::ListAliases, 0)
+        };
+        let calls = [
+            before,
+            call("us-east-1", Op::ListAliases, 100),
+            call("eu-west-1", Op::DescribeKey, 1000),
+            call("eu-west-1", Op::DescribeKey, 1500),
+            call("eu-west-1", Op::DescribeKey, 2000),
+        ];
+        let t = timeline(&calls, started, Duration::from_secs(2));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "timeline of 2.0 s:");
+        // 3 calls one second apart from first to last: 2 a second between.
+        assert_eq!(
+            lines[1].trim(),
+            "3 DescribeKey in eu-west-1: first at 1.00 s, last at 2.00 s (2.0/s between)"
+        );
+        // The call before the start is not counted; one call has no rate.
+        assert_eq!(
+            lines[2].trim(),
+            "1 ListAliases in us-east-1: first at 0.10 s, last at 0.10 s"
+        );
+        assert_eq!(lines.len(), 3);
+    }
 
     #[test]
     fn requests_in_units_fill_a_window_only_with_whole_units() {

@@ -455,6 +455,18 @@ impl State {
         out
     }
 
+    /// The keys of one Region, by key id: the map is ordered by Region first, so they are one
+    /// range of it.
+    pub(crate) fn keys_in<'a>(
+        &'a self,
+        region: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a TwinKey)> + 'a {
+        self.keys
+            .range((region.to_string(), String::new())..)
+            .take_while(move |((r, _), _)| r == region)
+            .map(|((_, id), k)| (id, k))
+    }
+
     /// The key `id` in every Region that holds it (a multi-Region key and its replicas share
     /// their key id), in Region order.
     pub(crate) fn related<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a TwinKey> + 'a {
@@ -547,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn regions_and_related_keys_are_found_by_seeking_not_scanning() {
+    fn each_region_is_listed_once_and_a_key_is_found_in_every_region_that_holds_it() {
         let twin = Twin::new().with_caller(crate::auth::OPERATOR_ROLE);
         // A Region whose name is a prefix of another's must not hide it.
         for region in ["us-east-1", "us-east-10", "eu-west-1"] {

@@ -2,7 +2,7 @@
 
 use super::api::KmsApi;
 use super::error::{ApiError, ApiResult};
-use super::wire::{req_str, tags_in, tags_out};
+use super::wire::{req_str, tag_out, tags_in};
 use kms_replicator::Kms;
 use serde_json::{json, Value};
 use twin::Twin;
@@ -17,8 +17,7 @@ impl KmsApi {
         let tags = kms
             .list_resource_tags(region, req_str(body, "KeyId")?)
             .await?;
-        let items = tags_out(&tags).as_array().cloned().unwrap_or_default();
-        self.page(body, &items, "Tags", (50, 50), Value::clone)
+        self.page(body, &tags, "Tags", (50, 50), tag_out)
     }
 
     pub(super) async fn tag_resource(&self, kms: &Twin, region: &str, body: &Value) -> ApiResult {

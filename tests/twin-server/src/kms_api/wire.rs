@@ -64,11 +64,12 @@ pub(super) fn tags_in(body: &Value) -> Result<Vec<Tag>, ApiError> {
 }
 
 pub(super) fn tags_out(tags: &[Tag]) -> Value {
-    Value::Array(
-        tags.iter()
-            .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
-            .collect(),
-    )
+    Value::Array(tags.iter().map(tag_out).collect())
+}
+
+/// One tag as KMS writes it.
+pub(super) fn tag_out(t: &Tag) -> Value {
+    json!({"TagKey": t.key, "TagValue": t.value})
 }
 
 /// The Region, access key id and service named in a SigV4 `Authorization` header:

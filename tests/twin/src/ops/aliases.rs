@@ -17,18 +17,24 @@ pub(crate) fn list_aliases(
 ) -> KmsResult<Vec<AliasEntry>> {
     let check = Check::without_resource(Op::ListAliases, region);
     s.authorize(caller, Op::ListAliases, region, &check)?;
-    let filter = match key_id {
-        Some(k) => Some(s.resolve(Op::ListAliases, region, k)?),
-        None => None,
+    let entry = |name: &String, id: &String| AliasEntry {
+        name: name.clone(),
+        target_key_id: Some(id.clone()),
     };
-    Ok(s.aliases
-        .in_region(region)
-        .filter(|(_, k)| filter.as_ref().is_none_or(|f| f == *k))
-        .map(|(name, k)| AliasEntry {
-            name: name.clone(),
-            target_key_id: Some(k.clone()),
-        })
-        .collect())
+    Ok(match key_id {
+        Some(k) => {
+            let id = s.resolve(Op::ListAliases, region, k)?;
+            s.aliases
+                .of_key(region, &id)
+                .map(|n| entry(n, &id))
+                .collect()
+        }
+        None => s
+            .aliases
+            .in_region(region)
+            .map(|(n, id)| entry(n, id))
+            .collect(),
+    })
 }
 
 pub(crate) fn create_alias(

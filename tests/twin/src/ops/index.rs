@@ -3,7 +3,7 @@
 //! and sees tag changes at once) and EventBridge PutEvents on the audit bus.
 
 use crate::auth::Check;
-use crate::state::{State, TwinKey};
+use crate::state::State;
 use kms_replicator::op::Op;
 use kms_replicator::port::{AuditError, AuditEvent, KmsResult, TaggedKey};
 use std::collections::BTreeMap;
@@ -21,17 +21,9 @@ pub(crate) fn keys_with_tags(
     region: &str,
 ) -> KmsResult<Vec<(String, BTreeMap<String, String>)>> {
     authorize(s, caller, region)?;
-    Ok(in_region(s, region)
+    Ok(s.keys_in(region)
         .map(|(id, k)| (id.clone(), k.tags.clone()))
         .collect())
-}
-
-/// The keys of one Region: the map is ordered by Region first, so they are one range of it.
-fn in_region<'a>(s: &'a State, region: &'a str) -> impl Iterator<Item = (&'a String, &'a TwinKey)> {
-    s.keys
-        .range((region.to_string(), String::new())..)
-        .take_while(move |((r, _), _)| r == region)
-        .map(|((_, id), k)| (id, k))
 }
 
 /// The keys of a Region that carry `tag_key`, with its value.
@@ -42,7 +34,7 @@ pub(crate) fn tagged_keys(
     tag_key: &str,
 ) -> KmsResult<Vec<TaggedKey>> {
     authorize(s, caller, region)?;
-    Ok(in_region(s, region)
+    Ok(s.keys_in(region)
         .filter_map(|(id, k)| {
             Some(TaggedKey {
                 arn: s.arn(region, id),
